@@ -1,0 +1,46 @@
+"""What a pass gets besides its input model and parameters."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from modelmill.engine.events import EventBus
+
+log = logging.getLogger("modelmill")
+
+
+@dataclass(frozen=True)
+class Accelerator:
+    device: str = "cpu"
+    execution_provider: str = "CPUExecutionProvider"
+
+
+@dataclass
+class PassContext:
+    """Per-pass services. Passes never print: they report through the context.
+
+    ``output_dir`` is a fresh empty folder for this pass's output; ``work_dir`` a scratch
+    folder for the pass; ``cache_dir`` is shared across runs (e.g. the builder's HF cache).
+    """
+
+    pass_name: str
+    output_dir: Path
+    work_dir: Path
+    cache_dir: Path
+    bus: EventBus
+    accelerator: Accelerator = field(default_factory=Accelerator)
+    data_configs: dict[str, Any] = field(default_factory=dict)
+
+    def progress(self, fraction: float, message: str = "") -> None:
+        self.bus.emit("pass.progress", pass_name=self.pass_name, fraction=max(0.0, min(1.0, fraction)),
+                      message=message)
+
+    def log(self, message: str, level: str = "info") -> None:
+        getattr(log, level if level != "warning" else "warning")(message)
+        self.bus.emit("log", pass_name=self.pass_name, level=level, message=message)
+
+    def warn(self, message: str) -> None:
+        self.bus.emit("warning", pass_name=self.pass_name, message=message)

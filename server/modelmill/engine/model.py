@@ -1,0 +1,49 @@
+"""Handles on models as they move between passes."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+ModelKind = Literal["hf", "pytorch", "onnx"]
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A model on disk.
+
+    - ``hf``: a Hugging Face folder (config.json + weights + tokenizer).
+    - ``pytorch``: a ``torch.save``d module file, or a folder with a loader script.
+    - ``onnx``: a folder holding ``onnx_file`` and its companions (external data,
+      genai_config.json, tokenizer files), which passes carry along to their output.
+    """
+
+    kind: ModelKind
+    path: Path
+    onnx_file: str = "model.onnx"
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def model_file(self) -> Path:
+        """The ONNX file itself (only for kind ``onnx``)."""
+        return self.path / self.onnx_file
+
+    @property
+    def is_genai(self) -> bool:
+        """True when the folder is an onnxruntime-genai model (has genai_config.json)."""
+        return self.kind == "onnx" and (self.path / "genai_config.json").exists()
+
+    def with_attributes(self, **extra: Any) -> "ModelRef":
+        return replace(self, attributes={**self.attributes, **extra})
+
+    def hf_config(self) -> dict[str, Any]:
+        """config.json of an HF folder (or the one copied beside an ONNX model), else {}."""
+        for candidate in (self.path / "config.json",):
+            if candidate.exists():
+                return json.loads(candidate.read_text())
+        return {}
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "path": str(self.path), "onnx_file": self.onnx_file, "attributes": self.attributes}

@@ -1,0 +1,1 @@
+"""Passes: one module per pass; ``registry`` finds them by Olive's names and aliases."""

@@ -1,0 +1,66 @@
+"""The pass contract: one module per pass declares its parameters and transforms a model.
+
+A pass's ``Params`` model is the single source of truth for its parameters: validation,
+the JSON Schema, CLI help, completions and hover texts are all generated from it.
+Heavy libraries (torch, onnxruntime, transformers) are imported inside ``run`` only, so
+that config tooling stays fast.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from modelmill.engine.context import PassContext
+from modelmill.engine.model import ModelKind, ModelRef
+
+
+class PassParams(BaseModel):
+    """Base for pass parameter models: unknown keys are errors (with did-you-mean)."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=False)
+
+    @classmethod
+    def searchable_fields(cls) -> dict[str, list[Any]]:
+        """Parameters a search may vary, with the values it tries by default."""
+        result: dict[str, list[Any]] = {}
+        for name, info in cls.model_fields.items():
+            extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+            if "searchable" in extra:
+                result[name] = list(extra["searchable"])  # type: ignore[arg-type]
+        return result
+
+
+def searchable(default: Any, values: list[Any], description: str, **kwargs: Any) -> Any:
+    """A parameter field that a search may vary over ``values``."""
+    return Field(default, description=description, json_schema_extra={"searchable": values}, **kwargs)
+
+
+class Pass(ABC):
+    """One model transformation.
+
+    Class attributes describe the pass for the registry, the checks and the docs.
+    """
+
+    name: ClassVar[str]
+    """Olive's canonical pass type name, e.g. ``OnnxDynamicQuantization``."""
+    aliases: ClassVar[tuple[str, ...]] = ()
+    """Other names Olive (old or new) uses for the same pass."""
+    description: ClassVar[str]
+    """One paragraph for the person editing a config (hover, docs)."""
+    Params: ClassVar[type[PassParams]]
+    accepts: ClassVar[frozenset[ModelKind]] = frozenset({"onnx"})
+    """Input model kinds the pass can transform."""
+    produces: ClassVar[ModelKind] = "onnx"
+    supported_precisions: ClassVar[tuple[str, ...] | None] = None
+    """Values the ``precision`` parameter may take, where the pass has one."""
+    output_is_fused: ClassVar[bool] = False
+    """True when the output already has fused attention/layernorm ops (e.g. ModelBuilder)."""
+    supported_providers: ClassVar[tuple[str, ...] | None] = None
+    """Execution providers the pass supports (None = all)."""
+
+    @abstractmethod
+    def run(self, model: ModelRef, params: PassParams, ctx: PassContext) -> ModelRef:
+        """Transform ``model`` into a new model written under ``ctx.output_dir``."""
