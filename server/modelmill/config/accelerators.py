@@ -1,0 +1,92 @@
+"""Devices, execution providers and what this machine has installed (without importing onnxruntime)."""
+
+from __future__ import annotations
+
+import importlib.metadata as metadata
+import re
+from functools import lru_cache
+
+DEVICES = ("cpu", "cpu_spr", "gpu", "npu", "vpu", "intel_myriad", "any")
+
+EXECUTION_PROVIDERS = (
+    "CPUExecutionProvider", "CUDAExecutionProvider", "DmlExecutionProvider", "OpenVINOExecutionProvider",
+    "TensorrtExecutionProvider", "ROCMExecutionProvider", "MIGraphXExecutionProvider",
+    "NvTensorRTRTXExecutionProvider", "JsExecutionProvider", "QNNExecutionProvider", "VitisAIExecutionProvider",
+    "WebGpuExecutionProvider",
+)
+
+# Olive's device → EP map, used to drop EPs that do not run on the device (reference §3).
+DEVICE_EPS: dict[str, tuple[str, ...]] = {
+    "cpu": ("CPUExecutionProvider", "OpenVINOExecutionProvider"),
+    "gpu": ("QNNExecutionProvider", "DmlExecutionProvider", "CUDAExecutionProvider", "ROCMExecutionProvider",
+            "MIGraphXExecutionProvider", "TensorrtExecutionProvider", "NvTensorRTRTXExecutionProvider",
+            "OpenVINOExecutionProvider", "JsExecutionProvider", "WebGpuExecutionProvider"),
+    "npu": ("DmlExecutionProvider", "QNNExecutionProvider", "VitisAIExecutionProvider", "OpenVINOExecutionProvider"),
+}
+
+# The EP a device gets when only the device is given; other devices need an explicit EP.
+DEFAULT_EP = {"cpu": "CPUExecutionProvider", "gpu": "CUDAExecutionProvider"}
+
+# The device an EP implies when only the EP is given: its most common home.
+_EP_HOME = {"CPUExecutionProvider": "cpu", "OpenVINOExecutionProvider": "cpu", "QNNExecutionProvider": "npu",
+            "VitisAIExecutionProvider": "npu"}
+
+
+def infer_device(ep: str) -> str:
+    return _EP_HOME.get(ep) or ("gpu" if ep in DEVICE_EPS["gpu"] else "cpu")
+
+
+def ep_runs_on(ep: str, device: str) -> bool:
+    """False when Olive would drop ``ep`` for ``device``; devices outside the map are not checked."""
+    return device not in DEVICE_EPS or ep in DEVICE_EPS[device]
+
+
+# onnxruntime distributions → the EPs their wheels ship (reference: ModelMill brief).
+_DIST_EPS: dict[str, tuple[str, ...]] = {
+    "onnxruntime": ("CPUExecutionProvider", "AzureExecutionProvider"),
+    "onnxruntime-gpu": ("CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider"),
+    "onnxruntime-directml": ("CPUExecutionProvider", "DmlExecutionProvider"),
+    "onnxruntime-openvino": ("CPUExecutionProvider", "OpenVINOExecutionProvider"),
+    "onnxruntime-qnn": ("CPUExecutionProvider", "QNNExecutionProvider"),
+    "onnxruntime-rocm": ("CPUExecutionProvider", "ROCMExecutionProvider", "MIGraphXExecutionProvider"),
+    "onnxruntime-migraphx": ("CPUExecutionProvider", "MIGraphXExecutionProvider"),
+    "onnxruntime-vitisai": ("CPUExecutionProvider", "VitisAIExecutionProvider"),
+    "onnxruntime-webgpu": ("CPUExecutionProvider", "WebGpuExecutionProvider"),
+}
+
+# Shared-library stems in onnxruntime/capi, e.g. libonnxruntime_providers_cuda.so → CUDA.
+_LIB_EPS = {"cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider",
+            "openvino": "OpenVINOExecutionProvider", "qnn": "QNNExecutionProvider", "rocm": "ROCMExecutionProvider",
+            "migraphx": "MIGraphXExecutionProvider", "vitisai": "VitisAIExecutionProvider",
+            "dml": "DmlExecutionProvider", "nv_tensorrt_rtx": "NvTensorRTRTXExecutionProvider",
+            "webgpu": "WebGpuExecutionProvider"}
+_LIB = re.compile(r"onnxruntime_providers_([a-z_]+)\.(?:so|dll|dylib)")
+
+# Which pip package brings an EP, for the "install" hint.
+EP_PACKAGES = {"CUDAExecutionProvider": "onnxruntime-gpu", "TensorrtExecutionProvider": "onnxruntime-gpu",
+               "DmlExecutionProvider": "onnxruntime-directml", "OpenVINOExecutionProvider": "onnxruntime-openvino",
+               "QNNExecutionProvider": "onnxruntime-qnn", "ROCMExecutionProvider": "onnxruntime-rocm",
+               "MIGraphXExecutionProvider": "onnxruntime-migraphx", "VitisAIExecutionProvider": "onnxruntime-vitisai",
+               "WebGpuExecutionProvider": "onnxruntime-webgpu", "CPUExecutionProvider": "onnxruntime"}
+
+
+@lru_cache(maxsize=1)
+def installed_execution_providers() -> frozenset[str] | None:
+    """EPs the installed onnxruntime wheel(s) provide, or None when onnxruntime is not installed.
+
+    Read from package metadata (distribution names and the provider libraries in RECORD):
+    importing onnxruntime would take seconds and is not allowed in config tooling.
+    """
+    found: set[str] = set()
+    any_ort = False
+    for dist in metadata.distributions():
+        name = (dist.metadata["Name"] or "").lower().replace("_", "-")
+        if name not in _DIST_EPS:
+            continue
+        any_ort = True
+        found.update(_DIST_EPS[name])
+        for file in dist.files or ():
+            match = _LIB.search(file.name)
+            if match and match.group(1) in _LIB_EPS:
+                found.add(_LIB_EPS[match.group(1)])
+    return frozenset(found) if any_ort else None

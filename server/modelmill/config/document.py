@@ -1,0 +1,126 @@
+"""A config document: its text, node tree with positions, plain data and syntax problems."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from modelmill.config.diagnostics import Diagnostic, KeyPath
+from modelmill.config.positions import (
+    ZERO, ArrayNode, Entry, Node, ObjectNode, Range, parse_json, parse_yaml, to_data,
+)
+from modelmill.errors import ConfigError
+
+Format = Literal["json", "yaml"]
+
+
+@dataclass
+class Document:
+    """A parsed config. ``path`` is a file path or any name (an editor URI, "<stdin>")."""
+
+    path: str
+    text: str
+    format: Format
+    root: Node | None
+    syntax: list[Diagnostic] = field(default_factory=list)
+
+    @property
+    def data(self) -> Any:
+        """Plain data, as json.load / yaml.safe_load would return it (best effort on broken text)."""
+        return to_data(self.root)
+
+    @property
+    def name(self) -> str:
+        return Path(self.path).name if self.path else "<config>"
+
+    @property
+    def base_dir(self) -> Path | None:
+        """The folder of the file, for relative paths; None for an unsaved buffer."""
+        path = Path(self.path)
+        return path.parent if path.suffix and path.parent.exists() else None
+
+    def node_at(self, path: KeyPath) -> tuple[Node | None, Entry | None, int]:
+        """(node, entry it is the value of, how many path elements matched)."""
+        node, entry = self.root, None
+        for depth, elem in enumerate(path):
+            if isinstance(node, ObjectNode) and isinstance(elem, str) and (found := node.get(elem)):
+                entry = found
+                if found.value is None:
+                    return None, found, depth + 1
+                node = found.value
+            elif isinstance(node, ArrayNode) and isinstance(elem, int) and 0 <= elem < len(node.items):
+                node, entry = node.items[elem], None
+            else:
+                return node, entry, depth
+        return node, entry, len(path)
+
+    def has(self, path: KeyPath) -> bool:
+        return self.node_at(path)[2] == len(path)
+
+    def range_of(self, path: KeyPath, key: bool = False) -> Range:
+        """Range of the value at ``path`` (or of its key), else of the nearest existing ancestor."""
+        node, entry, _ = self.node_at(path)
+        if key and entry is not None:
+            return entry.key_range
+        if node is not None:
+            return node.range
+        return entry.key_range if entry is not None else ZERO
+
+    def path_at(self, line: int, col: int) -> KeyPath:
+        """The key path of the innermost value or key at a position (for hover/completion)."""
+        path: list[str | int] = []
+        node = self.root
+        while node is not None:
+            if isinstance(node, ObjectNode):
+                hit = next((e for e in node.entries if _inside(e.key_range, line, col)
+                            or (e.value is not None and _inside(e.value.range, line, col))), None)
+                if hit is None:
+                    break
+                path.append(hit.key)
+                node = None if _inside(hit.key_range, line, col) else hit.value
+            elif isinstance(node, ArrayNode):
+                index = next((i for i, item in enumerate(node.items) if _inside(item.range, line, col)), None)
+                if index is None:
+                    break
+                path.append(index)
+                node = node.items[index]
+            else:
+                break
+        return tuple(path)
+
+
+def _inside(rng: Range, line: int, col: int) -> bool:
+    return (rng.start.line, rng.start.col) <= (line, col) <= (rng.end.line, rng.end.col)
+
+
+def detect_format(text: str, name: str) -> Format:
+    suffix = Path(name).suffix.lower()
+    if suffix in (".yaml", ".yml"):
+        return "yaml"
+    if suffix == ".json":
+        return "json"
+    return "json" if text.lstrip()[:1] in ("{", "[") else "yaml"
+
+
+def parse_document(text: str, path_or_name: str | Path = "<config>", format: Format | None = None) -> Document:
+    """Parse text (never raises on bad syntax: problems land in ``Document.syntax``)."""
+    name = str(path_or_name)
+    fmt = format or detect_format(text, name)
+    root, issues = parse_json(text) if fmt == "json" else parse_yaml(text)
+    syntax = [Diagnostic(issue.range, issue.severity, issue.code, issue.message)  # type: ignore[arg-type]
+              for issue in issues]
+    return Document(name, text, fmt, root, syntax)
+
+
+def load_document(path: str | Path) -> Document:
+    """Read and parse a .json/.yaml/.yml file (Olive refuses other suffixes, and so do we)."""
+    path = Path(path)
+    if path.suffix.lower() not in (".json", ".yaml", ".yml"):
+        raise ConfigError(f"unsupported config file type '{path.suffix}'", fix="use a .json, .yaml or .yml file",
+                          where=str(path))
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise ConfigError(f"cannot read the config: {exc.strerror or exc}", where=str(path)) from exc
+    return parse_document(text, path)

@@ -1,0 +1,49 @@
+"""Writing an output folder safely: build under a temporary name, rename into place when complete."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from pathlib import Path
+
+
+def temp_sibling(target: Path, run_id: str) -> Path:
+    """A scratch folder next to ``target`` (same filesystem, so the final rename is atomic)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".{target.name}.partial-{run_id}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    return tmp
+
+
+def place(tmp: Path, target: Path) -> None:
+    """Replace ``target`` with the finished ``tmp`` folder; an old output is removed only after."""
+    old = None
+    if target.exists():
+        old = target.parent / f".{target.name}.old-{os.getpid()}"
+        shutil.rmtree(old, ignore_errors=True)
+        target.rename(old)
+    tmp.rename(target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def move_or_copy_contents(source: Path, dest: Path) -> None:
+    """Move every file of ``source`` into ``dest`` (copy across filesystems)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for item in source.iterdir():
+        shutil.move(str(item), str(dest / item.name))
+
+
+def file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def describe_files(folder: Path) -> dict[str, dict[str, object]]:
+    """name → size and sha256, for the manifest."""
+    return {str(p.relative_to(folder)): {"bytes": p.stat().st_size, "sha256": file_digest(p)}
+            for p in sorted(folder.rglob("*")) if p.is_file()}

@@ -1,0 +1,116 @@
+"""A plan: the resolved input model and the passes to run on it, checked before any work."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from modelmill.engine.context import Accelerator
+from modelmill.engine.model import ModelKind, ModelRef
+from modelmill.errors import ConfigError
+from modelmill.passes.base import Pass, PassParams
+
+if TYPE_CHECKING:
+    from modelmill.config.models import WorkflowConfig
+
+
+@dataclass
+class PlanStep:
+    name: str
+    """The pass's key in the config (e.g. ``conversion``)."""
+    pass_cls: type[Pass]
+    params: PassParams
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "type": self.pass_cls.name,
+                "params": self.params.model_dump(mode="json", exclude_defaults=True)}
+
+
+@dataclass
+class Plan:
+    input_model: ModelRef
+    steps: list[PlanStep]
+    output_dir: Path
+    cache_dir: Path
+    accelerator: Accelerator = field(default_factory=Accelerator)
+    data_configs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    source_config: dict[str, Any] = field(default_factory=dict)
+
+    def check(self) -> None:
+        """Fail before any work when a pass cannot take the model the previous one produces."""
+        if not self.steps:
+            raise ConfigError("the workflow has no passes", fix="add at least one entry under 'passes'")
+        kind: ModelKind = self.input_model.kind
+        previous = "the input model"
+        for step in self.steps:
+            if kind not in step.pass_cls.accepts:
+                wanted = " or ".join(sorted(step.pass_cls.accepts))
+                raise ConfigError(
+                    f"pass '{step.name}' ({step.pass_cls.name}) takes a {wanted} model, but {previous} is {kind}",
+                    fix=_kind_fix(step.pass_cls, kind), where=f"passes.{step.name}")
+            kind = step.pass_cls.produces
+            previous = f"the output of '{step.name}'"
+
+    def describe(self) -> dict[str, Any]:
+        return {"input_model": self.input_model.to_json(), "passes": [s.describe() for s in self.steps],
+                "device": self.accelerator.device, "execution_provider": self.accelerator.execution_provider,
+                "output_dir": str(self.output_dir), "cache_dir": str(self.cache_dir)}
+
+
+def _kind_fix(pass_cls: type[Pass], kind: ModelKind) -> str:
+    if "onnx" in pass_cls.accepts and kind in ("hf", "pytorch"):
+        return "convert first: put ModelBuilder (LLMs) or OnnxConversion before this pass"
+    if "hf" in pass_cls.accepts and kind == "onnx":
+        return "this pass needs the Hugging Face folder: move it before the conversion pass, or use an ONNX pass"
+    return "reorder the passes"
+
+
+def resolve_input_model(config: "WorkflowConfig") -> ModelRef:
+    """The config's input_model as a local ModelRef (samples fetched, hub ids refused)."""
+    from modelmill.samples import resolve_model_path
+
+    spec = config.input_model
+    model_type = spec.type.lower()
+    path = resolve_model_path(spec.model_path)
+    attributes: dict[str, Any] = {"task": getattr(spec, "task", None)}
+    if model_type == "hfmodel":
+        if not (path / "config.json").exists():
+            raise ConfigError(f"input model folder {path} has no config.json, so it is not a Hugging Face model",
+                              fix="point model_path at a folder saved with save_pretrained, or use type ONNXModel "
+                                  "for an ONNX model", where="input_model.model_path")
+        return ModelRef(kind="hf", path=path, attributes=attributes)
+    if model_type == "onnxmodel":
+        if path.is_file():
+            return ModelRef(kind="onnx", path=path.parent, onnx_file=path.name, attributes=attributes)
+        name = getattr(spec, "onnx_file_name", None)
+        candidates = [name] if name else [p.name for p in sorted(path.glob("*.onnx"))]
+        if not candidates or not (path / candidates[0]).exists():
+            raise ConfigError(f"no ONNX file found in {path}", fix="set model_path to the .onnx file or its folder",
+                              where="input_model.model_path")
+        if len(candidates) > 1 and "model.onnx" in candidates:
+            candidates = ["model.onnx"]
+        return ModelRef(kind="onnx", path=path, onnx_file=candidates[0], attributes=attributes)
+    if model_type == "pytorchmodel":
+        attributes["io_config"] = getattr(spec, "io_config", None)
+        if path.is_dir() and (path / "config.json").exists():
+            return ModelRef(kind="hf", path=path, attributes=attributes)
+        return ModelRef(kind="pytorch", path=path, attributes=attributes)
+    raise ConfigError(f"input model type {spec.type} is not supported by ModelMill yet",
+                      fix="use HfModel, PyTorchModel or ONNXModel", where="input_model.type")
+
+
+def plan_from_config(config: "WorkflowConfig", output_dir: str | Path | None = None) -> Plan:
+    steps = [PlanStep(name, cls, params) for name, cls, params in config.pass_chain()]
+    data_configs = {dc.name: dc.model_dump(mode="json", exclude_none=True) for dc in (config.data_configs or [])}
+    plan = Plan(
+        input_model=resolve_input_model(config),
+        steps=steps,
+        output_dir=Path(output_dir or config.output_dir or "models/output").expanduser().resolve(),
+        cache_dir=Path(config.cache_dir or ".modelmill-cache").expanduser().resolve(),
+        accelerator=config.target_accelerator(),
+        data_configs=data_configs,
+        source_config=config.model_dump(mode="json", exclude_none=True),
+    )
+    plan.check()
+    return plan
