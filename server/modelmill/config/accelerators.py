@@ -5,6 +5,9 @@ from __future__ import annotations
 import importlib.metadata as metadata
 import re
 from functools import lru_cache
+from typing import Any
+
+from modelmill.engine.context import Accelerator
 
 DEVICES = ("cpu", "cpu_spr", "gpu", "npu", "vpu", "intel_myriad", "any")
 
@@ -90,3 +93,36 @@ def installed_execution_providers() -> frozenset[str] | None:
             if match and match.group(1) in _LIB_EPS:
                 found.add(_LIB_EPS[match.group(1)])
     return frozenset(found) if any_ort else None
+
+
+def first_ep(accelerator: dict[str, Any]) -> str | None:
+    """The accelerator's EP name (an entry may be a [name, library path] pair)."""
+    eps = accelerator.get("execution_providers")
+    if not isinstance(eps, list) or not eps:
+        return None
+    first = eps[0]
+    if isinstance(first, list) and first:
+        first = first[0]
+    return first if isinstance(first, str) else None
+
+
+def resolve_accelerator(system: dict[str, Any] | None) -> Accelerator:
+    """The device and EP a target system gives a run, by Olive's rules (reference §3).
+
+    No system or no accelerator: cpu + CPU EP. Only a device: cpu → CPU EP, gpu → CUDA EP,
+    others raise ValueError. Only an EP: the device is inferred. An EP that does not run on
+    the device is dropped for the CPU EP, as Olive does.
+    """
+    accelerators = system.get("accelerators") if isinstance(system, dict) else None
+    if not isinstance(accelerators, list) or not accelerators or not isinstance(accelerators[0], dict):
+        return Accelerator()
+    device, ep = accelerators[0].get("device"), first_ep(accelerators[0])
+    if ep is None:
+        if device not in DEFAULT_EP:
+            raise ValueError(f"specify the execution provider for the device: {device}")
+        return Accelerator(device, DEFAULT_EP[device])
+    if not isinstance(device, str) or device == "any":
+        return Accelerator(infer_device(ep), ep)
+    if not ep_runs_on(ep, device):
+        return Accelerator(device, "CPUExecutionProvider")
+    return Accelerator(device, ep)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import ConfigDict, Field, PrivateAttr, field_validator
 
-from modelmill.config.accelerators import DEFAULT_EP, ep_runs_on, infer_device
+from modelmill.config.accelerators import resolve_accelerator
 from modelmill.config.common import StrictModel, by_kind
 from modelmill.config.evaluation import DataConfig, Evaluator, EvaluatorRef
 from modelmill.config.input_models import MODEL_KINDS, InputModel
@@ -173,20 +173,11 @@ class WorkflowConfig(StrictModel):
     def target_accelerator(self) -> Accelerator:
         """The device and EP the run optimizes for, by Olive's rules (reference §3)."""
         target = self.system(self.target) if self.target is not None else None
-        if target is None or not target.accelerators:
-            return Accelerator()
-        accelerator = target.accelerators[0]
-        ep, device = accelerator.execution_provider, accelerator.device
-        if ep is None:
-            if device not in DEFAULT_EP:
-                raise ConfigError(f"specify the execution provider for the device: {device}",
-                                  fix="add execution_providers to the target system's accelerator")
-            return Accelerator(device, DEFAULT_EP[device])
-        if device is None or device == "any":
-            return Accelerator(infer_device(ep), ep)
-        if not ep_runs_on(ep, device):
-            return Accelerator(device, "CPUExecutionProvider")  # Olive drops the EP and falls back to CPU
-        return Accelerator(device, ep)
+        try:
+            return resolve_accelerator(target.model_dump() if target is not None else None)
+        except ValueError as exc:
+            raise ConfigError(str(exc), fix="add execution_providers to the target system's accelerator",
+                              where="target") from exc
 
     def pass_chain(self) -> list[tuple[str, type[Pass], PassParams]]:
         """Each pass's name, class and validated parameters; the first alternative where there are several.

@@ -28,11 +28,16 @@ def place(tmp: Path, target: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def move_or_copy_contents(source: Path, dest: Path) -> None:
-    """Move every file of ``source`` into ``dest`` (copy across filesystems)."""
+def copy_contents(source: Path, dest: Path, skip: set[str] = frozenset()) -> None:  # type: ignore[assignment]
+    """Copy every file of ``source`` into ``dest`` except the names in ``skip``."""
     dest.mkdir(parents=True, exist_ok=True)
     for item in source.iterdir():
-        shutil.move(str(item), str(dest / item.name))
+        if item.name in skip:
+            continue
+        if item.is_dir():
+            shutil.copytree(item, dest / item.name)
+        else:
+            shutil.copy2(item, dest / item.name)
 
 
 def file_digest(path: Path) -> str:

@@ -13,11 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from modelmill import __version__
+from modelmill.engine.cache import Cache, CacheEntry, fingerprint
+from modelmill.engine.cache import step_key as cache_step_key
 from modelmill.engine.context import PassContext
 from modelmill.engine.events import EventBus
 from modelmill.engine.model import ModelRef
-from modelmill.engine.output import describe_files, move_or_copy_contents, place, temp_sibling
-from modelmill.engine.plan import Plan
+from modelmill.engine.cache import ENTRY_FILE
+from modelmill.engine.output import copy_contents, describe_files, place, temp_sibling
+from modelmill.engine.plan import Plan, PlanStep
 from modelmill.engine.versions import library_versions
 from modelmill.errors import ModelMillError, PassError
 
@@ -38,6 +41,8 @@ class PassRecord:
     params: dict[str, Any]
     duration_s: float
     output: str
+    cached: bool = False
+    cache_key: str = ""
 
 
 @dataclass
@@ -47,6 +52,7 @@ class RunResult:
     model: ModelRef
     passes: list[PassRecord] = field(default_factory=list)
     duration_s: float = 0.0
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def new_run_id() -> str:
@@ -62,31 +68,29 @@ def run_plan(plan: Plan, bus: EventBus, cancel: threading.Event | None = None) -
     bus.emit("run.started", plan=plan.describe(), config=plan.source_config)
     model = plan.input_model
     records: list[PassRecord] = []
+    cache = Cache(plan.cache_dir)
     try:
-        for index, step in enumerate(plan.steps):
+        keys = step_keys(plan, cache)
+        for index, (step, key) in enumerate(zip(plan.steps, keys)):
             if cancel.is_set():
                 raise RunCancelled()
-            out_dir = work_root / f"{index:02d}-{step.name}"
-            scratch = work_root / f"{index:02d}-{step.name}.work"
-            for folder in (out_dir, scratch):
-                shutil.rmtree(folder, ignore_errors=True)
-                folder.mkdir(parents=True)
-            ctx = PassContext(pass_name=step.name, output_dir=out_dir, work_dir=scratch,
-                              cache_dir=plan.cache_dir, bus=bus, accelerator=plan.accelerator,
-                              data_configs=plan.data_configs)
             bus.emit("pass.started", pass_name=step.name, pass_type=step.pass_cls.name, index=index,
-                     total=len(plan.steps), params=step.params.model_dump(mode="json"))
+                     total=len(plan.steps), params=step.params.model_dump(mode="json"), cache_key=key)
             pass_start = time.perf_counter()
-            model = step.pass_cls().run(model, step.params, ctx)
+            entry = cache.get(key)
+            cached = entry is not None
+            if entry is None:
+                entry = _run_step(plan, step, model, key, cache, bus, work_root / f"{index:02d}-{step.name}.work")
+            model, final_files = entry.model, entry.meta["files"]
             duration = time.perf_counter() - pass_start
-            shutil.rmtree(scratch, ignore_errors=True)
             records.append(PassRecord(step.name, step.pass_cls.name, step.params.model_dump(mode="json"),
-                                      round(duration, 3), str(model.path)))
+                                      round(duration, 3), str(model.path), cached, key))
             bus.emit("pass.finished", pass_name=step.name, pass_type=step.pass_cls.name, index=index,
-                     duration_s=round(duration, 3), output=str(model.path), cached=False)
+                     duration_s=round(duration, 3), output=str(model.path), cached=cached, cache_key=key)
         if cancel.is_set():
             raise RunCancelled()
         result = RunResult(bus.run_id, plan.output_dir, model, records)
+        result.files = {name: info for name, info in final_files.items() if name != ENTRY_FILE}
         result.duration_s = round(time.perf_counter() - started, 3)
         result.model = _write_output(plan, result)
         bus.emit("run.finished", status="succeeded", output_dir=str(plan.output_dir),
@@ -96,17 +100,45 @@ def run_plan(plan: Plan, bus: EventBus, cancel: threading.Event | None = None) -
         _report_failure(bus, exc)
         raise
     finally:
+        cache.discard_staging()
         shutil.rmtree(work_root, ignore_errors=True)
+
+
+def step_keys(plan: Plan, cache: Cache) -> list[str]:
+    """The cache key of every step: each chains the previous one, starting from the input's content hash."""
+    key = fingerprint(plan.input_model.path, cache.root / "fingerprints.json")
+    accelerator = {"device": plan.accelerator.device, "execution_provider": plan.accelerator.execution_provider}
+    keys = []
+    for step in plan.steps:
+        key = cache_step_key(key, step.pass_cls.name, step.params.model_dump(mode="json"), accelerator,
+                             library_versions())
+        keys.append(key)
+    return keys
+
+
+def _run_step(plan: Plan, step: PlanStep, model: ModelRef, key: str, cache: Cache, bus: EventBus,
+              scratch: Path) -> CacheEntry:
+    staging = cache.staging(key)
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True)
+    ctx = PassContext(pass_name=step.name, output_dir=staging, work_dir=scratch, cache_dir=plan.cache_dir, bus=bus,
+                      accelerator=plan.accelerator, data_configs=plan.data_configs)
+    start = time.perf_counter()
+    output = step.pass_cls().run(model, step.params, ctx)
+    shutil.rmtree(scratch, ignore_errors=True)
+    return cache.commit(key, staging, output, {"pass_type": step.pass_cls.name, "pass_name": step.name,
+                                               "params": step.params.model_dump(mode="json"),
+                                               "duration_s": round(time.perf_counter() - start, 3)})
 
 
 def _write_output(plan: Plan, result: RunResult) -> ModelRef:
     tmp = temp_sibling(plan.output_dir, result.run_id)
     try:
         final = result.model
-        if final.kind == "onnx" or final.path.is_dir():
-            move_or_copy_contents(final.path, tmp)
+        tmp.mkdir(parents=True)
+        if final.path.is_dir():
+            copy_contents(final.path, tmp, skip={ENTRY_FILE})
         else:
-            tmp.mkdir(parents=True)
             shutil.copy2(final.path, tmp / final.path.name)
         manifest = {
             "modelmill_version": __version__,
@@ -118,7 +150,8 @@ def _write_output(plan: Plan, result: RunResult) -> ModelRef:
             "passes": [record.__dict__ for record in result.passes],
             "duration_s": result.duration_s,
             "libraries": library_versions(),
-            "files": describe_files(tmp),
+            # Hashes come from the cache entry, verified when it was read: no second pass over the bytes.
+            "files": result.files or describe_files(tmp),
             "config": plan.source_config,
         }
         for record in manifest["passes"]:

@@ -5,7 +5,10 @@ Also holds the helpers the static quantization pass shares (pre-processing, node
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -74,17 +77,18 @@ class OnnxDynamicQuantization(Pass):
         target = ctx.work_dir / "quantized" / "model.onnx"
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
-            quantize_dynamic(
-                str(source), str(target),
-                op_types_to_quantize=params.op_types_to_quantize,
-                per_channel=params.per_channel,
-                reduce_range=params.reduce_range,
-                weight_type=getattr(QuantType, QUANT_TYPES[params.precision]),
-                nodes_to_quantize=params.nodes_to_quantize,
-                nodes_to_exclude=excluded_nodes(source, params),
-                use_external_data_format=True,
-                extra_options=quant_extra_options(params),
-            )
+            with quiet_ort_logging(ctx):
+                quantize_dynamic(
+                    str(source), str(target),
+                    op_types_to_quantize=params.op_types_to_quantize,
+                    per_channel=params.per_channel,
+                    reduce_range=params.reduce_range,
+                    weight_type=getattr(QuantType, QUANT_TYPES[params.precision]),
+                    nodes_to_quantize=params.nodes_to_quantize,
+                    nodes_to_exclude=excluded_nodes(source, params),
+                    use_external_data_format=True,
+                    extra_options=quant_extra_options(params),
+                )
         except Exception as exc:  # noqa: BLE001 - ORT raises plain exceptions
             raise PassError(f"{self.name} failed: {type(exc).__name__}: {exc}",
                             fix="exclude the failing nodes or op types (nodes_to_exclude, op_types_to_exclude), or "
@@ -104,8 +108,9 @@ def preprocess(model: ModelRef, enabled: bool, ctx: PassContext) -> Path:
     out_dir.mkdir(parents=True)
     target = out_dir / "model.onnx"
     try:
-        quant_pre_process(str(model.model_file), str(target), save_as_external_data=True, all_tensors_to_one_file=True,
-                          external_data_location="model.onnx.data")
+        with quiet_ort_logging(ctx):
+            quant_pre_process(str(model.model_file), str(target), save_as_external_data=True,
+                              all_tensors_to_one_file=True, external_data_location="model.onnx.data")
     except Exception as exc:  # noqa: BLE001 - shape inference fails on some contrib ops and huge models
         ctx.warn(f"quantization pre-processing failed, quantizing the model as it is: {type(exc).__name__}: {exc}")
         return model.model_file
@@ -141,3 +146,39 @@ def save_quantized(model: ModelRef, quantized_file: Path, ctx: PassContext, **at
     onnx_io.copy_companions(model, ctx.output_dir)
     ctx.progress(1.0, "quantized")
     return onnx_io.output_ref(model, ctx.output_dir, **attributes)
+
+
+class _OrtRecords(logging.Filter):
+    """Drops (and keeps) records that ORT's quantization code logs on the root logger."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[str] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        path = record.pathname.replace("\\", "/")
+        if "onnxruntime/quantization" in path or "onnxruntime/transformers" in path:
+            self.messages.append(record.getMessage())
+            return False
+        return True
+
+
+@contextlib.contextmanager
+def quiet_ort_logging(ctx: PassContext) -> Iterator[None]:
+    """Keep ORT's root-logger warnings (hundreds on LLMs) off stderr; log a one-line summary instead."""
+    root = logging.getLogger()
+    records = _OrtRecords()
+    # logging.warning() on a root logger without handlers would install a stderr handler for good.
+    placeholder = logging.NullHandler() if not root.handlers else None
+    if placeholder:
+        root.addHandler(placeholder)
+    root.addFilter(records)
+    try:
+        yield
+    finally:
+        root.removeFilter(records)
+        if placeholder:
+            root.removeHandler(placeholder)
+        if records.messages:
+            first = records.messages[0].splitlines()[0][:200]
+            ctx.log(f"onnxruntime logged {len(records.messages)} messages; first: {first}", level="debug")

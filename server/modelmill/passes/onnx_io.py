@@ -49,7 +49,8 @@ def save(proto: "onnx.ModelProto", out_dir: Path, file_name: str = "model.onnx")
 def copy_companions(src: ModelRef, out_dir: Path) -> None:
     """Copy everything but the ONNX file and its external data (tokenizer, genai_config, ...)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    skip = {src.onnx_file, src.onnx_file + ".data", src.onnx_file + "_data"}
+    # ModelMill's own bookkeeping files describe the input folder, not the output.
+    skip = {src.onnx_file, src.onnx_file + ".data", src.onnx_file + "_data", "entry.json", "modelmill_run.json"}
     for item in src.path.iterdir():
         if item.name in skip or item.suffix == ".onnx" or item.name.endswith(".onnx.data"):
             continue

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field
@@ -17,6 +19,7 @@ from modelmill.passes.dynamic_quantization import (
     excluded_nodes,
     preprocess,
     quant_extra_options,
+    quiet_ort_logging,
     save_quantized,
 )
 
@@ -44,6 +47,10 @@ class OnnxStaticQuantizationParams(QuantizationParams):
         None, description="Execution providers for the calibration runs. None uses CPUExecutionProvider.")
     min_real_range: float | None = Field(
         None, description="Smallest allowed range (rmax - rmin) of quantization parameters; small ranges are widened.")
+    max_activation_range: float | None = Field(
+        1e4, gt=0, description="Nodes whose calibrated inputs or outputs reach this magnitude stay in float, e.g. "
+        "attention-mask Add/Softmax nodes that see the float minimum (int8 cannot represent such ranges). None "
+        "quantizes them anyway, as Olive does.")
     tensor_quant_overrides: dict[str, Any] | None = Field(
         None, description="Per-tensor quantization overrides (ORT's TensorQuantOverrides extra option).")
 
@@ -74,24 +81,37 @@ class OnnxStaticQuantization(Pass):
         ctx.log(f"calibrating on {len(samples)} samples with {params.calibrate_method}")
         ctx.progress(0.25, f"calibrating ({len(samples)} samples, {params.calibrate_method})")
         extra = quant_extra_options(params, **_default_extra_options(source, params))
+        excluded = excluded_nodes(source, params) or []
         target = ctx.work_dir / "quantized" / "model.onnx"
         target.parent.mkdir(parents=True, exist_ok=True)
+        method = getattr(CalibrationMethod, params.calibrate_method)
+        providers = params.calibration_providers or ["CPUExecutionProvider"]
+        kwargs: dict[str, Any] = {}
         try:
-            quantize_static(
-                str(source), str(target), _reader(samples, ctx),
-                quant_format=getattr(QuantFormat, params.quant_format),
-                op_types_to_quantize=params.op_types_to_quantize,
-                per_channel=params.per_channel,
-                reduce_range=params.reduce_range,
-                activation_type=getattr(QuantType, QUANT_TYPES[params.activation_type]),
-                weight_type=getattr(QuantType, QUANT_TYPES[params.precision]),
-                nodes_to_quantize=params.nodes_to_quantize,
-                nodes_to_exclude=excluded_nodes(source, params),
-                use_external_data_format=True,
-                calibrate_method=getattr(CalibrationMethod, params.calibrate_method),
-                calibration_providers=params.calibration_providers or ["CPUExecutionProvider"],
-                extra_options=extra,
-            )
+            with quiet_ort_logging(ctx):
+                if params.max_activation_range is not None:
+                    cache = _calibrate(source, samples, params, method, providers, extra, ctx)
+                    kwargs["calibration_cache_path"] = str(cache)
+                    excluded += _outlier_nodes(source, cache, params.max_activation_range, excluded, ctx)
+                if "calibration_cache_path" not in inspect.signature(quantize_static).parameters:
+                    kwargs.pop("calibration_cache_path", None)  # older ORT: it calibrates once more itself
+                ctx.progress(0.8, "quantizing")
+                quantize_static(
+                    str(source), str(target), _reader(samples, ctx),
+                    quant_format=getattr(QuantFormat, params.quant_format),
+                    op_types_to_quantize=params.op_types_to_quantize,
+                    per_channel=params.per_channel,
+                    reduce_range=params.reduce_range,
+                    activation_type=getattr(QuantType, QUANT_TYPES[params.activation_type]),
+                    weight_type=getattr(QuantType, QUANT_TYPES[params.precision]),
+                    nodes_to_quantize=params.nodes_to_quantize,
+                    nodes_to_exclude=excluded or None,
+                    use_external_data_format=True,
+                    calibrate_method=method,
+                    calibration_providers=providers,
+                    extra_options=extra,
+                    **kwargs,
+                )
         except PassError:
             raise
         except Exception as exc:  # noqa: BLE001 - ORT raises plain exceptions
@@ -153,3 +173,53 @@ def _reader(samples: list[dict[str, Any]], ctx: PassContext) -> Any:
             self._iter = iter(samples)
 
     return FeedsReader()
+
+
+# ORT extra_options that configure the calibrator, and the calibrator's names for them.
+CALIBRATOR_OPTIONS = {"CalibTensorRangeSymmetric": "symmetric", "CalibMovingAverage": "moving_average",
+                      "CalibMovingAverageConstant": "averaging_constant",
+                      "CalibMaxIntermediateOutputs": "max_intermediate_outputs", "CalibPercentile": "percentile"}
+
+
+def _calibrate(source: Path, samples: list[dict[str, Any]], params: OnnxStaticQuantizationParams, method: Any,
+               providers: list[str], extra: dict[str, Any], ctx: PassContext) -> Path:
+    """Run ORT's calibrator once and save the tensor ranges as a calibration cache for quantize_static."""
+    from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
+
+    calib_dir = ctx.work_dir / "calibration"
+    calib_dir.mkdir(parents=True, exist_ok=True)
+    options = {name: extra[key] for key, name in CALIBRATOR_OPTIONS.items() if key in extra}
+    calibrator = create_calibrator(source, params.op_types_to_quantize,
+                                   augmented_model_path=str(calib_dir / "augmented_model.onnx"),
+                                   calibrate_method=method, use_external_data_format=True, providers=providers,
+                                   extra_options=options)
+    calibrator.collect_data(_reader(samples, ctx))
+    ranges = calibrator.compute_data()
+    del calibrator
+    cache = calib_dir / "ranges.json"
+    save_tensors_data(ranges, cache)
+    return cache
+
+
+def _outlier_nodes(source: Path, cache: Path, limit: float, already: list[str], ctx: PassContext) -> list[str]:
+    """Nodes that read or write a tensor whose calibrated range reaches ``limit`` (or is not finite)."""
+    import numpy as np
+    import onnx
+    from onnxruntime.quantization.calibrate import load_tensors_data
+
+    ranges = load_tensors_data(cache)
+    extreme = set()
+    for name, data in ranges.items():
+        values = np.concatenate([np.asarray(v, dtype=np.float64).ravel() for v in data.range_value])
+        if values.size and (not np.isfinite(values).all() or np.abs(values).max() >= limit):
+            extreme.add(name)
+    if not extreme:
+        return []
+    proto = onnx.load(str(source), load_external_data=False)
+    nodes = [node.name for node in proto.graph.node
+             if node.name and node.name not in already and extreme & {*node.input, *node.output}]
+    if nodes:
+        shown = ", ".join(nodes[:5]) + (f" and {len(nodes) - 5} more" if len(nodes) > 5 else "")
+        ctx.log(f"keeping {len(nodes)} nodes in float: their activations reach {limit:g} or more "
+                f"(max_activation_range): {shown}")
+    return nodes
