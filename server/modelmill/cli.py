@@ -350,12 +350,10 @@ def _run_generated(config: dict[str, Any], args: argparse.Namespace) -> int:
 
 def _execute(document: Any, args: argparse.Namespace, overrides: dict[str, Any]) -> int:
     """Validate, plan, check the hardware, run with progress; the one path every run takes."""
-    import threading
-
     from modelmill.config import format_report, load_workflow, validate_document
-    from modelmill.engine.events import EventBus
     from modelmill.engine.plan import plan_from_config
-    from modelmill.engine.workflow import new_run_id, run_plan
+    from modelmill.engine.runner import start_run
+    from modelmill.engine.workflow import new_run_id
     from modelmill.render import EventsFile, ProgressRenderer, stderr_console
 
     console = stderr_console()
@@ -375,20 +373,31 @@ def _execute(document: Any, args: argparse.Namespace, overrides: dict[str, Any])
         print(document.text if document.name.startswith("<") else json.dumps(config.model_dump(
             mode="json", exclude_none=True), indent=2))
         return 0
-    bus = EventBus(new_run_id())
+    listeners: list[Callable[[dict[str, Any]], None]] = []
     events_file = EventsFile(args.events) if getattr(args, "events", None) else None
     if events_file:
-        bus.listeners.append(events_file)
+        listeners.append(events_file)
     try:
         with ProgressRenderer(console, args.log_level) as renderer:
-            bus.listeners.insert(0, renderer)
-            result = run_plan(plan, bus, threading.Event())
+            handle = start_run(plan, new_run_id(), [renderer, *listeners])
+            try:
+                while not handle.done:
+                    handle._done.wait(0.2)
+            except KeyboardInterrupt:
+                console.print("[yellow]cancelling...[/]")
+                handle.cancel()
+            outcome = handle.result(30)
     finally:
         if events_file:
             events_file.close()
-    console.print(f"[green bold]done[/] in {result.duration_s:.1f}s → {result.output_dir}")
-    if result.model.is_genai:
-        console.print(f"  try it: modelmill chat {result.output_dir} \"What is machine learning?\"")
+    if outcome.status == "cancelled":
+        console.print("cancelled; no partial output was written (finished passes stay cached)")
+        return 130
+    if outcome.status != "succeeded":
+        return 1
+    console.print(f"[green bold]done[/] in {outcome.duration_s:.1f}s → {outcome.output_dir}")
+    if outcome.output_dir and (outcome.output_dir / "genai_config.json").exists():
+        console.print(f"  try it: modelmill chat {outcome.output_dir} \"What is machine learning?\"")
     return 0
 
 

@@ -11,9 +11,13 @@ from pathlib import Path
 def temp_sibling(target: Path, run_id: str) -> Path:
     """A scratch folder next to ``target`` (same filesystem, so the final rename is atomic)."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{target.name}.partial-{run_id}"
+    tmp = target.parent / partial_name(target, run_id)
     shutil.rmtree(tmp, ignore_errors=True)
     return tmp
+
+
+def partial_name(target: Path, run_id: str) -> str:
+    return f".{target.name}.partial-{run_id}"
 
 
 def place(tmp: Path, target: Path) -> None:

@@ -1,0 +1,231 @@
+"""Runs in a child process: a crash or a kill never takes the caller down, and cancel is immediate.
+
+``start_run(plan)`` returns a ``RunHandle`` at once. The child runs the plan and sends every
+event through a pipe; the parent hands them to its listeners in order. ``cancel()`` stops the
+child (SIGTERM, then SIGKILL after a grace period) and the parent removes whatever the child
+left half-written: no partial output folder, and only complete cache entries remain. Several
+runs may go at once. A plan whose every step is already cached runs in-process (no child start-up).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import shutil
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from modelmill.engine.events import EventBus, Listener
+from modelmill.engine.plan import Plan
+
+CANCEL_GRACE_S = 0.5
+
+
+@dataclass
+class RunOutcome:
+    run_id: str
+    status: str  # succeeded | failed | cancelled
+    output_dir: Path | None = None
+    error: dict[str, Any] | None = None
+    duration_s: float = 0.0
+
+
+@dataclass
+class RunHandle:
+    run_id: str
+    plan: Plan
+    listeners: list[Listener] = field(default_factory=list)
+    _events: list[dict[str, Any]] = field(default_factory=list)
+    _cond: threading.Condition = field(default_factory=threading.Condition)
+    _done: threading.Event = field(default_factory=threading.Event)
+    _cancel: threading.Event = field(default_factory=threading.Event)
+    _process: Any = None
+    _outcome: RunOutcome | None = None
+    _last_seq: int = -1
+
+    # --- public API ------------------------------------------------------------------------
+
+    def events(self, timeout: float | None = None) -> Iterator[dict[str, Any]]:
+        """Every event of the run, from the first, until it finishes (safe from several threads)."""
+        index = 0
+        while True:
+            with self._cond:
+                while index >= len(self._events) and not self._done.is_set():
+                    if not self._cond.wait(timeout):
+                        return
+                if index >= len(self._events):
+                    return
+                event = self._events[index]
+            index += 1
+            yield event
+
+    def cancel(self) -> None:
+        """Stop the run; returns at once (``result()`` waits for the clean-up)."""
+        self._cancel.set()
+        process = self._process
+        if process is not None and process.is_alive():
+            try:
+                os.kill(process.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            threading.Thread(target=self._kill_after_grace, daemon=True).start()
+
+    def result(self, timeout: float | None = None) -> RunOutcome:
+        if not self._done.wait(timeout):
+            raise TimeoutError(f"run {self.run_id} still going after {timeout}s")
+        assert self._outcome is not None
+        return self._outcome
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    # --- internals -------------------------------------------------------------------------
+
+    def _kill_after_grace(self) -> None:
+        process = self._process
+        process.join(CANCEL_GRACE_S)
+        if process.is_alive():
+            process.kill()
+
+    def _deliver(self, event: dict[str, Any]) -> None:
+        self._last_seq = max(self._last_seq, int(event.get("seq", -1)))
+        for listener in self.listeners:
+            try:
+                listener(event)
+            except Exception:  # noqa: BLE001 - a broken listener must not stop the run's bookkeeping
+                pass
+        with self._cond:
+            self._events.append(event)
+            self._cond.notify_all()
+
+    def _parent_bus(self) -> EventBus:
+        """Events the parent itself reports (a killed child), numbered after the child's."""
+        bus = EventBus(self.run_id, [self._deliver])
+        bus._seq = iter(range(self._last_seq + 1, 1 << 62))  # type: ignore[assignment]
+        return bus
+
+    def _finish(self, started: float) -> None:
+        finished = next((e for e in reversed(self._events) if e["type"] == "run.finished"), None)
+        error = next((e for e in reversed(self._events) if e["type"] == "error"), None)
+        status = finished["status"] if finished else "failed"
+        self._outcome = RunOutcome(self.run_id, status, self.plan.output_dir if status == "succeeded" else None,
+                                   error, round(time.perf_counter() - started, 3))
+        with self._cond:
+            self._done.set()
+            self._cond.notify_all()
+
+
+def start_run(plan: Plan, run_id: str, listeners: list[Listener] | None = None,
+              in_process: bool | None = None) -> RunHandle:
+    """Start ``plan``; events go to ``listeners`` (called from a reader thread) and ``handle.events()``."""
+    handle = RunHandle(run_id, plan, list(listeners or []))
+    if in_process is None:
+        in_process = _all_cached(plan)
+    target = _run_in_thread if in_process else _run_in_child
+    threading.Thread(target=target, args=(handle,), name=f"modelmill-run-{run_id}", daemon=True).start()
+    return handle
+
+
+def _all_cached(plan: Plan) -> bool:
+    from modelmill.engine.cache import Cache
+    from modelmill.engine.workflow import step_keys
+
+    try:
+        cache = Cache(plan.cache_dir)
+        return all(cache.contains(key) for key in step_keys(plan, cache))
+    except OSError:
+        return False
+
+
+def _run_in_thread(handle: RunHandle) -> None:
+    from modelmill.engine.workflow import run_plan
+
+    started = time.perf_counter()
+    try:
+        run_plan(handle.plan, EventBus(handle.run_id, [handle._deliver]), handle._cancel)
+    except BaseException:  # noqa: BLE001 - reported through events already
+        pass
+    handle._finish(started)
+
+
+def _run_in_child(handle: RunHandle) -> None:
+    started = time.perf_counter()
+    context = multiprocessing.get_context("spawn")
+    receiver, sender = context.Pipe(duplex=False)
+    process = context.Process(target=_child_main, args=(handle.plan, handle.run_id, sender),
+                              name=f"modelmill-run-{handle.run_id}", daemon=True)
+    if handle._cancel.is_set():
+        _report_cancel_before_start(handle)
+        handle._finish(started)
+        return
+    process.start()
+    handle._process = process
+    sender.close()
+    if handle._cancel.is_set():  # cancelled while starting
+        handle.cancel()
+    while True:
+        try:
+            event = receiver.recv()
+        except (EOFError, OSError):
+            break
+        handle._deliver(event)
+    process.join()
+    receiver.close()
+    finished = any(e["type"] == "run.finished" for e in handle._events)
+    if not finished:
+        _report_lost_child(handle, process.exitcode)
+    _clean_after_child(handle.plan, handle.run_id, process.pid)
+    handle._finish(started)
+
+
+def _report_cancel_before_start(handle: RunHandle) -> None:
+    EventBus(handle.run_id, [handle._deliver]).emit("run.finished", status="cancelled")
+
+
+def _report_lost_child(handle: RunHandle, exitcode: int | None) -> None:
+    bus = handle._parent_bus()
+    if handle._cancel.is_set():
+        bus.emit("run.finished", status="cancelled")
+        return
+    if exitcode is not None and exitcode < 0:
+        name = signal.Signals(-exitcode).name
+        hint = " (the system's out-of-memory killer sends this when memory runs out)" if name == "SIGKILL" else ""
+        message = f"the run's worker process was killed by {name}{hint}"
+        fix = "free memory or pick a smaller precision/model, then run again; finished passes are cached"
+    else:
+        message = f"the run's worker process exited unexpectedly (exit code {exitcode})"
+        fix = "run again with --log_level 0 for details; finished passes are cached"
+    bus.emit("error", message=message, fix=fix, where=None, kind="worker-lost")
+    bus.emit("run.finished", status="failed")
+
+
+def _clean_after_child(plan: Plan, run_id: str, pid: int) -> None:
+    """Remove what a killed child could not: its half-written output and cache staging folders."""
+    from modelmill.engine.output import partial_name
+
+    shutil.rmtree(plan.output_dir.parent / partial_name(plan.output_dir, run_id), ignore_errors=True)
+    entries = plan.cache_dir / "entries"
+    if entries.exists():
+        for folder in entries.glob(f".tmp-*-{pid}"):
+            shutil.rmtree(folder, ignore_errors=True)
+    shutil.rmtree(plan.cache_dir / "runs" / run_id, ignore_errors=True)
+
+
+def _child_main(plan: Plan, run_id: str, sender: Any) -> None:
+    # The parent owns Ctrl-C: it decides to cancel and cleans up.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from modelmill.engine.workflow import run_plan
+
+    send: Callable[[dict[str, Any]], None] = sender.send
+    try:
+        run_plan(plan, EventBus(run_id, [send]))
+    except BaseException:  # noqa: BLE001 - the failure was reported as events
+        os._exit(1)
+    finally:
+        sender.close()
+    os._exit(0)

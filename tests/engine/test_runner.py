@@ -1,0 +1,73 @@
+"""The child-process runner: events stream in order, cancel is fast and clean, a killed child is reported."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+from modelmill.engine.model import ModelRef
+from modelmill.engine.plan import Plan, PlanStep
+from modelmill.engine.runner import start_run
+from modelmill.passes.model_builder import ModelBuilder, ModelBuilderParams
+
+
+def _plan(model_dir: Path, tmp_path: Path, out: str = "out", precision: str = "int4") -> Plan:
+    step = PlanStep("builder", ModelBuilder, ModelBuilderParams(precision=precision))
+    return Plan(ModelRef("hf", model_dir), [step], tmp_path / out, tmp_path / "cache")
+
+
+def _wait_for(handle, type_: str, timeout: float = 120) -> dict:
+    for event in handle.events(timeout=timeout):
+        if event["type"] == type_:
+            return event
+    raise AssertionError(f"no {type_} event")
+
+
+def _leftovers(tmp_path: Path) -> list[str]:
+    found = [p.name for p in tmp_path.iterdir() if ".partial-" in p.name]
+    entries = tmp_path / "cache" / "entries"
+    found += [p.name for p in entries.glob(".tmp-*")] if entries.exists() else []
+    runs = tmp_path / "cache" / "runs"
+    found += [p.name for p in runs.iterdir()] if runs.exists() else []
+    return found
+
+
+def test_two_runs_at_once_in_child_processes(tiny_llama_dir: Path, tmp_path: Path) -> None:
+    seen: list[dict] = []
+    first = start_run(_plan(tiny_llama_dir, tmp_path, "a"), "run-a", [seen.append])
+    second = start_run(_plan(tiny_llama_dir, tmp_path, "b", precision="fp32"), "run-b")
+    assert first.result(300).status == "succeeded" and second.result(300).status == "succeeded"
+    assert (tmp_path / "a" / "model.onnx").exists() and (tmp_path / "b" / "model.onnx").exists()
+    assert [e["seq"] for e in seen] == list(range(len(seen)))
+    assert seen[0]["type"] == "run.started" and seen[-1]["type"] == "run.finished"
+    assert [e["type"] for e in first.events()] == [e["type"] for e in seen]
+    # All steps cached now: the rerun skips the child process and is reported as cached.
+    again = start_run(_plan(tiny_llama_dir, tmp_path, "c"), "run-c")
+    assert again.result(60).status == "succeeded" and again._process is None
+    assert [e["cached"] for e in again.events() if e["type"] == "pass.finished"] == [True]
+
+
+def test_cancel_stops_within_a_second_and_leaves_nothing(tiny_llama_dir: Path, tmp_path: Path) -> None:
+    handle = start_run(_plan(tiny_llama_dir, tmp_path), "run-cancel", in_process=False)
+    _wait_for(handle, "pass.started")
+    started = time.perf_counter()
+    handle.cancel()
+    outcome = handle.result(10)
+    assert time.perf_counter() - started < 1.0
+    assert outcome.status == "cancelled"
+    assert not (tmp_path / "out").exists() and _leftovers(tmp_path) == []
+
+
+def test_killed_child_is_reported_as_a_clear_error(tiny_llama_dir: Path, tmp_path: Path) -> None:
+    handle = start_run(_plan(tiny_llama_dir, tmp_path), "run-kill", in_process=False)
+    _wait_for(handle, "pass.started")
+    os.kill(handle._process.pid, signal.SIGKILL)
+    outcome = handle.result(10)
+    assert outcome.status == "failed"
+    assert outcome.error and "SIGKILL" in outcome.error["message"] and outcome.error["fix"]
+    assert outcome.error["kind"] == "worker-lost"
+    assert not (tmp_path / "out").exists() and _leftovers(tmp_path) == []
+    events = list(handle.events())
+    assert [e["seq"] for e in events] == list(range(len(events)))
