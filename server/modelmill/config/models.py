@@ -196,8 +196,12 @@ class WorkflowConfig(StrictModel):
             cls = find_pass(entry.type)
             if cls is None:
                 raise ConfigError(f"unknown pass type '{entry.type}'", where=f"passes.{name}.type")
+            split = split_params(entry.params, cls.Params, self.search_enabled)
+            if split.problems:
+                problem = split.problems[0]
+                raise ConfigError(problem.message, fix=problem.hint, where=f"passes.{name}.{problem.param}")
             try:
-                params = cls.Params.model_validate(split_params(entry.params, cls.Params, self.search_enabled).fixed)
+                params = cls.Params.model_validate(split.fixed)
             except ValidationError as exc:
                 raise ConfigError(f"invalid parameters for pass '{name}' ({cls.name}): {exc}",
                                   where=f"passes.{name}") from exc

@@ -167,6 +167,7 @@ class _Normalizer:
         if eps_list:
             accelerator["execution_providers"] = eps_list
         origin = "execution_providers" if eps is not None else "accelerators"
+        eps_source, devices_source = self.paths.source(("execution_providers",)), self.paths.source(("accelerators",))
         self.note((origin,), "warning", f"'{origin}' at the engine level is the old form: Olive 0.13 rejects it",
                   "move it into systems.<name>.accelerators and name that system in 'target'")
         flat = {k: v for k, v in flat.items() if k not in ("execution_providers", "accelerators")}
@@ -180,9 +181,9 @@ class _Normalizer:
             name = "local_system" if "local_system" not in systems or target == "local_system" else "target_system"
             if name not in systems:
                 systems[name] = {"type": "LocalSystem"}
-                self.paths.move(("systems", name), (origin,))
+                self.paths.move(("systems", name), self.paths.source((origin,)))
             flat["target"] = name
-            self.paths.move(("target",), (origin,))
+            self.paths.move(("target",), self.paths.source((origin,)))
         system = systems[name]
         nested, at = (system["config"], ("systems", name, "config")) if isinstance(system.get("config"), dict) \
             else (system, ("systems", name))
@@ -190,7 +191,9 @@ class _Normalizer:
         if isinstance(existing, list) and existing and isinstance(existing[0], dict):
             accelerator = {**existing[0], **accelerator}  # keep the system's device unless the engine names one
         nested["accelerators"] = [accelerator]
-        self.paths.move(at + ("accelerators",), (origin,))
+        self.paths.move(at + ("accelerators",), self.paths.source((origin,)))
+        self.paths.move(at + ("accelerators", 0, "execution_providers"), eps_source)
+        self.paths.move(at + ("accelerators", 0, "device"), devices_source)
         return flat
 
     def input_model(self, entry: dict[str, Any], at: KeyPath) -> dict[str, Any]:

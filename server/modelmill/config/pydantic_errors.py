@@ -27,6 +27,11 @@ KEY_HINTS = {
     "output_name": "removed in Olive 0.13: use output_dir",
     "metadata": "Olive rejects editor metadata in the config: keep it in a separate file",
 }
+# Hints for values that are commonly written but not allowed: (field, value) → hint.
+VALUE_HINTS = {
+    ("sampler", "exhaustive"): "an exhaustive search is \"sampler\": \"sequential\" with \"max_samples\": 0",
+    ("execution_order", "pass_by_pass"): "did you mean 'pass-by-pass'? (with dashes)",
+}
 _KIND_WORDS = {"object": "an object", "list": "a list", "scalar": "a single value"}
 
 
@@ -204,6 +209,8 @@ def _one(view: ConfigView, errors: list[ErrorDetails], path: KeyPath, root: Any,
     if kind in ("literal_error", "enum"):
         allowed = allowed_values(annotation_at(root, path, data)) or []
         hint, replacement = choices_hint(error["input"], allowed)
+        special = VALUE_HINTS.get((field, error["input"])) if isinstance(error["input"], str) else None
+        hint = f"{special}; {hint}" if special else hint
         extra = {"replace_with": replacement} if replacement is not None else {}
         return view.diag(where, "error", "invalid-value", f"{_describe(error['input'])} is not a valid {field}",
                          hint, **extra)

@@ -13,6 +13,13 @@ from modelmill.passes.base import Pass, PassParams
 
 if TYPE_CHECKING:
     from modelmill.config.models import WorkflowConfig
+    from modelmill.engine.search import SearchSpace
+
+
+def _empty_space() -> "SearchSpace":
+    from modelmill.engine.search import SearchSpace
+
+    return SearchSpace()
 
 
 @dataclass
@@ -36,6 +43,14 @@ class Plan:
     accelerator: Accelerator = field(default_factory=Accelerator)
     data_configs: dict[str, dict[str, Any]] = field(default_factory=dict)
     source_config: dict[str, Any] = field(default_factory=dict)
+    metrics: list[Any] | None = None
+    """The evaluator's metrics (config Metric models); None = no evaluation."""
+    search: dict[str, Any] | None = None
+    """The search strategy (sampler, execution_order, seed, budgets); None = run the passes once."""
+    search_space: "SearchSpace" = field(default_factory=lambda: _empty_space())
+    evaluate_input_model: bool = True
+    base_dir: Path | None = None
+    """Folder of the config file: user scripts and relative data paths resolve against it."""
 
     def check(self) -> None:
         """Fail before any work when a pass cannot take the model the previous one produces."""
@@ -54,6 +69,9 @@ class Plan:
 
     def describe(self) -> dict[str, Any]:
         return {"input_model": self.input_model.to_json(), "passes": [s.describe() for s in self.steps],
+                "search_space": {f"{self.steps[i].name}.{p}": v for (i, p), v in self.search_space.dimensions.items()},
+                "search": self.search, "metrics": [m.model_dump(mode="json", exclude_none=True)
+                                                   for m in self.metrics or []],
                 "device": self.accelerator.device, "execution_provider": self.accelerator.execution_provider,
                 "output_dir": str(self.output_dir), "cache_dir": str(self.cache_dir)}
 
@@ -103,14 +121,41 @@ def resolve_input_model(config: "WorkflowConfig") -> ModelRef:
 def plan_from_config(config: "WorkflowConfig", output_dir: str | Path | None = None) -> Plan:
     steps = [PlanStep(name, cls, params) for name, cls, params in config.pass_chain()]
     data_configs = {dc.name: dc.model_dump(mode="json", exclude_none=True) for dc in (config.data_configs or [])}
+    cache_dir = config.cache_config.cache_dir if config.cache_config and config.cache_config.cache_dir \
+        else config.cache_dir
+    if isinstance(cache_dir, list):
+        cache_dir = cache_dir[0]
+    evaluator = config.resolved_evaluator()
     plan = Plan(
         input_model=resolve_input_model(config),
         steps=steps,
         output_dir=Path(output_dir or config.output_dir or "models/output").expanduser().resolve(),
-        cache_dir=Path(config.cache_dir or ".modelmill-cache").expanduser().resolve(),
+        cache_dir=Path(cache_dir or ".olive-cache").expanduser().resolve(),
         accelerator=config.target_accelerator(),
         data_configs=data_configs,
         source_config=config.model_dump(mode="json", exclude_none=True),
+        metrics=list(evaluator.metrics) if evaluator is not None and evaluator.metrics else None,
+        search=config.search_strategy.model_dump(mode="json") if config.search_enabled else None,
+        search_space=_search_space(config, steps),
+        evaluate_input_model=config.evaluate_input_model,
+        base_dir=Path(config.source).resolve().parent if config.source and not config.source.startswith("<") else None,
     )
     plan.check()
     return plan
+
+
+def _search_space(config: "WorkflowConfig", steps: list[PlanStep]) -> "SearchSpace":
+    """What the config marks searchable: lists / SEARCHABLE_VALUES / SearchParameter values."""
+    from modelmill.config.pass_values import split_params
+    from modelmill.engine.search import SearchSpace
+
+    space = SearchSpace()
+    if not config.search_enabled or not config.search_strategy.include_pass_params:
+        return space
+    for index, step in enumerate(steps):
+        value = config.passes[step.name]
+        entry = value[0] if isinstance(value, list) else value
+        for param, values in split_params(entry.params, step.pass_cls.Params, True).candidates.items():
+            if len(values) > 1:
+                space.dimensions[(index, param)] = values
+    return space

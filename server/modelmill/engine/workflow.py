@@ -1,4 +1,5 @@
-"""Run a plan: each pass in order, then the output folder renamed into place with its manifest."""
+"""Run a plan: each pass in order through the cache, optionally evaluated and searched, then the
+output folder renamed into place with its manifest and reports."""
 
 from __future__ import annotations
 
@@ -13,16 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from modelmill import __version__
-from modelmill.engine.cache import Cache, CacheEntry, fingerprint
+from modelmill.engine.cache import ENTRY_FILE, Cache, CacheEntry, fingerprint
 from modelmill.engine.cache import step_key as cache_step_key
 from modelmill.engine.context import PassContext
 from modelmill.engine.events import EventBus
 from modelmill.engine.model import ModelRef
-from modelmill.engine.cache import ENTRY_FILE
 from modelmill.engine.output import copy_contents, describe_files, place, temp_sibling
 from modelmill.engine.plan import Plan, PlanStep
 from modelmill.engine.versions import library_versions
-from modelmill.errors import ModelMillError, PassError
+from modelmill.errors import ModelMillError
 
 MANIFEST_NAME = "modelmill_run.json"
 
@@ -40,7 +40,6 @@ class PassRecord:
     type: str
     params: dict[str, Any]
     duration_s: float
-    output: str
     cached: bool = False
     cache_key: str = ""
 
@@ -53,82 +52,124 @@ class RunResult:
     passes: list[PassRecord] = field(default_factory=list)
     duration_s: float = 0.0
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
+    search: dict[str, Any] | None = None
 
 
 def new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
 
 
-def run_plan(plan: Plan, bus: EventBus, cancel: threading.Event | None = None) -> RunResult:
-    """Run every pass of ``plan``; the output folder appears only when all of them succeeded."""
-    cancel = cancel or threading.Event()
-    started = time.perf_counter()
-    work_root = plan.cache_dir / "runs" / bus.run_id
-    work_root.mkdir(parents=True, exist_ok=True)
-    bus.emit("run.started", plan=plan.describe(), config=plan.source_config)
-    model = plan.input_model
-    records: list[PassRecord] = []
-    cache = Cache(plan.cache_dir)
-    try:
-        keys = step_keys(plan, cache)
-        for index, (step, key) in enumerate(zip(plan.steps, keys)):
-            if cancel.is_set():
+class Chain:
+    """Runs a list of steps through the cache; shared by plain runs and every search candidate."""
+
+    def __init__(self, plan: Plan, bus: EventBus, cancel: threading.Event, work_root: Path) -> None:
+        self.plan, self.bus, self.cancel, self.work_root = plan, bus, cancel, work_root
+        self.cache = Cache(plan.cache_dir)
+        self.records: list[PassRecord] = []
+        self.last_entry: CacheEntry | None = None
+
+    def __call__(self, steps: list[PlanStep], candidate: str | None = None) -> tuple[ModelRef, list[str]]:
+        model = self.plan.input_model
+        keys = step_keys(self.plan, self.cache, steps)
+        self.records = []
+        for index, (step, key) in enumerate(zip(steps, keys)):
+            if self.cancel.is_set():
                 raise RunCancelled()
-            bus.emit("pass.started", pass_name=step.name, pass_type=step.pass_cls.name, index=index,
-                     total=len(plan.steps), params=step.params.model_dump(mode="json"), cache_key=key)
-            pass_start = time.perf_counter()
-            entry = cache.get(key)
+            tag = {"candidate": candidate} if candidate else {}
+            self.bus.emit("pass.started", pass_name=step.name, pass_type=step.pass_cls.name, index=index,
+                          total=len(steps), params=step.params.model_dump(mode="json"), cache_key=key, **tag)
+            start = time.perf_counter()
+            entry = self.cache.get(key)
             cached = entry is not None
             if entry is None:
-                entry = _run_step(plan, step, model, key, cache, bus, work_root / f"{index:02d}-{step.name}.work")
-            model, final_files = entry.model, entry.meta["files"]
-            duration = time.perf_counter() - pass_start
-            records.append(PassRecord(step.name, step.pass_cls.name, step.params.model_dump(mode="json"),
-                                      round(duration, 3), str(model.path), cached, key))
-            bus.emit("pass.finished", pass_name=step.name, pass_type=step.pass_cls.name, index=index,
-                     duration_s=round(duration, 3), output=str(model.path), cached=cached, cache_key=key)
-        if cancel.is_set():
-            raise RunCancelled()
-        result = RunResult(bus.run_id, plan.output_dir, model, records)
-        result.files = {name: info for name, info in final_files.items() if name != ENTRY_FILE}
-        result.duration_s = round(time.perf_counter() - started, 3)
-        result.model = _write_output(plan, result)
-        bus.emit("run.finished", status="succeeded", output_dir=str(plan.output_dir),
-                 duration_s=result.duration_s)
-        return result
-    except BaseException as exc:
-        _report_failure(bus, exc)
-        raise
-    finally:
-        cache.discard_staging()
-        shutil.rmtree(work_root, ignore_errors=True)
+                entry = self._run_step(step, model, key, self.work_root / f"{index:02d}-{step.name}.work")
+            model, self.last_entry = entry.model, entry
+            duration = round(time.perf_counter() - start, 3)
+            self.records.append(PassRecord(step.name, step.pass_cls.name, step.params.model_dump(mode="json"),
+                                           duration, cached, key))
+            self.bus.emit("pass.finished", pass_name=step.name, pass_type=step.pass_cls.name, index=index,
+                          duration_s=duration, output=str(model.path), cached=cached, cache_key=key, **tag)
+        return model, keys
+
+    def _run_step(self, step: PlanStep, model: ModelRef, key: str, scratch: Path) -> CacheEntry:
+        staging = self.cache.staging(key)
+        shutil.rmtree(scratch, ignore_errors=True)
+        scratch.mkdir(parents=True)
+        ctx = PassContext(pass_name=step.name, output_dir=staging, work_dir=scratch, cache_dir=self.plan.cache_dir,
+                          bus=self.bus, accelerator=self.plan.accelerator, data_configs=self.plan.data_configs)
+        start = time.perf_counter()
+        output = step.pass_cls().run(model, step.params, ctx)
+        shutil.rmtree(scratch, ignore_errors=True)
+        return self.cache.commit(key, staging, output, {"pass_type": step.pass_cls.name, "pass_name": step.name,
+                                                       "params": step.params.model_dump(mode="json"),
+                                                       "duration_s": round(time.perf_counter() - start, 3)})
 
 
-def step_keys(plan: Plan, cache: Cache) -> list[str]:
+def input_key(plan: Plan, cache: Cache) -> str:
+    return fingerprint(plan.input_model.path, cache.root / "fingerprints.json")
+
+
+def step_keys(plan: Plan, cache: Cache, steps: list[PlanStep] | None = None) -> list[str]:
     """The cache key of every step: each chains the previous one, starting from the input's content hash."""
-    key = fingerprint(plan.input_model.path, cache.root / "fingerprints.json")
+    key = input_key(plan, cache)
     accelerator = {"device": plan.accelerator.device, "execution_provider": plan.accelerator.execution_provider}
     keys = []
-    for step in plan.steps:
+    for step in steps if steps is not None else plan.steps:
         key = cache_step_key(key, step.pass_cls.name, step.params.model_dump(mode="json"), accelerator,
                              library_versions())
         keys.append(key)
     return keys
 
 
-def _run_step(plan: Plan, step: PlanStep, model: ModelRef, key: str, cache: Cache, bus: EventBus,
-              scratch: Path) -> CacheEntry:
-    staging = cache.staging(key)
-    shutil.rmtree(scratch, ignore_errors=True)
-    scratch.mkdir(parents=True)
-    ctx = PassContext(pass_name=step.name, output_dir=staging, work_dir=scratch, cache_dir=plan.cache_dir, bus=bus,
-                      accelerator=plan.accelerator, data_configs=plan.data_configs)
-    start = time.perf_counter()
-    output = step.pass_cls().run(model, step.params, ctx)
-    shutil.rmtree(scratch, ignore_errors=True)
-    return cache.commit(key, staging, output, {"pass_type": step.pass_cls.name, "pass_name": step.name,
-                                               "params": step.params.model_dump(mode="json"),
-                                               "duration_s": round(time.perf_counter() - start, 3)})
+def run_plan(plan: Plan, bus: EventBus, cancel: threading.Event | None = None) -> RunResult:
+    """Run ``plan`` (searching when it has a search space); the output appears only when all succeeded."""
+    cancel = cancel or threading.Event()
+    started = time.perf_counter()
+    work_root = plan.cache_dir / "runs" / bus.run_id
+    work_root.mkdir(parents=True, exist_ok=True)
+    bus.emit("run.started", plan=plan.describe(), config=plan.source_config)
+    chain = Chain(plan, bus, cancel, work_root)
+    try:
+        if plan.metrics or plan.search:
+            result = _run_search(plan, bus, cancel, chain)
+        else:
+            model, _ = chain(plan.steps)
+            result = RunResult(bus.run_id, plan.output_dir, model, list(chain.records))
+        assert chain.last_entry is not None
+        result.files = {name: info for name, info in chain.last_entry.meta["files"].items() if name != ENTRY_FILE}
+        if cancel.is_set():
+            raise RunCancelled()
+        result.duration_s = round(time.perf_counter() - started, 3)
+        result.model = _write_output(plan, result)
+        bus.emit("run.finished", status="succeeded", output_dir=str(plan.output_dir),
+                 duration_s=result.duration_s, best_candidate=(result.search or {}).get("best"))
+        return result
+    except BaseException as exc:
+        _report_failure(bus, exc)
+        raise
+    finally:
+        chain.cache.discard_staging()
+        shutil.rmtree(work_root, ignore_errors=True)
+
+
+def _run_search(plan: Plan, bus: EventBus, cancel: threading.Event, chain: Chain) -> RunResult:
+    from modelmill.engine.search import Search
+
+    search = Search(plan, bus, cancel, chain)
+    best = search.run(plan.search_space)
+    # Re-walk the best chain (cache hits only) so its records and entry are the ones written out.
+    model, _ = chain(best.steps, best.id)
+    summary = {
+        "strategy": plan.search,
+        "best": best.id,
+        "baseline": search.baseline.to_json() if search.baseline is not None else None,
+        "candidates": [c.footprint() for c in search.candidates],
+        "pareto_front": [c.id for c in search.pareto_front()],
+        "evaluations": {c.id: c.evaluation for c in search.candidates if c.evaluation is not None},
+    }
+    if search.baseline is not None:
+        summary["evaluations"] = {"input": search.baseline, **summary["evaluations"]}
+    return RunResult(bus.run_id, plan.output_dir, model, list(chain.records), search=summary)
 
 
 def _write_output(plan: Plan, result: RunResult) -> ModelRef:
@@ -140,7 +181,7 @@ def _write_output(plan: Plan, result: RunResult) -> ModelRef:
             copy_contents(final.path, tmp, skip={ENTRY_FILE})
         else:
             shutil.copy2(final.path, tmp / final.path.name)
-        manifest = {
+        manifest: dict[str, Any] = {
             "modelmill_version": __version__,
             "run_id": result.run_id,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -154,9 +195,15 @@ def _write_output(plan: Plan, result: RunResult) -> ModelRef:
             "files": result.files or describe_files(tmp),
             "config": plan.source_config,
         }
-        for record in manifest["passes"]:
-            record.pop("output", None)  # scratch paths mean nothing once the run is over
-        (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2))
+        if result.search is not None:
+            evaluations = result.search.pop("evaluations")
+            manifest["search"] = result.search
+            if evaluations:
+                from modelmill.evaluate import write_reports
+
+                reports = write_reports(evaluations, tmp)
+                manifest["reports"] = {name: str(path.relative_to(tmp)) for name, path in reports.items()}
+        (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, default=str))
         place(tmp, plan.output_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -166,7 +213,7 @@ def _write_output(plan: Plan, result: RunResult) -> ModelRef:
 
 
 def _report_failure(bus: EventBus, exc: BaseException) -> None:
-    if isinstance(exc, RunCancelled) or isinstance(exc, KeyboardInterrupt):
+    if isinstance(exc, (RunCancelled, KeyboardInterrupt)):
         bus.emit("run.finished", status="cancelled")
         return
     if isinstance(exc, ModelMillError):
@@ -175,6 +222,3 @@ def _report_failure(bus: EventBus, exc: BaseException) -> None:
         bus.emit("error", message=f"{type(exc).__name__}: {exc}", fix=None, where=None, kind="internal",
                  traceback=traceback.format_exc(limit=8))
     bus.emit("run.finished", status="failed")
-
-
-__all__ = ["run_plan", "RunResult", "RunCancelled", "new_run_id", "MANIFEST_NAME", "PassError"]

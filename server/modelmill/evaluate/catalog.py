@@ -41,8 +41,9 @@ CATALOG: dict[str, dict[str, SubTypeInfo]] = {
     "latency": {name: ("ms", False, f"{_STAT_WORDS[name].capitalize()} time of one inference (forward pass) "
                                     "over repeat_test_num runs after warmup_num warm-up runs.")
                 for name in LATENCY_SUB_TYPES},
-    "throughput": {name: ("samples/s", True, f"{_STAT_WORDS[name].capitalize()} of batch_size * 1000 / latency_ms "
-                                             "over the timed runs.")
+    "throughput": {name: ("samples/s", True, "Samples per second: batch_size * 1000 / mean latency_ms." if name == "avg"
+                          else f"{_STAT_WORDS[name].capitalize()} of the per-run throughputs batch_size * 1000 / "
+                               "latency_ms (max: the fastest run).")
                    for name in LATENCY_SUB_TYPES},
     "size_on_disk": {
         "bytes": ("bytes", False, "Bytes of the model files: ONNX files with their external data, or the weight "

@@ -72,7 +72,7 @@ class OnnxBlockWiseRtnQuantization(Pass):
     description = ("Weight-only int4 quantization: MatMul weights are quantized block-wise (round to nearest by default) "
                    "and the MatMuls become MatMulNBits contrib ops (optionally Gather → GatherBlockQuantized). About 7x "
                    "smaller weights; activations stay float. No calibration data needed.")
-    Params: type[PassParams] = OnnxBlockWiseRtnQuantizationParams
+    Params = OnnxBlockWiseRtnQuantizationParams
     accepts = frozenset({"onnx"})
     produces = "onnx"
     supported_precisions = ("int4",)
@@ -81,9 +81,10 @@ class OnnxBlockWiseRtnQuantization(Pass):
     def run(self, model: ModelRef, params: PassParams, ctx: PassContext) -> ModelRef:
         assert isinstance(params, OnnxBlockWiseRtnQuantizationParams)
         onnx_io.require_onnx(model, self.name)
-        from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
-
         from modelmill.passes.dynamic_quantization import quiet_ort_logging
+
+        with quiet_ort_logging(ctx):
+            from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
         ctx.progress(0.05, "loading model")
         proto = onnx_io.load(model)
@@ -95,7 +96,7 @@ class OnnxBlockWiseRtnQuantization(Pass):
         algorithm = "rtn" if params.algorithm == "default" else params.algorithm
         ctx.progress(0.15, f"quantizing {candidates} weights to int4 ({algorithm}, block {params.block_size})")
         try:
-            with quiet_ort_logging(ctx):
+            with quiet_ort_logging(ctx, quiet_stdout=algorithm == "k_quant"):
                 quantizer = MatMulNBitsQuantizer(
                     proto, bits=params.bits, block_size=params.block_size, is_symmetric=params.is_symmetric,
                     accuracy_level=params.accuracy_level or None, nodes_to_exclude=params.nodes_to_exclude or [],

@@ -6,6 +6,7 @@ Also holds the helpers the static quantization pass shares (pre-processing, node
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import shutil
 import warnings
@@ -71,7 +72,8 @@ class OnnxDynamicQuantization(Pass):
     def run(self, model: ModelRef, params: PassParams, ctx: PassContext) -> ModelRef:
         assert isinstance(params, OnnxDynamicQuantizationParams)
         onnx_io.require_onnx(model, self.name)
-        from onnxruntime.quantization import QuantType, quantize_dynamic
+        with quiet_ort_logging(ctx):
+            from onnxruntime.quantization import QuantType, quantize_dynamic
 
         source = preprocess(model, params.quant_preprocess, ctx)
         ctx.progress(0.3, f"quantizing weights to {params.precision}")
@@ -101,7 +103,8 @@ def preprocess(model: ModelRef, enabled: bool, ctx: PassContext) -> Path:
     """ORT's quant_pre_process into the work folder; the original model file if disabled or if it fails."""
     if not enabled:
         return model.model_file
-    from onnxruntime.quantization.shape_inference import quant_pre_process
+    with quiet_ort_logging(ctx):
+        from onnxruntime.quantization.shape_inference import quant_pre_process
 
     ctx.progress(0.05, "pre-processing (shape inference, graph optimization)")
     out_dir = ctx.work_dir / "preprocessed"
@@ -149,40 +152,68 @@ def save_quantized(model: ModelRef, quantized_file: Path, ctx: PassContext, **at
     return onnx_io.output_ref(model, ctx.output_dir, **attributes)
 
 
-class _OrtRecords(logging.Filter):
-    """Drops (and keeps) records that ORT's quantization code logs on the root logger."""
+# Loggers of libraries that log (and on import configure logging) noisily during quantization.
+NOISY_LOGGERS = ("onnxruntime", "neural_compressor")
+
+
+class _Collector(logging.Handler):
+    """Keeps messages instead of printing them; as a filter, also takes ORT's records logged on the root logger."""
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__(logging.DEBUG)
         self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno >= logging.WARNING:
+            self.messages.append(record.getMessage())
 
     def filter(self, record: logging.LogRecord) -> bool:
         path = record.pathname.replace("\\", "/")
-        if "onnxruntime/quantization" in path or "onnxruntime/transformers" in path:
-            self.messages.append(record.getMessage())
+        if "onnxruntime/" in path or "neural_compressor/" in path:
+            self.emit(record)
             return False
         return True
 
 
 @contextlib.contextmanager
-def quiet_ort_logging(ctx: PassContext) -> Iterator[None]:
-    """Keep ORT's root-logger warnings (hundreds on LLMs) off stderr; log a one-line summary instead."""
+def quiet_ort_logging(ctx: PassContext, quiet_stdout: bool = False) -> Iterator[None]:
+    """Keep ORT's log output (hundreds of warnings on LLMs, INFO lines, progress prints) off the console.
+
+    Import ORT quantization modules inside this context too: some call logging.basicConfig() on
+    import, which would install a root handler for the rest of the process. A one-line summary of
+    the warnings goes to ``ctx.log`` at debug level.
+    """
     root = logging.getLogger()
-    records = _OrtRecords()
-    # logging.warning() on a root logger without handlers would install a stderr handler for good.
-    placeholder = logging.NullHandler() if not root.handlers else None
-    if placeholder:
-        root.addHandler(placeholder)
-    root.addFilter(records)
+    collector = _Collector()
+    # With a handler present, basicConfig() (explicit, or inside logging.warning()) changes nothing.
+    placeholder = logging.NullHandler()
+    root.addHandler(placeholder)
+    root.addFilter(collector)
+    root_level = root.level
+    saved = {}
+    for name in NOISY_LOGGERS:
+        logger = logging.getLogger(name)
+        saved[name] = (logger.propagate, logger.level)
+        logger.propagate = False
+        logger.setLevel(logging.WARNING)
+        logger.addHandler(collector)
     try:
-        with warnings.catch_warnings():
-            # numpy overflow warnings from range computations on tensors that end up excluded.
+        with warnings.catch_warnings(), contextlib.ExitStack() as stack:
+            # numpy overflow warnings from ranges of excluded tensors, torch warnings inside HQQ.
             warnings.simplefilter("ignore", RuntimeWarning)
+            warnings.simplefilter("ignore", UserWarning)
+            if quiet_stdout:
+                stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
             yield
     finally:
-        root.removeFilter(records)
-        if placeholder:
-            root.removeHandler(placeholder)
-        if records.messages:
-            first = records.messages[0].splitlines()[0][:200]
-            ctx.log(f"onnxruntime logged {len(records.messages)} messages; first: {first}", level="debug")
+        for name, (propagate, level) in saved.items():
+            logger = logging.getLogger(name)
+            logger.removeHandler(collector)
+            logger.propagate = propagate
+            logger.setLevel(level)
+        root.removeFilter(collector)
+        root.removeHandler(placeholder)
+        root.setLevel(root_level)
+        if collector.messages:
+            first = collector.messages[0].splitlines()[0][:200]
+            ctx.log(f"onnxruntime logged {len(collector.messages)} warnings; first: {first}", level="debug")

@@ -70,7 +70,8 @@ class OnnxStaticQuantization(Pass):
         assert isinstance(params, OnnxStaticQuantizationParams)
         onnx_io.require_onnx(model, self.name)
         data_config = resolve_data_config(params.data_config, ctx)
-        from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+        with quiet_ort_logging(ctx):
+            from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
         from modelmill.engine.data import calibration_feeds, onnx_input_specs
 

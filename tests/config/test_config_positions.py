@@ -1,0 +1,108 @@
+"""The tolerant JSON parser, the YAML conversion, and ranges by key path."""
+
+from __future__ import annotations
+
+from modelmill.config.document import parse_document
+from modelmill.config.positions import parse_json
+
+
+def _start(rng):  # (line, col), 0-based
+    return rng.start.line, rng.start.col
+
+
+def test_json_ranges_of_keys_and_values() -> None:
+    text = '{\n  "passes": {\n    "quant": {"type": "X", "block_size": 32}\n  },\n  "ü": [1, 2.5, null]\n}\n'
+    doc = parse_document(text, "c.json")
+    assert doc.syntax == []
+    assert doc.data == {"passes": {"quant": {"type": "X", "block_size": 32}}, "ü": [1, 2.5, None]}
+    assert _start(doc.range_of(("passes", "quant", "block_size"))) == (2, 41)
+    assert _start(doc.range_of(("passes", "quant", "block_size"), key=True)) == (2, 27)
+    value = doc.range_of(("passes", "quant", "type"))
+    assert text[value.start.offset:value.end.offset] == '"X"'
+    assert _start(doc.range_of(("ü", 1))) == (4, 11)
+
+
+def test_range_falls_back_to_nearest_ancestor() -> None:
+    doc = parse_document('{"passes": {"q": {"type": "X"}}}', "c.json")
+    assert doc.range_of(("passes", "q", "missing", "deeper")) == doc.range_of(("passes", "q"))
+    assert doc.range_of(("passes", "q", "missing"), key=True) == doc.range_of(("passes", "q"), key=True)
+    assert doc.range_of(("nothing",)) == doc.root.range
+
+
+def test_missing_comma_is_reported_where_the_next_key_starts() -> None:
+    text = '{\n  "a": 1\n  "b": {"c": 2}\n}'
+    doc = parse_document(text, "c.json")
+    assert [(d.code, _start(d.range)) for d in doc.syntax] == [("syntax", (2, 2))]
+    assert "expected ','" in doc.syntax[0].message
+    assert doc.data == {"a": 1, "b": {"c": 2}}  # recovered: later keys keep their positions too
+    assert _start(doc.range_of(("b", "c"))) == (2, 13)
+
+
+def test_unclosed_brace_keeps_everything_parsed_so_far() -> None:
+    text = '{\n  "input_model": {"type": "HfModel"},\n  "passes": {\n    "q": {"type": "X"'
+    doc = parse_document(text, "c.json")
+    assert len(doc.syntax) == 1
+    issue = doc.syntax[0]
+    assert _start(issue.range) == (3, 21)  # the end of the text
+    assert "line 4, column 10" in issue.message  # the innermost unclosed '{'
+    assert doc.data == {"input_model": {"type": "HfModel"}, "passes": {"q": {"type": "X"}}}
+    assert _start(doc.range_of(("input_model", "type"))) == (1, 26)
+
+
+def test_other_json_mistakes_are_reported_and_skipped() -> None:
+    text = '{"a": [1, 2,], // note\n "b": tru, \'c\': 3} trailing'
+    root, issues = parse_json(text)
+    messages = [issue.message for issue in issues]
+    assert any("trailing comma" in m for m in messages)
+    assert any("comments are not allowed" in m for m in messages)
+    assert any("unexpected word 'tru'" in m for m in messages)
+    assert any("double quotes" in m for m in messages)
+    assert any("after the end" in m for m in messages)
+    from modelmill.config.positions import to_data
+    assert to_data(root) == {"a": [1, 2], "b": "tru", "c": 3}
+
+
+def test_missing_value_and_colon() -> None:
+    doc = parse_document('{"a": , "b" 2, "c": 3}', "c.json")
+    assert [_start(d.range) for d in doc.syntax] == [(0, 6), (0, 12)]
+    assert doc.data == {"b": 2, "c": 3}
+
+
+def test_duplicate_keys_warn() -> None:
+    doc = parse_document('{"a": 1, "a": 2}', "c.json")
+    assert [(d.severity, d.code, _start(d.range)) for d in doc.syntax] == [("warning", "duplicate-key", (0, 9))]
+    assert doc.data == {"a": 2}
+
+
+def test_empty_text() -> None:
+    assert parse_document("", "c.json").syntax[0].message.startswith("the file is empty")
+    assert parse_document("  \n", "c.yaml").root is None
+
+
+def test_yaml_ranges() -> None:
+    text = "# comment\ninput_model:\n  type: HfModel\npasses:\n  q:\n    type: X\n    block_size: 32\n"
+    doc = parse_document(text, "c.yaml")
+    assert doc.format == "yaml" and doc.syntax == []
+    assert doc.data == {"input_model": {"type": "HfModel"}, "passes": {"q": {"type": "X", "block_size": 32}}}
+    assert _start(doc.range_of(("passes", "q", "block_size"))) == (6, 16)
+    assert _start(doc.range_of(("passes", "q", "block_size"), key=True)) == (6, 4)
+
+
+def test_yaml_syntax_error_keeps_the_lines_above() -> None:
+    text = "input_model:\n  type: HfModel\npasses:\n  q: {type: X\nevaluator: e\n"
+    doc = parse_document(text, "c.yaml")
+    assert len(doc.syntax) == 1 and doc.syntax[0].code == "syntax"
+    assert doc.syntax[0].range.start.line == 4
+    assert doc.data["input_model"] == {"type": "HfModel"}
+    assert _start(doc.range_of(("input_model", "type"))) == (1, 8)
+
+
+def test_yaml_merge_keys_and_aliases() -> None:
+    text = "base: &b\n  type: X\n  bits: 4\npasses:\n  q:\n    <<: *b\n    bits: 8\n"
+    assert parse_document(text, "c.yaml").data["passes"] == {"q": {"type": "X", "bits": 8}}
+
+
+def test_path_at_position() -> None:
+    doc = parse_document('{\n  "passes": {"q": {"type": "ModelBuilder"}}\n}', "c.json")
+    assert doc.path_at(1, 30) == ("passes", "q", "type")
+    assert doc.path_at(1, 4) == ("passes",)
