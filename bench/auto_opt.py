@@ -98,11 +98,13 @@ def folder_size(folder: Path) -> int:
     return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) if folder.exists() else 0
 
 
-def measure_build(cmd: list[str], out_dir: Path, log_path: Path, env: dict[str, str]) -> dict[str, Any]:
+def measure_build(cmd: list[str], out_dir: Path, log_path: Path, env: dict[str, str], cwd: Path) -> dict[str, Any]:
     shutil.rmtree(out_dir, ignore_errors=True)
+    shutil.rmtree(cwd, ignore_errors=True)
+    cwd.mkdir(parents=True)
     with open(log_path, "wb") as log:
         start = time.perf_counter()
-        process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+        process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd)
         sampler = TreeSampler(process.pid)
         sampler.start()
         # wait4 instead of Popen.wait: its rusage holds ru_maxrss, the largest RSS any single process of
@@ -115,6 +117,9 @@ def measure_build(cmd: list[str], out_dir: Path, log_path: Path, env: dict[str, 
     result = {
         "rc": process.returncode,
         "wall_s": round(wall, 3),
+        # user+sys CPU of the whole tree (waited-for descendants included): less sensitive than wall time
+        # to other load on the machine.
+        "cpu_s": round(usage.ru_utime + usage.ru_stime, 3),
         "peak_tree_rss_mib": round(sampler.peak / MIB, 1),
         "peak_tree_processes": sampler.peak_processes,
         "max_single_rss_mib": round(maxrss_kib / 1024, 1),
@@ -124,6 +129,7 @@ def measure_build(cmd: list[str], out_dir: Path, log_path: Path, env: dict[str, 
     }
     if process.returncode != 0:
         result["log_tail"] = log_path.read_text(errors="replace")[-3000:]
+    shutil.rmtree(cwd, ignore_errors=True)  # a run's own .modelmill-cache (pass cache, fingerprints)
     return result
 
 
@@ -261,13 +267,14 @@ def build_commands(model_dir: Path, work: Path, driver: str) -> dict[str, tuple[
     if driver == "cli":
         cmd_a = modelmill_cmd() + ["auto-opt", "-m", str(model_dir), "-o", str(out_a), "--precision", "int4"]
     else:  # engine: the same ModelBuilder step auto-opt plans, run through the engine API without the CLI
-        cmd_a = [sys.executable, str(Path(__file__).resolve()), "--_engine", str(model_dir), str(out_a)]
+        cmd_a = [sys.executable, str(Path(__file__).resolve()), "--_engine", str(model_dir), str(out_a),
+                 ".modelmill-cache"]
     cmd_b = [sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", str(model_dir), "-o", str(out_b),
              "-p", "int4", "-e", "cpu", "-c", str(work / "builder_cache")]
     return {A: (cmd_a, out_a), B: (cmd_b, out_b)}
 
 
-def engine_child(model_dir: str, out_dir: str) -> None:
+def engine_child(model_dir: str, out_dir: str, cache_dir: str) -> None:
     """`--driver engine`: run auto-opt's int4 CPU ModelBuilder step through modelmill's engine."""
     sys.path.insert(0, str(ROOT / "server"))
     from modelmill.engine.events import EventBus
@@ -279,7 +286,7 @@ def engine_child(model_dir: str, out_dir: str) -> None:
     params = ModelBuilderParams(precision="int4", int4_block_size=32, int4_accuracy_level=4,
                                 int4_op_types_to_quantize=["MatMul", "Gather"])
     plan = Plan(ModelRef("hf", Path(model_dir)), [PlanStep("model_builder", ModelBuilder, params)],
-                Path(out_dir), (ROOT / ".modelmill-cache").resolve())  # the CLI's default cache_dir
+                Path(out_dir), Path(cache_dir).resolve())
     plan.check()
     run_plan(plan, EventBus(new_run_id(), []))
 
@@ -296,6 +303,7 @@ def summarize(builds: dict[str, list[dict]], gens: dict[str, list[dict]]) -> dic
         good_gens = [g for g in gens[key] if "error" not in g]
         summary[key] = {
             "wall_s": median([b["wall_s"] for b in ok]),
+            "cpu_s": median([b["cpu_s"] for b in ok]),
             "peak_tree_rss_mib": median([b["peak_tree_rss_mib"] for b in ok]),
             "max_single_rss_mib": median([b["max_single_rss_mib"] for b in ok]),
             "output_mb": median([b["output_bytes"] / 1e6 for b in ok]),
@@ -312,6 +320,7 @@ def ratio(a: float | None, b: float | None) -> float | None:
 def markdown(summary: dict, builds: dict, gens: dict) -> str:
     rows = [
         ("wall time (s)", "wall_s", "<= 1.1x builder", lambda r: r <= 1.1),
+        ("build CPU time, user+sys (s)", "cpu_s", "", None),
         ("peak RSS, process tree (MiB)", "peak_tree_rss_mib", "<= builder", lambda r: r <= 1.0),
         ("max single-process RSS (MiB)", "max_single_rss_mib", "(<= builder)", lambda r: r <= 1.0),
         ("output folder (MB)", "output_mb", "similar", None),
@@ -329,7 +338,8 @@ def markdown(summary: dict, builds: dict, gens: dict) -> str:
     lines.append("")
     lines.append("samples (in run order within each column):")
     for key in (A, B):
-        lines.append(f"- {LABELS[A if key == A else B]}: wall s {[b['wall_s'] for b in builds[key]]}, "
+        lines.append(f"- {LABELS[key]}: wall s {[b['wall_s'] for b in builds[key]]}, "
+                     f"cpu s {[b['cpu_s'] for b in builds[key]]}, "
                      f"tree RSS MiB {[b['peak_tree_rss_mib'] for b in builds[key]]}, "
                      f"single RSS MiB {[b['max_single_rss_mib'] for b in builds[key]]}, "
                      f"prefill ms {[g.get('prefill_ms') for g in gens[key]]}, "
@@ -354,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
                              "modelmill's engine API without the CLI/config layer")
     parser.add_argument("--_gen", help=argparse.SUPPRESS)
     parser.add_argument("--_answer", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--_engine", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--_engine", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args._gen:
@@ -379,7 +389,9 @@ def main(argv: list[str] | None = None) -> int:
     for rep in range(args.repeats):
         for key in ((A, B) if rep % 2 == 0 else (B, A)):
             cmd, out = commands[key]
-            result = measure_build(cmd, out, work / f"{key}-build-{rep}.log", env)
+            # Each build starts in a fresh working folder: modelmill's default cache (.modelmill-cache) is
+            # relative to it, so no run is served from an earlier run's pass cache.
+            result = measure_build(cmd, out, work / f"{key}-build-{rep}.log", env, work / f"cwd-{key}")
             builds[key].append(result)
             print(f"build {rep + 1}/{args.repeats} {LABELS[key]}: rc {result['rc']}, {result['wall_s']:.2f} s, "
                   f"tree peak {result['peak_tree_rss_mib']:.0f} MiB, single max {result['max_single_rss_mib']:.0f} MiB",

@@ -97,7 +97,7 @@ def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
     config = BertConfig(vocab_size=VOCAB_SIZE, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
                         intermediate_size=128, max_position_embeddings=128, pad_token_id=0)
-    BertModel(config, add_pooling_layer=False).eval().save_pretrained(str(out))
+    BertModel(config).eval().save_pretrained(str(out))
     return out
 
 
@@ -118,3 +118,16 @@ def tiny_llama_onnx(tiny_llama_dir: Path, tmp_path_factory: pytest.TempPathFacto
 def tiny_bert_onnx(tiny_bert_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> ModelRef:
     """tiny_bert_dir exported by OnnxConversion (input_ids, attention_mask, token_type_ids → last_hidden_state)."""
     return _convert(tiny_bert_dir, tmp_path_factory, "tiny_bert_onnx")
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_genai(tiny_llama_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> ModelRef:
+    """tiny_llama_dir built by onnxruntime-genai's model builder (int4, CPU): MatMulNBits, GroupQueryAttention,
+    past_key_values inputs, external data and genai_config.json."""
+    import subprocess
+
+    out = tmp_path_factory.mktemp("tiny_llama_genai")
+    cache = tmp_path_factory.mktemp("builder_cache")
+    subprocess.run([sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", str(tiny_llama_dir), "-o", str(out),
+                    "-p", "int4", "-e", "cpu", "-c", str(cache)], check=True, capture_output=True)
+    return ModelRef(kind="onnx", path=out)

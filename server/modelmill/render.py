@@ -8,14 +8,21 @@ from pathlib import Path
 from typing import IO, Any
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 
 # Olive's log_severity_level: 0 verbose/debug, 1 info, 2 warning, 3 error, 4 fatal.
 LEVELS = {"debug": 0, "info": 1, "warning": 2, "error": 3, "critical": 4}
 
 
+def format_value(value: float | None, unit: str = "") -> str:
+    if value is None:
+        return "n/a"
+    text = f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
+    return f"{text} {unit}".strip()
+
+
 class ProgressRenderer:
-    """One progress bar per pass; log lines shown at or above ``log_level``; warnings always."""
+    """One bar per pass (per search candidate), a spinner per evaluation, log lines at ``log_level``."""
 
     def __init__(self, console: Console, log_level: int = 3) -> None:
         self.console = console
@@ -23,7 +30,8 @@ class ProgressRenderer:
         self.progress = Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(),
                                  TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn(),
                                  TextColumn("[dim]{task.fields[message]}"), console=console, transient=False)
-        self.tasks: dict[str, Any] = {}
+        self.tasks: dict[tuple[str, str], TaskID] = {}
+        self.units: dict[str, str] = {}
 
     def __enter__(self) -> "ProgressRenderer":
         self.progress.start()
@@ -32,27 +40,55 @@ class ProgressRenderer:
     def __exit__(self, *exc: object) -> None:
         self.progress.stop()
 
+    def _print(self, text: str) -> None:
+        self.progress.console.print(text, highlight=False)
+
     def __call__(self, event: dict[str, Any]) -> None:
         kind = event["type"]
-        name = event.get("pass_name", "")
+        candidate = event.get("candidate") or ""
+        key = (candidate, event.get("pass_name", ""))
+        prefix = f"{candidate} " if candidate else ""
         if kind == "pass.started":
-            label = f"{event['index'] + 1}/{event['total']} {name} ({event['pass_type']})"
-            self.tasks[name] = self.progress.add_task(label, total=1.0, message="")
-        elif kind == "pass.progress" and name in self.tasks:
-            self.progress.update(self.tasks[name], completed=event["fraction"], message=event.get("message", "")[:60])
-        elif kind == "pass.finished" and name in self.tasks:
+            label = f"{prefix}{event['index'] + 1}/{event['total']} {key[1]} ({event['pass_type']})"
+            self.tasks[key] = self.progress.add_task(label, total=1.0, message="")
+        elif kind == "pass.progress" and key in self.tasks:
+            self.progress.update(self.tasks[key], completed=event["fraction"], message=event.get("message", "")[:60])
+        elif kind == "pass.finished" and key in self.tasks:
             note = "cached" if event.get("cached") else f"{event['duration_s']:.1f}s"
-            self.progress.update(self.tasks[name], completed=1.0, message=note)
+            self.progress.update(self.tasks[key], completed=1.0, message=note)
+        elif kind == "candidate.started" and event.get("params"):
+            self._print(f"[bold]candidate {candidate}[/]: {json.dumps(event['params'])}")
+        elif kind == "evaluation.started":
+            task_key = (candidate, "evaluate")
+            self.tasks[task_key] = self.progress.add_task(f"evaluate {candidate}", total=max(1, len(event["metrics"])),
+                                                          message=", ".join(event["metrics"])[:60])
+        elif kind == "metric.measured":
+            self.units[event["key"]] = event.get("unit", "")
+            task = self.tasks.get((candidate, "evaluate"))
+            if task is not None:
+                self.progress.advance(task)
+                self.progress.update(task, message=f"{event['key']} = {format_value(event['value'], event.get('unit', ''))}")
+        elif kind == "candidate.evaluated":
+            task = self.tasks.get((candidate, "evaluate"))
+            if task is not None:
+                self.progress.update(task, completed=self.progress.tasks[task].total)
+            metrics = ", ".join(f"{k} {format_value(v, self.units.get(k, ''))}" for k, v in event["metrics"].items())
+            verdict = "" if event.get("is_input") else ("  [green]meets goals[/]" if event["accepted"]
+                                                        else "  [yellow]misses a goal[/]")
+            self._print(f"  {candidate}: {metrics}{verdict}")
         elif kind == "log" and LEVELS.get(event.get("level", "info"), 1) >= self.log_level:
-            self.progress.console.print(f"[dim]{name}: {event['message']}")
+            source = event.get("pass_name") or event.get("logger") or ""
+            self._print(f"[dim]{source}: {event['message']}[/]")
         elif kind == "warning":
-            self.progress.console.print(f"[yellow]warning[/]: {event['message']}")
+            self._print(f"[yellow]warning[/]: {event['message']}")
         elif kind == "error":
-            self.progress.console.print(f"[red bold]error[/]: {event['message']}")
+            self._print(f"[red bold]error[/]: {event['message']}")
             if event.get("fix"):
-                self.progress.console.print(f"  [cyan]fix[/]: {event['fix']}")
+                self._print(f"  [cyan]fix[/]: {event['fix']}")
             if event.get("traceback") and self.log_level <= 1:
-                self.progress.console.print(event["traceback"])
+                self._print(event["traceback"])
+        elif kind == "run.finished" and event.get("best_candidate"):
+            self._print(f"best candidate: [bold]{event['best_candidate']}[/]")
 
 
 class EventsFile:

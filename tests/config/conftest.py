@@ -11,18 +11,12 @@ import importlib
 import sys
 import types
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Literal
 
 import pytest
-from pydantic import Field
-
-from modelmill.config import Environment
 from modelmill.passes import registry
 from modelmill.passes.base import Pass, PassParams
-
-DATA = Path(__file__).parent / "data"
-CPU_ONLY = Environment(frozenset({"CPUExecutionProvider"}))
+from pydantic import Field
 
 
 class _OrtTransformersOptimizationParams(PassParams):
@@ -98,8 +92,3 @@ def pass_registry() -> Iterator[None]:
     registry.all_passes.cache_clear()
     registry._index.cache_clear()
     sys.modules.pop(_STAND_IN_MODULE, None)
-
-
-@pytest.fixture
-def data_dir() -> Path:
-    return DATA

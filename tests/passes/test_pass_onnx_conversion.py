@@ -64,7 +64,8 @@ def test_progress_events(tiny_llama_dir: Path, tmp_path: Path) -> None:
     assert shape == [2, 8]  # dynamic=False keeps the dummy shape
 
 
-def test_pytorch_module_with_io_config(tmp_path: Path) -> None:
+@pytest.mark.parametrize("dynamo", [False, True])
+def test_pytorch_module_with_io_config(tmp_path: Path, dynamo: bool) -> None:
     import torch
 
     torch.manual_seed(0)
@@ -74,7 +75,8 @@ def test_pytorch_module_with_io_config(tmp_path: Path) -> None:
     io_config = {"input_names": ["x"], "input_shapes": [[2, 16]], "input_types": ["float32"], "output_names": ["y"],
                  "dynamic_axes": {"x": {0: "batch"}, "y": {0: "batch"}}}
     ref = ModelRef(kind="pytorch", path=path, attributes={"io_config": io_config})
-    result, _ = run_pass(OnnxConversion, ref, tmp_path)
+    result, _ = run_pass(OnnxConversion, ref, tmp_path, use_dynamo_exporter=dynamo)
+    assert session(result).get_inputs()[0].shape[0] == "batch"
     x = np.random.default_rng(0).standard_normal((5, 16)).astype(np.float32)
     with torch.no_grad():
         expected = module(torch.from_numpy(x)).numpy()

@@ -19,18 +19,14 @@ def value_kind(value: Any) -> str:
     Branching on the kind (instead of letting pydantic try every branch) keeps one error per
     mistake: an inline system with a typo is reported once, not once more as "not a string".
     """
-    if isinstance(value, BaseModel) or isinstance(value, dict):
+    if isinstance(value, (BaseModel, dict)):
         return "object"
     if isinstance(value, list):
         return "list"
     return "scalar"
 
 
-# Tags used by ``by_kind`` unions; they show up in pydantic error locations and are skipped there.
-KIND_TAGS = frozenset({"object", "list", "scalar"})
-
-
 def by_kind(**branches: Any) -> Any:
     """``Annotated[Union[...], Discriminator(value_kind)]`` with one branch per kind."""
     members = tuple(Annotated[tp, Tag(kind)] for kind, tp in branches.items())
-    return Annotated[Union[members], Discriminator(value_kind)]  # type: ignore[valid-type]
+    return Annotated[Union[members], Discriminator(value_kind)]  # type: ignore[valid-type]  # noqa: UP007

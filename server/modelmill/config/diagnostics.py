@@ -48,9 +48,9 @@ CODES: dict[str, str] = {
 class Diagnostic:
     """One finding. ``path`` is the key path in the source document, ``data`` feeds quick fixes.
 
-    ``data`` keys used so far: ``replace_with`` (a value or key to put in place of the
-    flagged one), ``rename_key`` (new key name), ``remove`` (True: delete the flagged entry),
-    ``migrate`` (True: `migrate_document` fixes it), ``install`` (a pip requirement).
+    ``data`` keys used so far: ``replace_with`` (what to put in place of the flagged text:
+    a key name when the range is a key, else a value), ``remove`` (True: delete the flagged
+    entry), ``migrate`` (True: `migrate_document` fixes it), ``install`` (a pip requirement).
     """
 
     range: Range
@@ -60,6 +60,11 @@ class Diagnostic:
     hint: str | None = None
     path: KeyPath = ()
     data: dict[str, Any] = field(default_factory=dict)
+
+
+def replacing(value: Any) -> dict[str, Any]:
+    """``data`` for a quick fix that puts ``value`` in place of the flagged text (none for None)."""
+    return {} if value is None or value == "" else {"replace_with": value}
 
 
 SEVERITY_ORDER: dict[str, int] = {"error": 0, "warning": 1, "info": 2, "hint": 3}

@@ -8,7 +8,15 @@ from typing import Any, Literal
 
 from modelmill.config.diagnostics import Diagnostic, KeyPath
 from modelmill.config.positions import (
-    ZERO, ArrayNode, Entry, Node, ObjectNode, Range, parse_json, parse_yaml, to_data,
+    ZERO,
+    ArrayNode,
+    Entry,
+    Node,
+    ObjectNode,
+    Range,
+    parse_json,
+    parse_yaml,
+    to_data,
 )
 from modelmill.errors import ConfigError
 

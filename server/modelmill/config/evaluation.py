@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import re
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from modelmill.config.common import StrictModel, by_kind
+from modelmill.evaluate.catalog import CATALOG, METRIC_TYPES, OPEN_METRIC_TYPES
 
 DATA_CONTAINERS = ("DataContainer", "HuggingfaceContainer", "DummyDataContainer", "RawDataContainer",
                    "ImageDataContainer", "TransformersDummyDataContainer", "TransformersPromptDummyDataContainer",
@@ -29,21 +31,17 @@ DATA_COMPONENTS: dict[str, tuple[str, ...]] = {
                           "dataloader_with_ignored_batch_fields", "vision_vqa_dataloader"),
 }
 
-LATENCY_SUB_TYPES = ("avg", "max", "min", "p50", "p75", "p90", "p95", "p99", "p999")
-# Allowed sub_types[].name per metric type (torch_metrics backend); None = any name.
+# Allowed sub_types[].name per metric type, from the evaluator's catalog; None = any name.
 METRIC_SUB_TYPES: dict[str, tuple[str, ...] | None] = {
-    "accuracy": ("accuracy_score", "f1_score", "precision", "recall", "auroc", "perplexity", "wer", "rtfx",
-                 "exact_match", "relaxed_accuracy", "word_sort_ratio"),
-    "latency": LATENCY_SUB_TYPES,
-    "throughput": LATENCY_SUB_TYPES,
-    "size_on_disk": ("bytes",),
-    "custom": None,
+    metric_type: (None if metric_type in OPEN_METRIC_TYPES else tuple(sub_types))
+    for metric_type, sub_types in CATALOG.items()
 }
 USER_CONFIG_KEYS = ("user_script", "script_dir", "inference_settings", "shared_kv_buffer", "io_bind", "run_kwargs",
                     "evaluate_func", "evaluate_func_kwargs", "metric_func", "metric_func_kwargs")
 EVALUATOR_TYPES = ("OnnxEvaluator", "ONNX", "PyTorchEvaluator", "PyTorch", "OpenVINOEvaluator", "OpenVINO",
                    "QNNEvaluator", "QNN", "LMEvaluator", "MTEBEvaluator")
 _TYPE_ARG_EVALUATORS = ("LMEvaluator", "MTEBEvaluator")
+_NAME = re.compile(r"^[A-Za-z0-9_]+$")
 
 
 class DataComponent(StrictModel):
@@ -67,9 +65,9 @@ class DataComponent(StrictModel):
 class DataConfig(StrictModel):
     """A dataset for calibration, evaluation or training, referenced by its name."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_]+$",
-                      description="Unique name that passes and metrics use to refer to this data "
-                                  "(letters, digits and underscores only).")
+    name: str = Field(description="Unique name that passes and metrics use to refer to this data "
+                                  "(letters, digits and underscores only).",
+                      json_schema_extra={"pattern": _NAME.pattern})
     type: str = Field("DataContainer", description="Data container: " + ", ".join(DATA_CONTAINERS) + ".")
     user_script: str | None = Field(None, description="Python file that registers custom data components.")
     script_dir: str | None = Field(None, description="Folder added to sys.path for user_script's imports.")
@@ -78,8 +76,18 @@ class DataConfig(StrictModel):
     post_process_data_config: DataComponent | None = Field(None, description="How to turn outputs into predictions.")
     dataloader_config: DataComponent | None = Field(None, description="How to batch samples.")
 
+    @field_validator("name")
+    @classmethod
+    def _name_chars(cls, value: str) -> str:
+        if not _NAME.match(value):  # Olive's rule (and its wording), since names are used in file paths
+            raise ValueError(f"'{value}' should only contain letters, numbers and underscore")
+        return value
 
-DataConfigRef = by_kind(scalar=str, object=DataConfig)
+
+if TYPE_CHECKING:  # by_kind builds the runtime type; checkers see the plain union
+    DataConfigRef = str | DataConfig
+else:
+    DataConfigRef = by_kind(scalar=str, object=DataConfig)
 
 
 class Goal(StrictModel):
@@ -121,8 +129,10 @@ class Metric(StrictModel):
     """A metric to measure on every candidate model."""
 
     name: str = Field(description="Metric name, unique within the evaluator; results read `<name>-<sub type>`.")
-    type: Literal["accuracy", "latency", "throughput", "size_on_disk", "custom"] = Field(
-        description="What to measure: latency (ms), throughput (tokens/s), accuracy, size_on_disk or custom.")
+    type: Literal[METRIC_TYPES] = Field(  # type: ignore[valid-type]
+        description="What to measure: latency (ms), throughput, accuracy, size_on_disk, custom (Olive's), or "
+                    "ModelMill's llm (prefill_ms, decode_tokens_per_s, perplexity), memory (peak_mb) and similarity "
+                    "(cosine_mean, cosine_min, samples_per_s vs the PyTorch model).")
     backend: Literal["torch_metrics", "huggingface_metrics"] = Field(
         "torch_metrics", description="Library that computes accuracy sub types (ignored for custom).")
     sub_types: list[SubMetric] = Field(description="The quantities to report, e.g. [{\"name\": \"avg\"}].")
@@ -159,4 +169,7 @@ class Evaluator(StrictModel):
         return data
 
 
-EvaluatorRef = by_kind(scalar=str, object=Evaluator)
+if TYPE_CHECKING:
+    EvaluatorRef = str | Evaluator
+else:
+    EvaluatorRef = by_kind(scalar=str, object=Evaluator)

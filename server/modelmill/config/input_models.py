@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
@@ -14,7 +14,10 @@ OTHER_MODEL_TYPES = ("DistributedHfModel", "DistributedOnnxModel", "CompositeMod
                      "OpenVINOModel", "QNNModel", "QairtModel", "QairtPreparedModel", "TensorFlowModel")
 MODEL_TYPES = RUNNABLE_MODEL_TYPES + OTHER_MODEL_TYPES
 
-ModelPath = by_kind(scalar=str, object=dict[str, Any])
+if TYPE_CHECKING:  # by_kind builds the runtime type; checkers see the plain union
+    ModelPath = str | dict[str, Any]
+else:
+    ModelPath = by_kind(scalar=str, object=dict[str, Any])
 
 
 class KvCacheConfig(StrictModel):
@@ -133,6 +136,6 @@ class OtherOliveModel(StrictModel):
         description="Model type (case-insensitive in Olive).")
 
 
-InputModel = Annotated[Union[HfModel, PyTorchModel, ONNXModel, OtherOliveModel], Field(discriminator="type")]
+InputModel = Annotated[HfModel | PyTorchModel | ONNXModel | OtherOliveModel, Field(discriminator="type")]
 
 MODEL_KINDS = {"HfModel": "hf", "PyTorchModel": "pytorch", "ONNXModel": "onnx"}

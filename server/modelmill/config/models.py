@@ -7,7 +7,7 @@ span sections (references, pass parameters, accelerators vs passes) live in ``ch
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, PrivateAttr, field_validator
 
@@ -37,6 +37,13 @@ class PassEntry(StrictModel):
     @property
     def params(self) -> dict[str, Any]:
         return dict(self.model_extra or {})
+
+
+# One entry, or a non-empty list of alternatives for the search.
+if TYPE_CHECKING:  # by_kind builds the runtime type; checkers see the plain union
+    PassValue = PassEntry | list[PassEntry]
+else:
+    PassValue = by_kind(object=PassEntry, list=Annotated[list[PassEntry], Field(min_length=1)])
 
 
 class SearchStrategy(StrictModel):
@@ -93,7 +100,7 @@ class WorkflowConfig(StrictModel):
         None, description="Named systems that host and target refer to, e.g. local_system with its accelerator.")
     data_configs: list[DataConfig] = Field(default_factory=list, description="Datasets, referenced by name.")
     evaluators: dict[str, Evaluator] | None = Field(None, description="Named evaluators (sets of metrics).")
-    passes: dict[str, by_kind(object=PassEntry, list=list[PassEntry])] = Field(  # type: ignore[valid-type]
+    passes: dict[str, PassValue] = Field(
         default_factory=dict,
         description="The passes, run in the order written. A list of entries gives alternatives for the search "
                     "(without search only the first runs).")
@@ -130,7 +137,7 @@ class WorkflowConfig(StrictModel):
     @classmethod
     def _no_true(cls, value: Any) -> Any:
         if value is True:
-            raise ValueError("search_strategy: true is not supported: give an object such as "
+            raise ValueError("true is not supported: give an object such as "
                              "{\"execution_order\": \"joint\", \"sampler\": \"tpe\"}, or false")
         return value
 

@@ -10,6 +10,7 @@ an error found in the flat data is reported at its place in the original text.
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,6 +63,9 @@ class Normalized:
     path_map: PathMap
     notes: list[Note]
 
+    def __iter__(self) -> Iterator[Any]:  # flat, path_map, notes = normalize(data)
+        return iter((self.data, self.path_map, self.notes))
+
 
 class _Normalizer:
     def __init__(self) -> None:
@@ -87,6 +91,10 @@ class _Normalizer:
             if key != block:
                 if key not in nested:
                     result[key] = value
+                elif key != "type":
+                    self.note(at + (key,), "warning", f"'{key}' is set both here and under '{block}'; the "
+                              f"'{block}' value wins, as in Olive", "remove one of them", code="key-collision",
+                              remove=True)
                 continue
             for inner_key, inner_value in nested.items():
                 result[inner_key] = inner_value
@@ -210,7 +218,7 @@ class _Normalizer:
             entry["type"] = model_type = "HfModel"
         if model_type == "HfModel" and "model_name" in entry and "model_path" not in entry:
             self.note(at + ("model_name",), "warning", "HfModel takes 'model_path', not 'model_name': Olive 0.13 "
-                      "fails on it at run time", "rename 'model_name' to 'model_path'", rename_key="model_path")
+                      "fails on it at run time", "rename 'model_name' to 'model_path'", replace_with="model_path")
             entry = _rename(entry, "model_name", "model_path")
             self.paths.move(at + ("model_path",), self.paths.source(at + ("model_name",)))
         return entry
@@ -308,7 +316,7 @@ class _Normalizer:
             algorithm = strategy["search_algorithm"]
             sampler = "sequential" if algorithm == "exhaustive" else algorithm
             self.note(at + ("search_algorithm",), "warning", "'search_algorithm' is the old name of 'sampler': Olive "
-                      "0.13 crashes on it (KeyError: None)", f"use \"sampler\": \"{sampler}\"", rename_key="sampler")
+                      "0.13 crashes on it (KeyError: None)", f"use \"sampler\": \"{sampler}\"", replace_with="sampler")
             if "sampler" not in strategy:
                 strategy = _rename(strategy, "search_algorithm", "sampler")
                 strategy["sampler"] = sampler

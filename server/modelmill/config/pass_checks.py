@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from modelmill.config.accelerators import resolve_accelerator
 from modelmill.config.architectures import expected_ort_model_type, input_model_info
-from modelmill.config.diagnostics import Diagnostic, KeyPath
+from modelmill.config.diagnostics import Diagnostic, KeyPath, replacing
 from modelmill.config.input_models import MODEL_KINDS
 from modelmill.config.pass_values import split_params
 from modelmill.config.pydantic_errors import choices_hint, translate
@@ -53,7 +53,7 @@ def check_pass_types(view: ConfigView) -> list[Diagnostic]:
         if isinstance(pass_type, str) and find_pass(pass_type) is None:
             suggestion = suggest_pass(pass_type)
             hint = f"did you mean '{suggestion}'?" if suggestion else f"known passes: {', '.join(all_passes())}"
-            extra = {"replace_with": suggestion} if suggestion else {}
+            extra = replacing(suggestion)
             diagnostics.append(view.diag(at + ("type",), "error", "unknown-pass-type",
                                          f"unknown pass type '{pass_type}'", hint, **extra))
     return diagnostics
@@ -80,7 +80,7 @@ def _params(view: ConfigView, cls: type[Pass], params: dict[str, Any], at: KeyPa
         and precision not in cls.supported_precisions
     if bad_precision:
         hint, replacement = choices_hint(precision, list(cls.supported_precisions or ()))
-        extra = {"replace_with": replacement} if replacement is not None else {}
+        extra = replacing(replacement)
         diagnostics.append(view.diag(at + ("precision",), "error", "unsupported-precision",
                                      f"{cls.name} does not support precision '{precision}'", hint, **extra))
     try:
@@ -111,7 +111,7 @@ def _candidates(view: ConfigView, cls: type[Pass], fixed: dict[str, Any], param:
 def check_pass_flow(view: ConfigView) -> list[Diagnostic]:
     """Each pass must accept what the step before produces; fusion after fused output is redundant."""
     model = view.get(("input_model",))
-    kind = MODEL_KINDS.get(model.get("type")) if isinstance(model, dict) else None
+    kind = MODEL_KINDS.get(str(model.get("type"))) if isinstance(model, dict) else None
     source = "the input model"
     fused_by: tuple[str, type[Pass]] | None = None
     diagnostics = []
@@ -141,8 +141,8 @@ def check_pass_flow(view: ConfigView) -> list[Diagnostic]:
 def check_model_type(view: ConfigView) -> list[Diagnostic]:
     """An explicit optimizer ``model_type`` must match the input model's architecture."""
     info = None
-    diagnostics = []
-    for name, at, entry in pass_entries(view):
+    diagnostics: list[Diagnostic] = []
+    for _, at, entry in pass_entries(view):
         cls = _pass_class(entry)
         model_type = entry.get("model_type")
         if cls is None or "model_type" not in cls.Params.model_fields or not isinstance(model_type, str):
@@ -154,14 +154,12 @@ def check_model_type(view: ConfigView) -> list[Diagnostic]:
         if not known or model_type == expected:
             continue
         arch = f"{info.architecture}, model_type {info.model_type}" if info.architecture else info.model_type
-        if expected:
-            hint, extra = f"use \"model_type\": \"{expected}\"", {"replace_with": expected}
-        else:
-            hint, extra = (f"ORT's transformer optimizer has no model type for {info.model_type} models; remove "
-                           "model_type (or the pass: ModelBuilder already fuses these models)"), {"remove": True}
+        hint = f"use \"model_type\": \"{expected}\"" if expected else (
+            f"ORT's transformer optimizer has no model type for {info.model_type} models, so these fusions will not "
+            f"match; ModelBuilder already fuses {info.model_type} models")
         diagnostics.append(view.diag(at + ("model_type",), "warning", "model-type-mismatch",
                                      f"model_type '{model_type}' does not match the input model ({arch})",
-                                     hint, **extra))
+                                     hint, **replacing(expected)))
     return diagnostics
 
 
@@ -172,7 +170,7 @@ def check_target_support(view: ConfigView) -> list[Diagnostic]:
     except ValueError:
         return []  # reported by the accelerator checks
     diagnostics = []
-    for name, at, entry in pass_entries(view):
+    for _, at, entry in pass_entries(view):
         cls = _pass_class(entry)
         if cls is not None and cls.supported_providers is not None and ep not in cls.supported_providers:
             diagnostics.append(view.diag(at + ("type",), "warning", "unsupported-provider",

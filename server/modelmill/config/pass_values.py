@@ -50,7 +50,7 @@ def accepts_list(annotation: Any) -> bool:
 
 
 def split_params(params: dict[str, Any], params_cls: type[BaseModel], search_on: bool) -> SplitParams:
-    searchable = getattr(params_cls, "searchable_fields", dict)()
+    searchable: dict[str, list[Any]] = getattr(params_cls, "searchable_fields", dict)()
     fields = params_cls.model_fields
     result = SplitParams()
     for name, value in params.items():

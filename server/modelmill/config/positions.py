@@ -13,7 +13,7 @@ import bisect
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 import yaml
 
@@ -71,7 +71,7 @@ class ArrayNode:
     items: list[Node] = field(default_factory=list)
 
 
-Node = Union[ScalarNode, ObjectNode, ArrayNode]
+Node = ScalarNode | ObjectNode | ArrayNode
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,9 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from modelmill.config.diagnostics import Diagnostic, KeyPath
+from modelmill.config.diagnostics import Diagnostic, KeyPath, replacing
+from modelmill.config.input_models import MODEL_TYPES
+from modelmill.config.systems import SYSTEM_TYPES
 from modelmill.config.view import ConfigView
 
 # Hints for keys that are commonly written but do not exist (any section).
@@ -30,7 +32,6 @@ KEY_HINTS = {
 # Hints for values that are commonly written but not allowed: (field, value) → hint.
 VALUE_HINTS = {
     ("sampler", "exhaustive"): "an exhaustive search is \"sampler\": \"sequential\" with \"max_samples\": 0",
-    ("execution_order", "pass_by_pass"): "did you mean 'pass-by-pass'? (with dashes)",
 }
 _KIND_WORDS = {"object": "an object", "list": "a list", "scalar": "a single value"}
 
@@ -151,9 +152,13 @@ def data_path(loc: tuple[Any, ...], data: Any) -> KeyPath:
 
 
 def did_you_mean(word: str, choices: list[str]) -> str | None:
+    """The closest choice (case-insensitive), or the only choice that starts with ``word``."""
     lowered = {choice.lower(): choice for choice in choices}
     match = difflib.get_close_matches(word.lower(), list(lowered), n=1, cutoff=0.6)
-    return lowered[match[0]] if match else None
+    if match:
+        return lowered[match[0]]
+    prefixed = [choice for low, choice in lowered.items() if word and low.startswith(word.lower())]
+    return prefixed[0] if len(prefixed) == 1 else None
 
 
 def choices_hint(value: Any, allowed: list[Any]) -> tuple[str, Any]:
@@ -197,7 +202,7 @@ def _one(view: ConfigView, errors: list[ErrorDetails], path: KeyPath, root: Any,
         suggestion = did_you_mean(field, allowed)
         hint = KEY_HINTS.get(field) or (f"did you mean '{suggestion}'?" if suggestion else
                                         f"allowed keys {section}: {', '.join(allowed)}" if allowed else None)
-        extra = {"replace_with": suggestion} if suggestion else {"remove": True}
+        extra = replacing(suggestion) or {"remove": True}
         return view.diag(where, "error", "unknown-key", f"unknown key '{field}'", hint, key=True, **extra)
     if kind == "missing":
         owner = model_at(root, path[:-1], data)
@@ -211,19 +216,30 @@ def _one(view: ConfigView, errors: list[ErrorDetails], path: KeyPath, root: Any,
         hint, replacement = choices_hint(error["input"], allowed)
         special = VALUE_HINTS.get((field, error["input"])) if isinstance(error["input"], str) else None
         hint = f"{special}; {hint}" if special else hint
-        extra = {"replace_with": replacement} if replacement is not None else {}
+        extra = replacing(replacement)
         return view.diag(where, "error", "invalid-value", f"{_describe(error['input'])} is not a valid {field}",
                          hint, **extra)
-    code = "invalid-type" if kind.endswith(("_type", "_parsing")) or kind in ("model_attributes_type",) \
-        else "invalid-value"
+    code = "invalid-type" if kind.endswith(("_type", "_parsing")) else "invalid-value"
     messages = []
     for item in errors:
         message = str((item.get("ctx") or {}).get("error") or item["msg"]) if item["type"] == "value_error" \
             else item["msg"]
         if message not in messages:
             messages.append(message[0].lower() + message[1:] if message else message)
-    got = "" if code == "invalid-value" and errors[0]["type"] == "value_error" else f" (got {_describe(error['input'])})"
+    custom = code == "invalid-value" and error["type"] == "value_error"  # our own validators say it all
+    got = "" if custom else f" (got {_describe(error['input'])})"
+    if not path:  # a rule on the whole object (model validator): point at its key
+        return view.diag(where, "error", code, "; or ".join(messages), key=True)
     return view.diag(where, "error", code, f"{field}: {'; or '.join(messages)}{got}")
+
+
+def _type_family(where: KeyPath) -> tuple[str, list[str]]:
+    """What a discriminated ``type`` selects at this path, and its allowed values."""
+    if where[:1] == ("input_model",):
+        return "model type", list(MODEL_TYPES)
+    if where[:1] in (("systems",), ("host",), ("target",)) or "host" in where:
+        return "system type", list(SYSTEM_TYPES)
+    return "type", []
 
 
 def _union_tag(view: ConfigView, error: ErrorDetails, ctx: dict[str, Any], where: KeyPath) -> Diagnostic:
@@ -233,11 +249,12 @@ def _union_tag(view: ConfigView, error: ErrorDetails, ctx: dict[str, Any], where
         words = " or ".join(_KIND_WORDS.get(tag, tag) for tag in expected)
         return view.diag(where, "error", "invalid-type",
                          f"{_field_name(where)} must be {words} (got {_describe(error['input'])})")
+    family, known = _type_family(where)
+    expected = expected or known
     if error["type"] == "union_tag_not_found":
         return view.diag(where + ("type",), "error", "missing-required", "missing required key 'type'",
-                         f"allowed types: {', '.join(expected)}", parent_key=True)
+                         f"allowed: {', '.join(expected)}" if expected else None, parent_key=True)
     tag = ctx.get("tag")
-    family = "model type" if "HfModel" in expected else "system type" if "LocalSystem" in expected else "type"
     hint, replacement = choices_hint(tag, expected)
-    extra = {"replace_with": replacement} if replacement is not None else {}
+    extra = replacing(replacement)
     return view.diag(where + ("type",), "error", "invalid-value", f"unknown {family} '{tag}'", hint, **extra)

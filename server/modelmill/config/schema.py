@@ -96,7 +96,7 @@ def _pass_entry(cls: type[Pass], shared: dict[str, Any], definitions: dict[str, 
 
 def _searchable(prop: dict[str, Any], values: list[Any]) -> dict[str, Any]:
     """A searchable parameter also takes a list of candidates or "SEARCHABLE_VALUES" (with search)."""
-    annotations = {k: prop[k] for k in ("title", "description", "default") if k in prop}
+    annotations: dict[str, Any] = {k: prop[k] for k in ("title", "description", "default") if k in prop}
     value = {k: v for k, v in prop.items() if k not in annotations}
     return {**annotations, "anyOf": [value, {"type": "array", "items": value, "minItems": 1},
                                      {"const": "SEARCHABLE_VALUES"}],

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -50,20 +50,13 @@ class AcceleratorConfig(StrictModel):
         return first[0] if isinstance(first, list) else first
 
 
-Accelerators = Annotated[list[AcceleratorConfig], Field(
-    description="At most one accelerator: {device, execution_providers, memory}.")]
-
-
 class _System(StrictModel):
-    accelerators: Accelerators | None = None
+    accelerators: list[AcceleratorConfig] | None = Field(
+        None, description="The device and execution provider to optimize for, e.g. [{\"device\": \"cpu\", "
+                          "\"execution_providers\": [\"CPUExecutionProvider\"]}]. At most one accelerator.")
     hf_token: bool | None = Field(None, description="Log in to the Hugging Face hub with the saved token.")
-
-    @field_validator("accelerators")
-    @classmethod
-    def _one_accelerator(cls, value: list[AcceleratorConfig] | None) -> list[AcceleratorConfig] | None:
-        if value and len(value) > 1:
-            raise ValueError("only one accelerator is supported")
-        return value
+    # "At most one accelerator" is checked in checks.py: a validator here would only run when
+    # every accelerator is valid, hiding the count error behind the others.
 
 
 class LocalSystem(_System):
@@ -97,9 +90,12 @@ class DockerSystem(_System):
     @classmethod
     def _absolute(cls, value: str) -> str:
         if not value.startswith("/"):
-            raise ValueError("work_dir must be an absolute path inside the container")
+            raise ValueError("must be an absolute path inside the container")
         return value
 
 
-System = Annotated[Union[LocalSystem, PythonEnvironmentSystem, DockerSystem], Field(discriminator="type")]
-SystemRef = by_kind(scalar=str, object=System)
+System = Annotated[LocalSystem | PythonEnvironmentSystem | DockerSystem, Field(discriminator="type")]
+if TYPE_CHECKING:  # by_kind builds the runtime type; checkers see the plain union
+    SystemRef = str | System
+else:
+    SystemRef = by_kind(scalar=str, object=System)

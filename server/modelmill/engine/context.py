@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from modelmill.engine.events import EventBus
-
-log = logging.getLogger("modelmill")
 
 
 @dataclass(frozen=True)
@@ -39,7 +36,6 @@ class PassContext:
                       message=message)
 
     def log(self, message: str, level: str = "info") -> None:
-        getattr(log, level if level != "warning" else "warning")(message)
         self.bus.emit("log", pass_name=self.pass_name, level=level, message=message)
 
     def warn(self, message: str) -> None:

@@ -207,7 +207,8 @@ def local_texts() -> list[str]:
 
 
 def _token_windows(tokenizer: Any, texts: list[str], sequence_length: int, max_samples: int) -> list[list[int]]:
-    """Up to ``max_samples`` windows of ``sequence_length`` tokens, one per text (long texts first fill, then wrap)."""
+    """Up to ``max_samples`` windows of ``sequence_length`` tokens: the start of each text, short texts joined with the
+    next ones; a single shorter window when all the text together is too short."""
     windows: list[list[int]] = []
     carry: list[int] = []
     for text in texts:
@@ -258,6 +259,21 @@ def _params(component: Any) -> dict[str, Any]:
         return {}
     flat = {key: value for key, value in component.items() if key not in ("type", "params")}
     return {**flat, **(component.get("params") or {})}
+
+
+def resolve_data_config(data_config: str | dict[str, Any] | None,
+                        data_configs: dict[str, Any]) -> dict[str, Any] | None:
+    """An inline data config as it is; a name looked up in the workflow's ``data_configs``."""
+    if not isinstance(data_config, str):
+        return data_config
+    if data_config not in data_configs:
+        defined = ", ".join(sorted(data_configs)) or "none"
+        raise PassError(f"data_config {data_config!r} is not defined (defined: {defined})",
+                        fix="add an entry with that name under data_configs, or use one of the defined names")
+    found = data_configs[data_config]
+    if hasattr(found, "model_dump"):
+        found = found.model_dump()
+    return dict(found)
 
 
 def calibration_feeds(model: ModelRef, data_config: dict[str, Any] | None, input_specs: list[InputSpec],

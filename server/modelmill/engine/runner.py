@@ -199,9 +199,15 @@ def _report_lost_child(handle: RunHandle, exitcode: int | None) -> None:
         fix = "free memory or pick a smaller precision/model, then run again; finished passes are cached"
     else:
         message = f"the run's worker process exited unexpectedly (exit code {exitcode})"
-        fix = "run again with --log_level 0 for details; finished passes are cached"
+        fix = (f"see the worker's log {log_path(handle.plan, handle.run_id)}; run again to resume, "
+               "finished passes are cached")
     bus.emit("error", message=message, fix=fix, where=None, kind="worker-lost")
     bus.emit("run.finished", status="failed")
+
+
+def log_path(plan: Plan, run_id: str) -> Path:
+    """Where a worker's raw output and full log go (kept after the run for diagnosis)."""
+    return plan.cache_dir / "logs" / f"{run_id}.log"
 
 
 def _clean_after_child(plan: Plan, run_id: str, pid: int) -> None:
@@ -219,11 +225,14 @@ def _clean_after_child(plan: Plan, run_id: str, pid: int) -> None:
 def _child_main(plan: Plan, run_id: str, sender: Any) -> None:
     # The parent owns Ctrl-C: it decides to cancel and cleans up.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from modelmill.engine.logbridge import route_worker_output
     from modelmill.engine.workflow import run_plan
 
     send: Callable[[dict[str, Any]], None] = sender.send
+    bus = EventBus(run_id, [send])
+    route_worker_output(bus, log_path(plan, run_id))
     try:
-        run_plan(plan, EventBus(run_id, [send]))
+        run_plan(plan, bus)
     except BaseException:  # noqa: BLE001 - the failure was reported as events
         os._exit(1)
     finally:

@@ -53,6 +53,8 @@ class Candidate:
     accepted: bool = True
     duration_s: float = 0.0
     cache_keys: list[str] = field(default_factory=list)
+    entry: Any = None  # the CacheEntry of its last pass
+    records: list[Any] = field(default_factory=list)  # PassRecords of its chain
 
     def metrics(self) -> dict[str, float | None]:
         return self.evaluation.to_json()["metrics"] if self.evaluation is not None else {}
@@ -118,6 +120,9 @@ class Search:
         def emit(type_: str, **data: Any) -> None:
             self.bus.emit(type_, candidate=label, **data)
 
+        self.bus.emit("evaluation.started", candidate=label,
+                      metrics=[f"{m.name}-{s.name}" for m in metrics for s in m.sub_types])
+
         result = evaluate_model(model, metrics, emit=emit, data_configs=self.plan.data_configs,
                                 reference=self.plan.input_model if self.plan.input_model.kind == "hf" else None,
                                 base_dir=self.plan.base_dir,
@@ -140,6 +145,7 @@ class Search:
         self.bus.emit("candidate.started", candidate=candidate.id, params=params)
         start = time.perf_counter()
         candidate.model, candidate.cache_keys = self.run_chain(steps, candidate.id)
+        candidate.entry, candidate.records = self.run_chain.last_entry, list(self.run_chain.records)
         if self.plan.metrics:
             candidate.evaluation = self.evaluate(candidate.model, candidate.cache_keys[-1], candidate.id)
             candidate.accepted = accepted(candidate.evaluation, self.baseline)

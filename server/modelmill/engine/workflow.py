@@ -3,7 +3,9 @@ output folder renamed into place with its manifest and reports."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
 import threading
 import time
@@ -11,7 +13,7 @@ import traceback
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from modelmill import __version__
 from modelmill.engine.cache import ENTRY_FILE, Cache, CacheEntry, fingerprint
@@ -98,11 +100,24 @@ class Chain:
         ctx = PassContext(pass_name=step.name, output_dir=staging, work_dir=scratch, cache_dir=self.plan.cache_dir,
                           bus=self.bus, accelerator=self.plan.accelerator, data_configs=self.plan.data_configs)
         start = time.perf_counter()
-        output = step.pass_cls().run(model, step.params, ctx)
+        # Some libraries drop temporary files in the current folder (ORT's symbolic shape inference,
+        # external-data UUID files): run the pass inside its scratch folder so they vanish with it.
+        with _working_directory(scratch):
+            output = step.pass_cls().run(model, step.params, ctx)
         shutil.rmtree(scratch, ignore_errors=True)
         return self.cache.commit(key, staging, output, {"pass_type": step.pass_cls.name, "pass_name": step.name,
                                                        "params": step.params.model_dump(mode="json"),
                                                        "duration_s": round(time.perf_counter() - start, 3)})
+
+
+@contextlib.contextmanager
+def _working_directory(folder: Path) -> Iterator[None]:
+    previous = os.getcwd()
+    os.chdir(folder)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
 
 
 def input_key(plan: Plan, cache: Cache) -> str:
@@ -131,12 +146,12 @@ def run_plan(plan: Plan, bus: EventBus, cancel: threading.Event | None = None) -
     chain = Chain(plan, bus, cancel, work_root)
     try:
         if plan.metrics or plan.search:
-            result = _run_search(plan, bus, cancel, chain)
+            result, entry = _run_search(plan, bus, cancel, chain)
         else:
             model, _ = chain(plan.steps)
-            result = RunResult(bus.run_id, plan.output_dir, model, list(chain.records))
-        assert chain.last_entry is not None
-        result.files = {name: info for name, info in chain.last_entry.meta["files"].items() if name != ENTRY_FILE}
+            result, entry = RunResult(bus.run_id, plan.output_dir, model, list(chain.records)), chain.last_entry
+        assert entry is not None
+        result.files = {name: info for name, info in entry.meta["files"].items() if name != ENTRY_FILE}
         if cancel.is_set():
             raise RunCancelled()
         result.duration_s = round(time.perf_counter() - started, 3)
@@ -152,13 +167,11 @@ def run_plan(plan: Plan, bus: EventBus, cancel: threading.Event | None = None) -
         shutil.rmtree(work_root, ignore_errors=True)
 
 
-def _run_search(plan: Plan, bus: EventBus, cancel: threading.Event, chain: Chain) -> RunResult:
+def _run_search(plan: Plan, bus: EventBus, cancel: threading.Event, chain: Chain) -> tuple[RunResult, CacheEntry]:
     from modelmill.engine.search import Search
 
     search = Search(plan, bus, cancel, chain)
     best = search.run(plan.search_space)
-    # Re-walk the best chain (cache hits only) so its records and entry are the ones written out.
-    model, _ = chain(best.steps, best.id)
     summary = {
         "strategy": plan.search,
         "best": best.id,
@@ -169,7 +182,7 @@ def _run_search(plan: Plan, bus: EventBus, cancel: threading.Event, chain: Chain
     }
     if search.baseline is not None:
         summary["evaluations"] = {"input": search.baseline, **summary["evaluations"]}
-    return RunResult(bus.run_id, plan.output_dir, model, list(chain.records), search=summary)
+    return RunResult(bus.run_id, plan.output_dir, best.model, best.records, search=summary), best.entry
 
 
 def _write_output(plan: Plan, result: RunResult) -> ModelRef:

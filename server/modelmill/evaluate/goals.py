@@ -21,6 +21,9 @@ from modelmill.evaluate.results import EvaluationResult, MetricValue
 
 GOAL_TYPES = ("threshold", "min-improvement", "percent-min-improvement", "max-degradation", "percent-max-degradation")
 
+# Relative slack on comparisons, so that float rounding in baseline +/- value does not flip a verdict.
+_TOLERANCE = 1e-9
+
 Baselines = Union[EvaluationResult, Iterable[MetricValue], Mapping[str, Union[float, MetricValue]], None]
 
 
@@ -59,7 +62,8 @@ def goal_met(value: MetricValue, baseline: float | None) -> bool | None:
     target = goal_target(value, baseline)
     if target is None:
         return None
-    return value.value >= target if value.higher_is_better else value.value <= target
+    slack = _TOLERANCE * max(1.0, abs(target))  # 0.80 + 0.05 must accept 0.85
+    return value.value >= target - slack if value.higher_is_better else value.value <= target + slack
 
 
 def _baseline_map(baseline_values: Baselines) -> dict[str, float]:

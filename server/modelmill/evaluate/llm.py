@@ -213,11 +213,12 @@ def _hf_runner(model: ModelRef, prompt_length: int, new_tokens: int) -> Callable
     def run() -> tuple[float, float, int, int]:
         stamps = Stamps()
         with torch.inference_mode():
-            start = time.perf_counter()
             hf_model.generate(input_ids, attention_mask=torch.ones_like(input_ids), do_sample=False,
                               max_new_tokens=new_tokens, min_new_tokens=new_tokens, streamer=stamps,
                               pad_token_id=pad)
-        tokens = stamps.times[1:]  # the first put() is the prompt
+        # generate() hands the prompt to put() once its setup is done, right before the first forward pass
+        # (like appending tokens to an og.Generator), then each new token.
+        start, tokens = stamps.times[0], stamps.times[1:]
         if not tokens:
             raise EvaluationError("transformers generate produced no tokens", fix="check the model")
         return _speed(start, tokens[0], tokens[-1], len(tokens), len(prompt))

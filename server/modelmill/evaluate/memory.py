@@ -37,9 +37,10 @@ def peak_memory_mb(model: ModelRef, metric_config: dict[str, Any] | None = None,
     package_root = str(Path(modelmill.__file__).resolve().parents[1])
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([package_root, *filter(None, [env.get("PYTHONPATH")])])
+    command = [sys.executable, "-m", "modelmill.evaluate.memory", json.dumps(spec, default=str)]
     try:
-        done = subprocess.run([sys.executable, "-m", "modelmill.evaluate.memory", json.dumps(spec)], env=env,
-                              capture_output=True, text=True, timeout=float(config.get("timeout_s") or 600))
+        done = subprocess.run(command, env=env, capture_output=True, text=True,
+                              timeout=float(config.get("timeout_s") or 600))
     except subprocess.TimeoutExpired as exc:
         raise EvaluationError(f"memory measurement of {model.path} timed out", fix="raise metric_config timeout_s") \
             from exc

@@ -47,7 +47,8 @@ def ort_session(model_file: Path, execution_provider: str = "CPUExecutionProvide
                                          else [])
     available = set(ort.get_available_providers())
     if execution_provider not in available:
-        raise EvaluationError(f"onnxruntime has no {execution_provider} here (available: {', '.join(sorted(available))})",
+        raise EvaluationError(f"onnxruntime has no {execution_provider} here "
+                              f"(available: {', '.join(sorted(available))})",
                               fix="evaluate on a machine with that execution provider, or use CPUExecutionProvider")
     try:
         return ort.InferenceSession(str(model_file), options, providers=providers)

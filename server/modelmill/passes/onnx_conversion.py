@@ -45,8 +45,8 @@ IO_TYPES = {"float32": "float32", "float": "float32", "float16": "float16", "bfl
 
 
 class OnnxConversionParams(PassParams):
-    target_opset: int = Field(20, ge=7, description="ONNX opset of the exported model. The TorchScript exporter supports "
-                              "up to 20; the dynamo exporter needs at least 18 (lower values are raised to 18).")
+    target_opset: int = Field(20, ge=7, description="ONNX opset of the exported model. The dynamo exporter needs at "
+                              "least 18 (lower values are raised to 18).")
     use_dynamo_exporter: bool = Field(False, description="Export with torch.export (dynamo) instead of TorchScript "
                                       "tracing. Slower to export; use it for models the tracer cannot handle.")
     dynamic: bool = Field(True, description="Make batch and sequence dimensions dynamic. False fixes them to the "
@@ -120,7 +120,7 @@ def _export(module: "torch.nn.Module", args: tuple[Any, ...], path: Path, params
     except Exception as exc:  # noqa: BLE001 - exporter failures come in many types
         exporter = "dynamo" if params.use_dynamo_exporter else "TorchScript"
         fix = ("try use_dynamo_exporter: false" if params.use_dynamo_exporter
-               else "try use_dynamo_exporter: true, or a lower target_opset (the TorchScript exporter stops at 20)")
+               else "try a lower target_opset (e.g. 20), or use_dynamo_exporter: true")
         raise PassError(f"torch.onnx.export ({exporter} exporter, opset {opset}) failed: "
                         f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}",
                         fix=fix) from exc
@@ -194,9 +194,17 @@ def _export_hf(model: ModelRef, params: OnnxConversionParams, opset: int, path: 
                         fix="point the model path at a Hugging Face model folder (saved with save_pretrained)")
     class_name = _auto_class_name(model, config)
     auto_class = getattr(transformers, class_name)
+    # Eager attention exports the classic MatMul/Softmax pattern that OrtTransformersOptimization fuses
+    # into Attention ops; SDPA exports a pattern it does not recognize. Numerics are the same.
+    load_kwargs: dict[str, Any] = {"dtype": _torch_dtype(params.torch_dtype), "local_files_only": True,
+                                   "attn_implementation": "eager"}
+    transformers.utils.logging.disable_progress_bar()
     try:
-        hf_model = auto_class.from_pretrained(str(model.path), dtype=_torch_dtype(params.torch_dtype),
-                                              local_files_only=True)
+        try:
+            hf_model = auto_class.from_pretrained(str(model.path), **load_kwargs)
+        except ValueError:  # a model class without eager attention
+            load_kwargs.pop("attn_implementation")
+            hf_model = auto_class.from_pretrained(str(model.path), **load_kwargs)
     except Exception as exc:  # noqa: BLE001
         raise PassError(f"OnnxConversion could not load {model.path} with {class_name}: {exc}",
                         fix="check that the folder holds a complete Hugging Face model (config.json + weights)") from exc

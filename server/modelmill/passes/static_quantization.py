@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from modelmill.engine.context import PassContext
+from modelmill.engine.data import calibration_feeds, onnx_input_specs, resolve_data_config
 from modelmill.engine.model import ModelRef
 from modelmill.errors import PassError
 from modelmill.passes import onnx_io
@@ -69,11 +70,9 @@ class OnnxStaticQuantization(Pass):
     def run(self, model: ModelRef, params: PassParams, ctx: PassContext) -> ModelRef:
         assert isinstance(params, OnnxStaticQuantizationParams)
         onnx_io.require_onnx(model, self.name)
-        data_config = resolve_data_config(params.data_config, ctx)
+        data_config = resolve_data_config(params.data_config, ctx.data_configs)
         with quiet_ort_logging(ctx):
             from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-
-        from modelmill.engine.data import calibration_feeds, onnx_input_specs
 
         source = preprocess(model, params.quant_preprocess, ctx)
         ctx.progress(0.15, "preparing calibration data")
@@ -120,20 +119,6 @@ class OnnxStaticQuantization(Pass):
                             fix="check that the calibration data matches the model's inputs, or exclude the failing "
                                 "nodes (nodes_to_exclude / op_types_to_exclude)") from exc
         return save_quantized(model, target, ctx, precision=params.precision)
-
-
-def resolve_data_config(data_config: str | dict[str, Any] | None, ctx: PassContext) -> dict[str, Any] | None:
-    """An inline data config as is; a name looked up in the workflow's data_configs."""
-    if not isinstance(data_config, str):
-        return data_config
-    if data_config not in ctx.data_configs:
-        defined = ", ".join(sorted(ctx.data_configs)) or "none"
-        raise PassError(f"data_config {data_config!r} is not defined (defined: {defined})",
-                        fix="add an entry with that name under data_configs, or use one of the defined names")
-    found = ctx.data_configs[data_config]
-    if hasattr(found, "model_dump"):
-        found = found.model_dump()
-    return dict(found)
 
 
 def _default_extra_options(model_file: Any, params: OnnxStaticQuantizationParams) -> dict[str, Any]:

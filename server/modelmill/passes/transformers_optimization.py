@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
@@ -117,7 +119,7 @@ class OrtTransformersOptimization(Pass):
                 f"opt_level={params.opt_level}")
         ctx.progress(0.1, f"fusing ({model_type})")
         try:
-            with quiet_ort_logging(ctx):
+            with quiet_ort_logging(ctx, quiet_stdout=True), _ort_native_logging(3):
                 optimizer = optimize_model(str(model.model_file), model_type=model_type, num_heads=num_heads,
                                            hidden_size=hidden_size, optimization_options=options,
                                            opt_level=params.opt_level, use_gpu=params.use_gpu,
@@ -141,6 +143,18 @@ class OrtTransformersOptimization(Pass):
         if params.float16:
             attributes["precision"] = "fp16"
         return onnx_io.output_ref(model, ctx.output_dir, **attributes)
+
+
+@contextlib.contextmanager
+def _ort_native_logging(severity: int) -> Iterator[None]:
+    """Raise the ORT C++ logger's threshold (e.g. hide the 'hardware specific optimizations' warning of opt_level 99)."""
+    import onnxruntime as ort
+
+    ort.set_default_logger_severity(severity)
+    try:
+        yield
+    finally:
+        ort.set_default_logger_severity(2)  # ORT's default: warnings and above
 
 
 def _post_process(optimizer: Any, params: OrtTransformersOptimizationParams, config: dict[str, Any]) -> None:
