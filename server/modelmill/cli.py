@@ -77,6 +77,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--provider", default=None)
     p.set_defaults(func=cmd_capture)
 
+    p = sub.add_parser("evaluate", help="measure a model (latency, tokens/s, size, memory, quality)")
+    p.add_argument("model", help="output folder, ONNX model, Hugging Face folder, or sample:NAME")
+    p.add_argument("--metrics", default=None,
+                   help="comma list of: latency, throughput, size, llm, perplexity, memory, similarity "
+                        "(default: by model kind)")
+    p.add_argument("--compare", default=None, metavar="OTHER", help="also measure OTHER and show both side by side")
+    p.add_argument("--reference", default=None, metavar="HF_DIR",
+                   help="PyTorch reference for similarity (default: the source recorded in the manifest)")
+    p.add_argument("--json", action="store_true", help="print one JSON object with every value on stdout")
+    p.add_argument("--report", default=None, metavar="DIR", help="write metrics.json, metrics.md and report.html")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("cache", help="list or clean the pass cache")
+    p.add_argument("action", choices=["ls", "clean"])
+    p.add_argument("--cache_dir", default=".olive-cache", help="the workflow's cache_dir (default .olive-cache)")
+    p.set_defaults(func=cmd_cache)
+
     p = sub.add_parser("validate", help="check a workflow config; every problem as file:line:col")
     p.add_argument("config")
     p.add_argument("--json", action="store_true", help="print the diagnostics as JSON")
@@ -192,6 +209,32 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.output_path:
         overrides["output_dir"] = args.output_path
     return _execute(document, args, overrides)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from modelmill.evaluate.compare import run_evaluate
+
+    return run_evaluate(args)
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from modelmill.engine.cache import Cache
+
+    cache = Cache(Path(args.cache_dir).resolve())
+    if args.action == "clean":
+        print(f"removed {cache.clean()} cache entries from {cache.root}")
+        return 0
+    table = Table("key", "pass", "size", "created", "folder")
+    for row in cache.list():
+        import time
+
+        table.add_row(row["key"][:12], str(row["pass"]), f"{row['bytes'] / 1e6:.1f} MB",
+                      time.strftime("%Y-%m-%d %H:%M", time.localtime(row["created"] or 0)), row["folder"])
+    Console().print(table)
+    return 0
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

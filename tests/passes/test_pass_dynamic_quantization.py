@@ -23,6 +23,7 @@ def test_int8_llama(tiny_llama_onnx: ModelRef, tmp_path: Path) -> None:
     assert result.model_file.stat().st_size + (result.path / "model.onnx.data").stat().st_size < \
         tiny_llama_onnx.model_file.stat().st_size + (tiny_llama_onnx.path / "model.onnx.data").stat().st_size
     assert events(ctx, "pass.progress")[-1]["fraction"] == 1.0
+    assert not events(ctx, "warning")  # pre-processing (symbolic shape inference) worked
 
 
 def test_uint8_per_channel_bert_without_preprocess(tiny_bert_onnx: ModelRef, tmp_path: Path) -> None:

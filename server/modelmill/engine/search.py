@@ -17,11 +17,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from modelmill.engine.cache import Cache
 from modelmill.engine.events import EventBus
 from modelmill.engine.model import ModelRef
 from modelmill.engine.plan import Plan, PlanStep
 from modelmill.engine.versions import library_versions
+from modelmill.errors import PassError
 
 
 @dataclass
@@ -97,6 +100,7 @@ class Search:
         self.candidates: list[Candidate] = []
         self.baseline: Any = None
         self._seen: dict[str, Candidate] = {}
+        self.failures: list[Exception] = []
 
     # --- evaluation -------------------------------------------------------------------------
 
@@ -181,15 +185,16 @@ class Search:
 
     def _pass_by_pass(self, space: SearchSpace, strategy: dict[str, Any]) -> None:
         steps = list(self.plan.steps)
+        chosen: dict[str, Any] = {}
         for index in range(len(steps)):
             sub = space.for_steps({index})
             if not sub.dimensions:
                 continue
-            best = self._optuna(steps, sub, strategy, deadline=None)
-            steps = best.steps  # fix this pass at its best values, tune the next one
+            best = self._optuna(steps, sub, strategy, deadline=None, base_params=chosen)
+            steps, chosen = best.steps, dict(best.params)  # fix this pass at its best values, tune the next one
 
     def _optuna(self, steps: list[PlanStep], space: SearchSpace, strategy: dict[str, Any],
-                deadline: float | None) -> Candidate:
+                deadline: float | None, base_params: dict[str, Any] | None = None) -> Candidate:
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -202,19 +207,33 @@ class Search:
         budget = int(strategy.get("max_samples") or 0) or int(strategy.get("max_iter") or 0) or space.size()
         budget = min(budget, space.size()) if strategy.get("sampler") == "sequential" else budget
         local: list[Candidate] = []
-        for _ in range(budget):
-            if self.cancel.is_set() or (deadline is not None and time.monotonic() > deadline):
-                break
-            trial = study.ask()
+
+        def objective(trial: Any) -> Any:
             choice = {names[name]: trial.suggest_categorical(name, values) for name, values in choices.items()}
-            candidate = self.run_candidate(substitute(steps, space, choice),
-                                           {name: choice[names[name]] for name in choices})
+            params = {**(base_params or {}), **{name: choice[names[name]] for name in choices}}
+            try:
+                candidate = self.run_candidate(substitute(steps, space, choice), params)
+            except (PassError, ValidationError) as exc:
+                # One bad combination (e.g. a quantizer with nothing left to quantize) must not end the search.
+                self.failures.append(exc)
+                self.bus.emit("candidate.failed", params=params, message=getattr(exc, "message", str(exc)),
+                              fix=getattr(exc, "fix", None))
+                raise optuna.TrialPruned() from exc
             local.append(candidate)
             values = self.objective(candidate)
-            study.tell(trial, values if len(directions) > 1 else values[0])
-            if strategy.get("stop_when_goals_met") and candidate.accepted and candidate.evaluation is not None \
-                    and any(v.goal for v in candidate.evaluation.values):
-                break
+            if self.cancel.is_set() or (strategy.get("stop_when_goals_met") and candidate.accepted
+                                        and candidate.evaluation is not None
+                                        and any(v.goal for v in candidate.evaluation.values)):
+                trial.study.stop()
+            return values if len(directions) > 1 else values[0]
+
+        timeout = max(0.0, deadline - time.monotonic()) if deadline is not None else None
+        # optimize() rather than ask/tell: GridSampler stops the study itself when the grid is exhausted.
+        study.optimize(objective, n_trials=budget, timeout=timeout, catch=())
+        if self.cancel.is_set():
+            from modelmill.engine.workflow import RunCancelled
+
+            raise RunCancelled()
         return self.best(local)
 
     def _probe_objective(self) -> list[float]:
@@ -228,6 +247,8 @@ class Search:
         """Lexicographically best by metric priority among accepted candidates (all, if none is accepted)."""
         pool = pool if pool is not None else self.candidates
         if not pool:
+            if self.failures and not self.cancel.is_set():
+                raise self.failures[-1]
             from modelmill.engine.workflow import RunCancelled
 
             raise RunCancelled()

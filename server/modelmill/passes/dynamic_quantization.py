@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
 import shutil
 import warnings
 from collections.abc import Iterator
@@ -100,7 +101,11 @@ class OnnxDynamicQuantization(Pass):
 
 
 def preprocess(model: ModelRef, enabled: bool, ctx: PassContext) -> Path:
-    """ORT's quant_pre_process into the work folder; the original model file if disabled or if it fails."""
+    """ORT's quant_pre_process into the work folder; the original model file if disabled or if it fails.
+
+    Symbolic shape inference runs with auto_merge (it gives up on many exported transformers without it);
+    when it still fails, pre-processing is retried without it.
+    """
     if not enabled:
         return model.model_file
     with quiet_ort_logging(ctx):
@@ -108,17 +113,31 @@ def preprocess(model: ModelRef, enabled: bool, ctx: PassContext) -> Path:
 
     ctx.progress(0.05, "pre-processing (shape inference, graph optimization)")
     out_dir = ctx.work_dir / "preprocessed"
-    shutil.rmtree(out_dir, ignore_errors=True)
-    out_dir.mkdir(parents=True)
     target = out_dir / "model.onnx"
+    error: Exception | None = None
+    for attempt in ({"auto_merge": True}, {"skip_symbolic_shape": True}):
+        shutil.rmtree(out_dir, ignore_errors=True)
+        out_dir.mkdir(parents=True)
+        try:
+            # A failing symbolic shape inference saves a temp model into the working directory.
+            with quiet_ort_logging(ctx), _working_directory(ctx.work_dir):
+                quant_pre_process(str(model.model_file), str(target), save_as_external_data=True,
+                                  all_tensors_to_one_file=True, external_data_location="model.onnx.data", **attempt)
+            return target
+        except Exception as exc:  # noqa: BLE001 - shape inference fails on some contrib ops and huge models
+            error = exc
+    ctx.warn(f"quantization pre-processing failed, quantizing the model as it is: {type(error).__name__}: {error}")
+    return model.model_file
+
+
+@contextlib.contextmanager
+def _working_directory(path: Path) -> Iterator[None]:
+    previous = Path.cwd()
+    os.chdir(path)
     try:
-        with quiet_ort_logging(ctx):
-            quant_pre_process(str(model.model_file), str(target), save_as_external_data=True,
-                              all_tensors_to_one_file=True, external_data_location="model.onnx.data")
-    except Exception as exc:  # noqa: BLE001 - shape inference fails on some contrib ops and huge models
-        ctx.warn(f"quantization pre-processing failed, quantizing the model as it is: {type(exc).__name__}: {exc}")
-        return model.model_file
-    return target
+        yield
+    finally:
+        os.chdir(previous)
 
 
 def excluded_nodes(model_file: Path, params: QuantizationParams) -> list[str] | None:

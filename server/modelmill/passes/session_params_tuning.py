@@ -113,7 +113,7 @@ class OrtSessionParamsTuning(Pass):
                 ctx.warn(f"{label}: failed ({failures[label]})")
                 continue
             latencies[label] = round(latency, 4)
-            if best is None or latency < latencies[_label(best)]:
+            if best is None or latencies[label] < latencies[_label(best)]:
                 best = trial
             ctx.log(f"{label}: {latency:.3f} ms")
             ctx.progress((index + 1) / (len(trials) + 1), f"{label}: {latency:.3f} ms")
@@ -140,7 +140,8 @@ def _providers(params: OrtSessionParamsTuningParams, ctx: PassContext, available
     if not names:
         names = ["CUDAExecutionProvider"] if params.device == "gpu" else [ctx.accelerator.execution_provider]
     if params.force_evaluate_other_eps:
-        names += [name for name in available if name not in names]
+        # AzureExecutionProvider calls remote endpoints; the model itself still runs on the CPU provider.
+        names += [name for name in available if name not in names and name != "AzureExecutionProvider"]
     options_list = list(params.provider_options_list or [])
     if options_list and len(options_list) != len(params.providers_list or []):
         raise PassError("provider_options_list needs one dict per entry of providers_list",

@@ -1,0 +1,44 @@
+"""Metric presets for `modelmill evaluate --metrics NAME,...`: short names for common metric specs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "latency": {"name": "latency", "type": "latency",
+                "sub_types": [{"name": n} for n in ("avg", "min", "p50", "p90", "p95", "max")],
+                "metric_config": {"warmup_num": 3, "repeat_test_num": 10}},
+    "throughput": {"name": "throughput", "type": "throughput", "sub_types": [{"name": "avg"}],
+                   "metric_config": {"warmup_num": 3, "repeat_test_num": 10}},
+    "size": {"name": "size", "type": "size_on_disk", "sub_types": [{"name": "bytes"}]},
+    "llm": {"name": "llm", "type": "llm", "sub_types": [{"name": "prefill_ms"}, {"name": "decode_tokens_per_s"}]},
+    "perplexity": {"name": "quality", "type": "llm", "sub_types": [{"name": "perplexity"}]},
+    "memory": {"name": "memory", "type": "memory", "sub_types": [{"name": "peak_mb"}]},
+    "similarity": {"name": "similarity", "type": "similarity",
+                   "sub_types": [{"name": "cosine_mean"}, {"name": "cosine_min"}, {"name": "samples_per_s"}]},
+}
+
+DEFAULTS = {"genai": ("llm", "perplexity", "size", "memory"), "onnx": ("latency", "throughput", "size"),
+            "hf_causal": ("llm", "perplexity", "size"), "hf": ("latency", "size")}
+
+
+def metrics_for(names: list[str]) -> list[dict[str, Any]]:
+    """Metric dicts for preset names; unknown names raise ValueError listing the known ones."""
+    metrics = []
+    for name in names:
+        if name not in PRESETS:
+            raise ValueError(f"unknown metric '{name}'; use any of: {', '.join(PRESETS)}")
+        preset = dict(PRESETS[name])
+        config = preset.pop("metric_config", None)
+        if config:
+            preset["sub_types"] = [{**sub, "metric_config": config} for sub in preset["sub_types"]]
+        metrics.append(preset)
+    return metrics
+
+
+def default_names(kind: str, is_genai: bool, is_causal: bool) -> tuple[str, ...]:
+    if is_genai:
+        return DEFAULTS["genai"]
+    if kind == "hf":
+        return DEFAULTS["hf_causal"] if is_causal else DEFAULTS["hf"]
+    return DEFAULTS["onnx"]
