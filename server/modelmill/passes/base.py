@@ -33,6 +33,24 @@ class PassParams(BaseModel):
         return result
 
 
+class OnnxOutputParams(PassParams):
+    """Olive's external-data group, accepted by every pass that writes an ONNX model.
+
+    ModelMill always writes ``model.onnx`` plus one ``model.onnx.data`` side file (what ORT GenAI
+    expects and what keeps files under protobuf's 2 GB limit), so these are accepted for Olive
+    compatibility and recorded, not acted on.
+    """
+
+    save_as_external_data: bool = Field(True, description="Olive compatibility: ModelMill always keeps weights "
+                                        "in model.onnx.data beside model.onnx.")
+    all_tensors_to_one_file: bool = Field(True, description="Olive compatibility: weights always go to one file.")
+    external_data_name: str | None = Field(None, description="Olive compatibility: the side file is always "
+                                           "<model file>.data.")
+    size_threshold: int = Field(1024, description="Olive compatibility: tensors of at least this many bytes go "
+                                "to the side file.")
+    convert_attribute: bool = Field(False, description="Olive compatibility: also move attribute tensors.")
+
+
 def searchable(default: Any, values: list[Any], description: str, **kwargs: Any) -> Any:
     """A parameter field that a search may vary over ``values``."""
     return Field(default, description=description, json_schema_extra={"searchable": values}, **kwargs)

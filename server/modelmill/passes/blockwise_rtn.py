@@ -17,12 +17,12 @@ from modelmill.engine.context import PassContext
 from modelmill.engine.model import ModelRef
 from modelmill.errors import PassError
 from modelmill.passes import onnx_io
-from modelmill.passes.base import Pass, PassParams, searchable
+from modelmill.passes.base import OnnxOutputParams, Pass, PassParams, searchable
 
 Algorithm = Literal["rtn", "default", "hqq", "k_quant"]
 
 
-class OnnxBlockWiseRtnQuantizationParams(PassParams):
+class OnnxBlockWiseRtnQuantizationParams(OnnxOutputParams):
     algorithm: Algorithm = Field(
         "rtn", description="Weight quantization algorithm: rtn (block-wise round to nearest; 'default' is the same), "
                            "hqq (optimizes scales and zero points, asymmetric, MatMul only, slower) or k_quant "

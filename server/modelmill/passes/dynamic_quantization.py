@@ -21,13 +21,13 @@ from modelmill.engine.context import PassContext
 from modelmill.engine.model import ModelRef
 from modelmill.errors import PassError
 from modelmill.passes import onnx_io
-from modelmill.passes.base import Pass, PassParams, searchable
+from modelmill.passes.base import OnnxOutputParams, Pass, PassParams, searchable
 
 # Precision names → onnxruntime.quantization.QuantType member names.
 QUANT_TYPES = {"int8": "QInt8", "uint8": "QUInt8", "int16": "QInt16", "uint16": "QUInt16"}
 
 
-class QuantizationParams(PassParams):
+class QuantizationParams(OnnxOutputParams):
     """Parameters shared by the dynamic and static ORT quantization passes."""
 
     per_channel: bool = searchable(False, [False, True], "Quantize weights per output channel instead of per tensor: "

@@ -8,10 +8,10 @@ from modelmill.engine.context import PassContext
 from modelmill.engine.model import ModelRef
 from modelmill.errors import PassError
 from modelmill.passes import onnx_io
-from modelmill.passes.base import Pass, PassParams
+from modelmill.passes.base import OnnxOutputParams, Pass, PassParams
 
 
-class OnnxFloatToFloat16Params(PassParams):
+class OnnxFloatToFloat16Params(OnnxOutputParams):
     min_positive_val: float = Field(1e-7, gt=0, description="Smallest positive magnitude kept: smaller non-zero "
                                     "constants are raised to it so they do not flush to zero in fp16.")
     max_finite_val: float = Field(1e4, gt=0, description="Largest magnitude kept: larger constants are clipped to it "

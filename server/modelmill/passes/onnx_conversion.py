@@ -14,7 +14,7 @@ from modelmill.engine.context import PassContext
 from modelmill.engine.model import ModelRef
 from modelmill.errors import PassError
 from modelmill.passes import onnx_io
-from modelmill.passes.base import Pass, PassParams
+from modelmill.passes.base import OnnxOutputParams, Pass, PassParams
 
 if TYPE_CHECKING:
     import torch
@@ -44,7 +44,7 @@ IO_TYPES = {"float32": "float32", "float": "float32", "float16": "float16", "bfl
             "int64": "int64", "long": "int64", "int32": "int32", "int": "int32", "bool": "bool", "uint8": "uint8"}
 
 
-class OnnxConversionParams(PassParams):
+class OnnxConversionParams(OnnxOutputParams):
     target_opset: int = Field(20, ge=7, description="ONNX opset of the exported model. The dynamo exporter needs at "
                               "least 18 (lower values are raised to 18).")
     use_dynamo_exporter: bool = Field(False, description="Export with torch.export (dynamo) instead of TorchScript "

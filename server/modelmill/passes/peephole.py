@@ -11,7 +11,7 @@ from modelmill.engine.context import PassContext
 from modelmill.engine.model import ModelRef
 from modelmill.errors import PassError
 from modelmill.passes import onnx_io
-from modelmill.passes.base import Pass, PassParams
+from modelmill.passes.base import OnnxOutputParams, Pass, PassParams
 
 MSFT_DOMAIN = "com.microsoft"
 # onnxscript default rewrite rules left to their own switches.
@@ -19,7 +19,7 @@ RESHAPE_RULES = {"ReshapeReshape"}
 CAST_CHAIN_RULES = {"CastCast"}
 
 
-class OnnxPeepholeOptimizerParams(PassParams):
+class OnnxPeepholeOptimizerParams(OnnxOutputParams):
     onnxscript_optimize: bool = Field(
         True, description="Run onnxscript's optimizer (constant folding, removal of unused nodes and functions, "
                           "inlining) and its default rewrite rules (no-op Cast/Expand/Transpose removal, "

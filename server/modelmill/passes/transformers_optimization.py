@@ -13,7 +13,7 @@ from modelmill.engine.context import PassContext
 from modelmill.engine.model import ModelRef
 from modelmill.errors import PassError
 from modelmill.passes import onnx_io
-from modelmill.passes.base import Pass, PassParams
+from modelmill.passes.base import OnnxOutputParams, Pass, PassParams
 
 # HF config model_type → onnxruntime.transformers model type (types ORT knows by name are used as they are).
 MODEL_TYPE_MAPPING = {
@@ -32,7 +32,7 @@ PROVIDERS = {"CUDAExecutionProvider": "cuda", "ROCMExecutionProvider": "rocm", "
              "DmlExecutionProvider": "dml"}
 
 
-class OrtTransformersOptimizationParams(PassParams):
+class OrtTransformersOptimizationParams(OnnxOutputParams):
     model_type: str | None = Field(
         None, description="onnxruntime.transformers model type: bert, gpt2, bart, t5, vit, clip, unet, vae, phi, ... "
                           "None infers it from config.json (or genai_config.json) beside the model, e.g. roberta → bert, "
