@@ -14,6 +14,12 @@ from modelmill.cli import main
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(autouse=True)
+def _run_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Relative outputs (and an Olive config's default .olive-cache) land in the test's folder."""
+    monkeypatch.chdir(tmp_path)
+
+
 def test_startup_imports_no_heavy_library() -> None:
     code = ("import sys, modelmill.cli as c; c.build_parser().format_help(); "
             "print([m for m in ('torch', 'onnxruntime', 'transformers', 'onnx', 'rich', 'pydantic') if m in sys.modules])")

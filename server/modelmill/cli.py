@@ -91,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("cache", help="list or clean the pass cache")
     p.add_argument("action", choices=["ls", "clean"])
-    p.add_argument("--cache_dir", default=".olive-cache", help="the workflow's cache_dir (default .olive-cache)")
+    p.add_argument("--cache_dir", default=None,
+                   help="the workflow's cache_dir (default: the command-line cache in $MODELMILL_HOME/cache)")
     p.set_defaults(func=cmd_cache)
 
     p = sub.add_parser("validate", help="check a workflow config; every problem as file:line:col")
@@ -176,6 +177,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
 
 def cmd_capture(args: argparse.Namespace) -> int:
     from modelmill.engine.autoopt import DEFAULT_EP
+    from modelmill.paths import default_cache_dir
 
     ep = args.provider or DEFAULT_EP(args.device)
     model: dict[str, Any] = {"type": "HfModel", "model_path": args.model}
@@ -195,7 +197,7 @@ def cmd_capture(args: argparse.Namespace) -> int:
               "systems": {"local_system": {"type": "LocalSystem",
                                            "accelerators": [{"device": args.device, "execution_providers": [ep]}]}},
               "passes": passes, "target": "local_system", "output_dir": args.output_path or "models/onnx",
-              "log_severity_level": args.log_level}
+              "cache_dir": str(default_cache_dir()), "log_severity_level": args.log_level}
     return _run_generated(config, args)
 
 
@@ -223,7 +225,9 @@ def cmd_cache(args: argparse.Namespace) -> int:
 
     from modelmill.engine.cache import Cache
 
-    cache = Cache(Path(args.cache_dir).resolve())
+    from modelmill.paths import default_cache_dir
+
+    cache = Cache(Path(args.cache_dir).resolve() if args.cache_dir else default_cache_dir())
     if args.action == "clean":
         print(f"removed {cache.clean()} cache entries from {cache.root}")
         return 0

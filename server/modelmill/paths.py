@@ -17,3 +17,8 @@ def samples_dir() -> Path:
     path = home() / "samples"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def default_cache_dir() -> Path:
+    """The pass cache of command-line runs (auto-opt, quantize, capture-onnx-graph)."""
+    return home() / "cache"

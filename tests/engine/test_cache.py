@@ -69,3 +69,10 @@ def test_fingerprint_follows_content_not_names(tmp_path: Path) -> None:
     assert fingerprint(folder, index) == first
     (folder / "weights.bin").write_bytes(b"abd")
     assert fingerprint(folder, index) != first
+
+
+def test_clean_removes_everything(tiny_llama_dir: Path, tmp_path: Path) -> None:
+    run_plan(_plan(tiny_llama_dir, tmp_path), RecordingBus("a"))
+    cache = Cache(tmp_path / "cache")
+    assert cache.clean() == 1
+    assert cache.list() == [] and not (tmp_path / "cache" / "fingerprints.json").exists()

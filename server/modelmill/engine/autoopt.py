@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from modelmill.errors import ConfigError
+from modelmill.paths import default_cache_dir
 
 DEVICE_DEFAULT_EP = {"cpu": "CPUExecutionProvider", "gpu": "CUDAExecutionProvider", "npu": "QNNExecutionProvider"}
 
@@ -59,6 +60,8 @@ def build_config(request: AutoOptRequest, model_dir: Path | None) -> dict[str, A
         "target": "local_system",
         "host": "local_system",
         "output_dir": request.output_path,
+        # One cache for every command-line run, wherever it starts (Olive would drop .olive-cache in the cwd).
+        "cache_dir": str(default_cache_dir()),
         "log_severity_level": request.log_level,
     }
 

@@ -118,11 +118,12 @@ class Cache:
         return rows
 
     def clean(self) -> int:
-        """Remove every entry (and leftovers of crashed runs); returns the number removed."""
-        count = 0
-        for folder in self.entries.iterdir():
-            shutil.rmtree(folder, ignore_errors=True)
-            count += 1
+        """Remove every entry, cached evaluation, worker log and leftover; returns the entries removed."""
+        count = sum(1 for folder in self.entries.iterdir() if not folder.name.startswith("."))
+        for name in ("entries", "evaluations", "logs", "runs"):
+            shutil.rmtree(self.root / name, ignore_errors=True)
+        (self.root / "fingerprints.json").unlink(missing_ok=True)
+        self.entries.mkdir(parents=True, exist_ok=True)
         return count
 
 

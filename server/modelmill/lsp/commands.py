@@ -1,0 +1,130 @@
+"""``workspace/executeCommand`` handlers: optimize, evaluate, cancel, validate, plan, runs, debugInfo.
+
+Each takes one argument object (see docs/lsp.md). A request that cannot be done (an untrusted
+workspace, a config with errors, an unknown run) is answered with a JSON-RPC error whose message
+says why and what to do (code -32803, RequestFailed).
+"""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from pygls.exceptions import JsonRpcException
+
+from modelmill.lsp.documents import Snapshot, format_of, uri_to_path
+
+if TYPE_CHECKING:
+    from modelmill.lsp.server import ModelMillServer
+
+OPTIMIZE, EVALUATE, CANCEL, VALIDATE, PLAN, RUNS, DEBUG_INFO = (
+    "modelmill.optimize", "modelmill.evaluate", "modelmill.cancel", "modelmill.validate", "modelmill.plan",
+    "modelmill.runs", "modelmill.debugInfo")
+UNTRUSTED = ("ModelMill runs are disabled in an untrusted workspace: a workflow config can run code (user "
+             "scripts, model loaders). Trust the workspace to run it; validation, completion and hover keep working.")
+
+
+class RequestFailed(JsonRpcException):
+    CODE = -32803
+    MESSAGE = "Request failed"
+
+
+def argument(args: tuple[Any, ...], key: str, default: Any = None, required: bool = False) -> Any:
+    """A field of the single argument object (a dict, or pygls's attribute object)."""
+    first = args[0] if args else None
+    if hasattr(first, "_asdict"):
+        first = first._asdict()
+    value = first.get(key, default) if isinstance(first, dict) else default
+    if required and (value is None or value == ""):
+        raise RequestFailed(f"missing argument '{key}': pass one object such as {{\"{key}\": ...}}")
+    return value
+
+
+def config_snapshot(ls: ModelMillServer, uri: str) -> Snapshot:
+    """The open document, or the file on disk, as a snapshot."""
+    snap = ls.snapshot(uri)
+    if snap is not None:
+        return snap
+    path = uri_to_path(uri) if "://" in uri else uri
+    fmt = format_of(uri)
+    if path is None or fmt is None:
+        raise RequestFailed(f"not a JSON/YAML config file: {uri}")
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise RequestFailed(f"cannot read {path}: {exc.strerror or exc}") from exc
+    uri = Path(path).resolve().as_uri() if "://" not in uri else uri
+    return Snapshot(uri, None, text, fmt, ls.encoding)
+
+
+def register(server: ModelMillServer, guard: Callable[..., Any]) -> None:
+    @server.command(OPTIMIZE)
+    @guard(OPTIMIZE)
+    async def optimize(ls: ModelMillServer, *args: Any) -> dict[str, Any]:
+        if not ls.settings.trusted:
+            raise RequestFailed(UNTRUSTED)
+        uri = argument(args, "uri", required=True)
+        run_id = await ls.runs.start_optimize(config_snapshot(ls, uri))
+        return {"runId": run_id}
+
+    @server.command(EVALUATE)
+    @guard(EVALUATE)
+    async def evaluate(ls: ModelMillServer, *args: Any) -> dict[str, Any]:
+        if not ls.settings.trusted:
+            raise RequestFailed(UNTRUSTED)
+        path = argument(args, "path", required=True)
+        metrics = argument(args, "metrics")
+        if metrics is not None and (not isinstance(metrics, list) or not all(isinstance(m, str) for m in metrics)):
+            raise RequestFailed("metrics must be a list of names such as [\"llm\", \"size\"]")
+        run_id = await ls.runs.start_evaluate(str(path), metrics, argument(args, "compare"))
+        return {"runId": run_id}
+
+    @server.command(CANCEL)
+    @guard(CANCEL)
+    async def cancel(ls: ModelMillServer, *args: Any) -> dict[str, Any]:
+        run_id = argument(args, "runId", required=True)
+        return {"cancelled": ls.runs.cancel(str(run_id))}
+
+    @server.command(VALIDATE)
+    @guard(VALIDATE)
+    async def validate(ls: ModelMillServer, *args: Any) -> dict[str, Any]:
+        from modelmill.lsp.diagnostics import analyze, to_json, to_lsp
+
+        snap = config_snapshot(ls, argument(args, "uri", required=True))
+        found, _ = analyze(snap, ls.env)
+        diagnostics = [to_json(d) for d in to_lsp(found, snap, ls.settings)]
+        return {"diagnostics": diagnostics, "errors": sum(1 for d in found if d.severity == "error"),
+                "warnings": sum(1 for d in found if d.severity == "warning")}
+
+    @server.command(PLAN)
+    @guard(PLAN)
+    async def plan(ls: ModelMillServer, *args: Any) -> dict[str, Any]:
+        snap = config_snapshot(ls, argument(args, "uri", required=True))
+        return await ls.runs.dry_run(snap)
+
+    @server.command(RUNS)
+    @guard(RUNS)
+    async def list_runs(ls: ModelMillServer, *args: Any) -> list[dict[str, Any]]:
+        return ls.runs.describe()
+
+    @server.command(DEBUG_INFO)
+    @guard(DEBUG_INFO)
+    async def debug_info(ls: ModelMillServer, *args: Any) -> dict[str, Any]:
+        import sys
+
+        def summary(values: list[float]) -> dict[str, Any]:
+            if not values:
+                return {"count": 0}
+            ordered = sorted(values)
+            return {"count": len(values), "p50": round(statistics.median(ordered), 2),
+                    "p95": round(ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))], 2),
+                    "max": round(ordered[-1], 2)}
+
+        heavy = [name for name in ("torch", "onnxruntime", "transformers", "onnx") if name in sys.modules]
+        return {"version": ls.version, "settings": {k: v for k, v in ls.settings.__dict__.items() if k != "raw"},
+                "encoding": ls.encoding, "client": ls.client_name, "openDocuments": len(ls.workspace.text_documents),
+                "workflowDocuments": sorted(ls.snapshots.workflow_uris), "heavyModulesLoaded": heavy,
+                "timings": {name: summary(values) for name, values in ls.timings.items()},
+                "runs": ls.runs.describe(), "pid": __import__("os").getpid()}
+

@@ -1,0 +1,81 @@
+"""Diagnostics: the config layer's findings as LSP diagnostics, each with a stable code and a link.
+
+``analyze(snapshot, env)`` runs ``modelmill.config.validate_document`` once per document version
+(syntax errors, schema errors, old-schema notes, the semantic checks) and ``to_lsp`` converts the
+result: ranges to the client's position encoding, ``code`` + ``codeDescription.href`` to
+docs/diagnostics.md, the hint appended to the message, and the quick-fix payload
+(``replace_with`` / ``remove`` / ``migrate`` / ``install``) with the key path in ``data`` for
+code actions.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from lsprotocol import types
+
+from modelmill.config import Diagnostic, Environment, validate_document
+from modelmill.lsp.documents import Snapshot
+from modelmill.lsp.settings import Settings
+
+SOURCE = "modelmill"
+SEVERITY = {"error": types.DiagnosticSeverity.Error, "warning": types.DiagnosticSeverity.Warning,
+            "info": types.DiagnosticSeverity.Information, "hint": types.DiagnosticSeverity.Hint}
+TAGS = {"old-schema": [types.DiagnosticTag.Deprecated], "redundant-pass": [types.DiagnosticTag.Unnecessary]}
+DOCS_PAGE = Path(__file__).resolve().parents[3] / "docs" / "diagnostics.md"
+
+
+def analyze(snap: Snapshot, env: Environment) -> tuple[list[Diagnostic], float]:
+    """The document's findings (cached on the snapshot) and how long validation took, in ms."""
+    cached = snap.cache.get("diagnostics")
+    if cached is not None:
+        return cached
+    started = time.perf_counter()
+    found = validate_document(snap.doc, env)
+    result = (found, (time.perf_counter() - started) * 1000)
+    snap.cache["diagnostics"] = result
+    return result
+
+
+def docs_href(code: str, settings: Settings) -> str | None:
+    """Where a code is explained: ``docsBaseUrl`` + ``#code``, else this checkout's docs/diagnostics.md."""
+    if settings.docs_base_url:
+        return f"{settings.docs_base_url.rstrip('#')}#{code}"
+    if DOCS_PAGE.exists():
+        return f"{DOCS_PAGE.as_uri()}#{code}"
+    return None
+
+
+def to_lsp(found: list[Diagnostic], snap: Snapshot, settings: Settings) -> list[types.Diagnostic]:
+    codec = snap.codec
+    result = []
+    for diag in found:
+        href = docs_href(diag.code, settings)
+        message = f"{diag.message}\n{diag.hint}" if diag.hint else diag.message
+        data: dict[str, Any] = {"path": list(diag.path), **_plain(diag.data)}
+        result.append(types.Diagnostic(
+            range=codec.range(diag.range), message=message, severity=SEVERITY.get(diag.severity),
+            code=diag.code, source=SOURCE, data=data, tags=TAGS.get(diag.code),
+            code_description=types.CodeDescription(href=href) if href else None))
+    return result
+
+
+def _plain(data: dict[str, Any]) -> dict[str, Any]:
+    """Quick-fix payloads as JSON values (a replacement may be any JSON value)."""
+    import json
+
+    try:
+        json.dumps(data)
+        return dict(data)
+    except (TypeError, ValueError):
+        return {key: value if isinstance(value, (str, int, float, bool, type(None))) else str(value)
+                for key, value in data.items()}
+
+
+def to_json(diagnostic: types.Diagnostic) -> dict[str, Any]:
+    """An LSP diagnostic as plain JSON (for the modelmill.validate command)."""
+    from lsprotocol import converters
+
+    return converters.get_converter().unstructure(diagnostic)

@@ -1,0 +1,172 @@
+"""One open document at one version: its parse, diagnostics and position conversion, computed once.
+
+``Snapshot`` is what every feature reads. It is cached per URI + version by ``SnapshotCache``,
+so a completion request right after a change reuses the parse that diagnostics made.
+Positions in ``modelmill.config`` are code points; LSP positions are UTF-16 code units unless
+the client negotiated another encoding: ``Codec`` converts both ways (ASCII lines, the common
+case, need no work).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+from lsprotocol import types
+
+from modelmill.config.positions import ObjectNode, Range
+from modelmill.lsp.fastparse import LspDocument, parse
+from modelmill.lsp.settings import Settings, looks_like_workflow, matches_patterns
+
+JSON_LANGUAGES = ("json", "jsonc")
+YAML_LANGUAGES = ("yaml",)
+
+
+class Codec:
+    """(line, code-point column) ⇄ client positions, for one text."""
+
+    def __init__(self, text: str, encoding: str = "utf-16") -> None:
+        self.lines = text.split("\n")
+        self.encoding = encoding
+
+    def _units(self, line_text: str, col: int) -> int:
+        if self.encoding == "utf-32" or line_text.isascii():
+            return col
+        head = line_text[:col]
+        if self.encoding == "utf-8":
+            return len(head.encode("utf-8"))
+        return col + sum(1 for char in head if ord(char) > 0xFFFF)
+
+    def position(self, line: int, col: int) -> types.Position:
+        if line >= len(self.lines):
+            line, col = len(self.lines) - 1, len(self.lines[-1])
+        line_text = self.lines[line]
+        col = min(max(col, 0), len(line_text))
+        return types.Position(line=line, character=self._units(line_text, col))
+
+    def range(self, rng: Range) -> types.Range:
+        return types.Range(start=self.position(rng.start.line, rng.start.col),
+                           end=self.position(rng.end.line, rng.end.col))
+
+    def span(self, line: int, start: int, end: int) -> types.Range:
+        return types.Range(start=self.position(line, start), end=self.position(line, end))
+
+    def column(self, line: int, character: int) -> int:
+        """Client units → code points on ``line``."""
+        if line >= len(self.lines) or line < 0:
+            return character
+        line_text = self.lines[line]
+        if self.encoding == "utf-32" or line_text.isascii():
+            return min(character, len(line_text))
+        units = 0
+        for index, char in enumerate(line_text):
+            if units >= character:
+                return index
+            units += len(char.encode("utf-8")) if self.encoding == "utf-8" else (2 if ord(char) > 0xFFFF else 1)
+        return len(line_text)
+
+    def offset(self, line: int, col: int) -> int:
+        """Code-point offset of (line, code-point column)."""
+        line = min(line, len(self.lines) - 1)
+        return sum(len(text) + 1 for text in self.lines[:line]) + min(col, len(self.lines[line]))
+
+    def end(self) -> types.Position:
+        return self.position(len(self.lines) - 1, len(self.lines[-1]))
+
+
+def uri_to_path(uri: str) -> str | None:
+    parsed = urlparse(uri)
+    if parsed.scheme != "file":
+        return None
+    path = unquote(parsed.path)
+    if len(path) > 2 and path[0] == "/" and path[2] == ":":  # /C:/... on Windows
+        path = path[1:]
+    return path
+
+
+def format_of(uri: str, language_id: str | None = None) -> str | None:
+    """"json", "yaml", or None for documents the server leaves alone."""
+    lowered = uri.lower().split("?")[0]
+    if lowered.endswith((".yaml", ".yml")):
+        return "yaml"
+    if lowered.endswith((".json", ".jsonc")):
+        return "json"
+    if language_id in JSON_LANGUAGES:
+        return "json"
+    if language_id in YAML_LANGUAGES:
+        return "yaml"
+    return None
+
+
+@dataclass
+class Snapshot:
+    uri: str
+    version: int | None
+    text: str
+    fmt: str
+    encoding: str = "utf-16"
+    _doc: LspDocument | None = field(default=None, repr=False)
+    _codec: Codec | None = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    cache: dict[str, Any] = field(default_factory=dict, repr=False)
+    """Results computed from this version (diagnostics, ...), by feature name."""
+
+    @property
+    def path(self) -> str | None:
+        return uri_to_path(self.uri)
+
+    @property
+    def name(self) -> str:
+        return self.path or self.uri
+
+    @property
+    def base_dir(self) -> Path | None:
+        path = self.path
+        return Path(path).parent if path else None
+
+    @property
+    def doc(self) -> LspDocument:
+        if self._doc is None:
+            with self._lock:
+                if self._doc is None:
+                    self._doc = parse(self.text, self.name, self.fmt)
+        return self._doc
+
+    @property
+    def codec(self) -> Codec:
+        if self._codec is None:
+            self._codec = Codec(self.text, self.encoding)
+        return self._codec
+
+    def top_keys(self) -> list[str]:
+        root = self.doc.root
+        return [entry.key for entry in root.entries] if isinstance(root, ObjectNode) else []
+
+    def is_workflow(self, settings: Settings) -> bool:
+        path = self.path or self.uri
+        return looks_like_workflow(self.top_keys()) or matches_patterns(path, settings.config_file_patterns)
+
+
+class SnapshotCache:
+    """The latest snapshot per URI (older versions are dropped)."""
+
+    def __init__(self) -> None:
+        self._items: dict[str, Snapshot] = {}
+        self.workflow_uris: set[str] = set()
+        """URIs once seen as workflow configs: they stay so while open, even when emptied."""
+
+    def get(self, uri: str, version: int | None, text: str, fmt: str, encoding: str) -> Snapshot:
+        found = self._items.get(uri)
+        if (found is not None and found.version == version and found.fmt == fmt and found.encoding == encoding
+                and (found.text is text or found.text == text)):
+            return found
+        snapshot = Snapshot(uri, version, text, fmt, encoding)
+        self._items[uri] = snapshot
+        return snapshot
+
+    def drop(self, uri: str) -> None:
+        self._items.pop(uri, None)
+        self.workflow_uris.discard(uri)

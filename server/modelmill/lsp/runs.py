@@ -1,0 +1,404 @@
+"""Runs started from the editor: optimize (the engine's child-process runner) and evaluate (a worker
+process), with work-done progress, ``modelmill/runEvent`` notifications and log lines.
+
+Every engine event is forwarded unchanged as ``modelmill/runEvent``. The runner calls listeners
+from its reader thread; they hop onto the event loop with ``call_soon_threadsafe`` before
+anything is sent. Progress: ``window/workDoneProgress/create`` with a fresh token per run, then
+``$/progress`` begin (cancellable) / report (percentage, current pass) / end; the client's cancel
+of that progress cancels the run. Clients without ``window.workDoneProgress`` get the same
+milestones as ``window/logMessage`` lines. A crashing or killed run ends with the runner's
+``run.finished`` like any other, and never touches the server process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lsprotocol import types
+
+from modelmill.lsp.commands import RequestFailed
+from modelmill.lsp.documents import Snapshot
+
+if TYPE_CHECKING:
+    from modelmill.lsp.server import ModelMillServer
+
+RUN_EVENT = "modelmill/runEvent"
+CANCEL_GRACE_S = 0.5
+LOG_LEVELS = {"debug": types.MessageType.Log, "info": types.MessageType.Info, "warning": types.MessageType.Warning,
+              "error": types.MessageType.Error, "critical": types.MessageType.Error}
+
+
+@dataclass
+class RunRecord:
+    run_id: str
+    kind: str  # optimize | evaluate
+    config: str
+    title: str
+    output_dir: str | None = None
+    status: str = "starting"  # starting | running | succeeded | failed | cancelled
+    token: str | None = None
+    handle: Any = None
+    process: asyncio.subprocess.Process | None = None
+    total: int = 0
+    index: int = 0
+    percentage: int = 0
+    last_seq: int = -1
+    started: float = field(default_factory=time.time)
+    finished: float | None = None
+    cancel_requested: bool = False
+    error: str | None = None
+
+    def describe(self) -> dict[str, Any]:
+        return {"runId": self.run_id, "kind": self.kind, "status": self.status, "config": self.config,
+                "outputDir": self.output_dir, "started": self.started, "finished": self.finished,
+                "error": self.error}
+
+
+class RunManager:
+    def __init__(self, ls: ModelMillServer) -> None:
+        self.ls = ls
+        self.records: dict[str, RunRecord] = {}
+        self.tokens: dict[str, str] = {}
+
+    # ------------------------------------------------------------------ public
+
+    def describe(self) -> list[dict[str, Any]]:
+        return [record.describe() for record in self.records.values()]
+
+    async def start_optimize(self, snap: Snapshot) -> str:
+        from modelmill.engine.runner import start_run
+        from modelmill.engine.workflow import new_run_id
+
+        plan = await asyncio.to_thread(self._plan, snap, True)
+        run_id = new_run_id()
+        record = RunRecord(run_id, "optimize", snap.uri, f"ModelMill: {Path(snap.name).name}",
+                           str(plan.output_dir))
+        self.records[run_id] = record
+        await self._begin(record)
+        listener = self._listener(record)
+        try:
+            record.handle = await asyncio.to_thread(start_run, plan, run_id, [listener])
+        except Exception as exc:
+            self._fail(record, f"the run could not start: {exc}")
+            raise RequestFailed(f"the run could not start: {exc}") from exc
+        if record.cancel_requested:
+            record.handle.cancel()
+        return run_id
+
+    async def start_evaluate(self, path: str, metrics: list[str] | None, compare: str | None) -> str:
+        from modelmill.engine.workflow import new_run_id
+
+        run_id = new_run_id()
+        record = RunRecord(run_id, "evaluate", path, f"ModelMill: evaluate {Path(path).name}")
+        self.records[run_id] = record
+        await self._begin(record)
+        command = [sys.executable, "-m", "modelmill.lsp.eval_worker", run_id, path]
+        if metrics:
+            command += ["--metrics", ",".join(metrics)]
+        if compare:
+            command += ["--compare", str(compare)]
+        record.process = await asyncio.create_subprocess_exec(
+            *command, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL)
+        asyncio.ensure_future(self._read_worker(record))
+        return run_id
+
+    def cancel(self, run_id: str) -> bool:
+        record = self.records.get(run_id)
+        if record is None or record.status in ("succeeded", "failed", "cancelled"):
+            return False
+        record.cancel_requested = True
+        if record.handle is not None:
+            record.handle.cancel()
+        elif record.process is not None and record.process.returncode is None:
+            record.process.terminate()
+            asyncio.get_running_loop().call_later(CANCEL_GRACE_S, self._kill, record)
+        return True
+
+    def cancel_token(self, token: str) -> None:
+        run_id = self.tokens.get(token)
+        if run_id is not None:
+            self.ls.log(f"[{run_id}] cancelled from the progress notification")
+            self.cancel(run_id)
+
+    def cancel_all(self) -> None:
+        for run_id in list(self.records):
+            try:
+                self.cancel(run_id)
+            except Exception:  # noqa: BLE001 - shutting down
+                pass
+
+    async def dry_run(self, snap: Snapshot) -> dict[str, Any]:
+        return await asyncio.to_thread(self._dry_run, snap)
+
+    # ------------------------------------------------------------------ planning
+
+    def _overrides(self, snap: Snapshot) -> tuple[dict[str, Any], Path | None, Any]:
+        """Settings applied to a run: cache dir, default device/provider; relative dirs made absolute."""
+        from modelmill.config.normalize import normalize
+
+        settings = self.ls.settings
+        flat = normalize(snap.doc.data).data
+        flat = flat if isinstance(flat, dict) else {}
+        base = self._base_dir(snap)
+        overrides: dict[str, Any] = {}
+        cache_dir = settings.cache_dir
+        cache_config = flat.get("cache_config") if isinstance(flat.get("cache_config"), dict) else None
+        configured = (cache_config or {}).get("cache_dir") or flat.get("cache_dir") or ".olive-cache"
+        if isinstance(configured, list):
+            configured = configured[0] if configured else ".olive-cache"
+        target = cache_dir or configured
+        if isinstance(target, str):
+            absolute = str(_absolute(target, base))
+            overrides["cache_dir"] = absolute
+            if cache_config is not None:
+                overrides["cache_config"] = {**cache_config, "cache_dir": absolute}
+        if flat.get("target") is None and (settings.default_device != "cpu" or settings.default_provider):
+            accelerator: dict[str, Any] = {"device": settings.default_device}
+            if settings.default_provider:
+                accelerator["execution_providers"] = [settings.default_provider]
+            systems = dict(flat.get("systems") or {}) if isinstance(flat.get("systems"), dict) else {}
+            systems["editor_target"] = {"type": "LocalSystem", "accelerators": [accelerator]}
+            overrides["systems"] = systems
+            overrides["target"] = "editor_target"
+        output = flat.get("output_dir") or "models/output"
+        output_dir = _absolute(output, base) if isinstance(output, str) else None
+        return overrides, output_dir, flat
+
+    def _base_dir(self, snap: Snapshot) -> Path:
+        """Relative output and cache folders resolve against the workspace folder holding the config."""
+        config_dir = snap.base_dir or Path.cwd()
+        folders = [Path(f.uri[7:] if f.uri.startswith("file://") else f.uri)
+                   for f in (self.ls.workspace.folders or {}).values()] if self.ls.protocol.workspace else []
+        if self.ls.protocol.workspace is not None and self.ls.workspace.root_path:
+            folders.append(Path(self.ls.workspace.root_path))
+        for folder in sorted(folders, key=lambda p: len(str(p)), reverse=True):
+            try:
+                config_dir.resolve().relative_to(folder.resolve())
+                return folder
+            except ValueError:
+                continue
+        return config_dir
+
+    def _plan(self, snap: Snapshot, fetch_samples: bool) -> Any:
+        from modelmill.config import load_workflow
+        from modelmill.engine.plan import plan_from_config
+        from modelmill.errors import ModelMillError
+
+        overrides, output_dir, flat = self._overrides(snap)
+        model = flat.get("input_model") if isinstance(flat.get("input_model"), dict) else {}
+        model_path = model.get("model_path") if isinstance(model, dict) else None
+        if not fetch_samples and isinstance(model_path, str) and model_path.startswith("sample:"):
+            from modelmill.samples import get_sample
+
+            try:
+                sample = get_sample(model_path)
+            except ModelMillError as exc:
+                raise RequestFailed(_message(exc)) from exc
+            if not sample.fetched:
+                raise RequestFailed(f"{model_path} is not fetched yet: run `modelmill samples fetch {sample.name}` "
+                                    "(a run fetches it too)")
+        try:
+            config = load_workflow(snap.doc, overrides, self.ls.env)
+            return plan_from_config(config, output_dir=output_dir)
+        except ModelMillError as exc:
+            raise RequestFailed(_message(exc)) from exc
+
+    def _dry_run(self, snap: Snapshot) -> dict[str, Any]:
+        from modelmill.lsp.estimate import estimate_steps, parameter_count
+
+        plan = self._plan(snap, False)
+        cached = [False] * len(plan.steps)
+        if (plan.cache_dir / "entries").exists():
+            from modelmill.engine.cache import Cache
+            from modelmill.engine.workflow import step_keys
+
+            try:
+                cache = Cache(plan.cache_dir)
+                cached = [cache.contains(key) for key in step_keys(plan, cache)]
+            except OSError:
+                pass
+        count, precision = parameter_count(plan.input_model.path, plan.input_model.kind)
+        steps = [(step.name, step.pass_cls.name, step.params.model_dump(mode="json", exclude_defaults=False),
+                  step.pass_cls.accepts, step.pass_cls.supported_precisions, hit)
+                 for step, hit in zip(plan.steps, cached)]
+        passes = estimate_steps(count, precision, steps)
+        for entry, step in zip(passes, plan.steps):
+            entry["params"] = step.params.model_dump(mode="json", exclude_defaults=True)
+        described = plan.describe()
+        return {"passes": passes, "outputDir": str(plan.output_dir), "cacheDir": str(plan.cache_dir),
+                "device": plan.accelerator.device, "executionProvider": plan.accelerator.execution_provider,
+                "searchSpace": described["search_space"], "search": described["search"],
+                "inputModel": {**plan.input_model.to_json(), "parameters": int(count), "precision": precision},
+                "estimatedSeconds": round(sum(p["estimatedSeconds"] for p in passes), 1),
+                "estimatedMemoryMB": max((p["estimatedMemoryMB"] for p in passes), default=0)}
+
+    # ------------------------------------------------------------------ events
+
+    def _listener(self, record: RunRecord) -> Any:
+        loop = asyncio.get_running_loop()
+
+        def listener(event: dict[str, Any]) -> None:  # the runner's reader thread
+            loop.call_soon_threadsafe(self._on_event, record, event)
+
+        return listener
+
+    def _on_event(self, record: RunRecord, event: dict[str, Any]) -> None:
+        try:
+            record.last_seq = max(record.last_seq, int(event.get("seq", -1)))
+            self.ls.protocol.notify(RUN_EVENT, event)
+            self._render(record, event)
+        except Exception:  # noqa: BLE001 - a rendering bug must not stop the forwarding
+            self.ls.log_exception("runEvent")
+
+    def _render(self, record: RunRecord, event: dict[str, Any]) -> None:
+        kind = event.get("type")
+        prefix = f"[{record.run_id}]"
+        if kind == "run.started":
+            record.status = "running"
+            plan = event.get("plan") or {}
+            record.total = len(plan.get("passes") or []) or record.total
+            self._report(record, f"{record.total} pass{'es' if record.total != 1 else ''}", 0)
+        elif kind == "pass.started":
+            total = int(event.get("total") or record.total or 1)
+            index = int(event.get("index") or 0)
+            record.total, record.index = total, index
+            where = f" [{event['candidate']}]" if event.get("candidate") else ""
+            self._report(record, f"{index + 1}/{total} {event.get('pass_name')} ({event.get('pass_type')}){where}",
+                         100 * index // total)
+        elif kind == "pass.progress":
+            total = max(record.total, 1)
+            fraction = float(event.get("fraction") or 0.0)
+            index = record.index
+            message = f"{event.get('pass_name')}: {event.get('message') or f'{fraction:.0%}'}"
+            self._report(record, message, int(100 * (index + fraction) / total))
+        elif kind == "pass.finished":
+            total = max(record.total, 1)
+            index = int(event.get("index") or 0)
+            done = "cached" if event.get("cached") else f"{event.get('duration_s', 0):.1f}s"
+            self._report(record, f"{index + 1}/{total} {event.get('pass_name')} done ({done})",
+                         100 * (index + 1) // total)
+        elif kind == "candidate.started":
+            self._report(record, f"candidate {event.get('candidate')}", None)
+        elif kind == "metric.measured":
+            self.ls.log(f"{prefix} {event.get('candidate', '')} {event.get('key')} = {event.get('value')} "
+                        f"{event.get('unit') or ''}".rstrip())
+        elif kind == "log":
+            level = LOG_LEVELS.get(str(event.get("level")), types.MessageType.Log)
+            where = f" {event['pass_name']}:" if event.get("pass_name") else ""
+            self.ls.log(f"{prefix}{where} {event.get('message')}", level)
+        elif kind == "warning":
+            self.ls.log(f"{prefix} warning: {event.get('message')}", types.MessageType.Warning)
+        elif kind == "error":
+            record.error = str(event.get("message"))
+            fix = f" — {event['fix']}" if event.get("fix") else ""
+            self.ls.log(f"{prefix} error: {event.get('message')}{fix}", types.MessageType.Error)
+            self.ls.window_show_message(types.ShowMessageParams(
+                type=types.MessageType.Error, message=f"ModelMill run failed: {event.get('message')}{fix}"))
+        elif kind == "run.finished":
+            self._finish(record, str(event.get("status") or "failed"), event)
+
+    def _report(self, record: RunRecord, message: str, percentage: int | None) -> None:
+        if percentage is not None:
+            record.percentage = max(record.percentage, min(int(percentage), 100))
+        if record.token is not None:
+            self.ls.work_done_progress.report(record.token, types.WorkDoneProgressReport(
+                message=message, percentage=record.percentage, cancellable=True))
+        else:
+            self.ls.log(f"[{record.run_id}] {record.percentage}% {message}")
+
+    async def _begin(self, record: RunRecord) -> None:
+        message = "starting"
+        if self.ls.client_supports("window.work_done_progress"):
+            token = f"modelmill-{record.run_id}-{uuid.uuid4().hex[:8]}"
+            try:
+                await asyncio.wait_for(self.ls.work_done_progress.create_async(token), 10)
+                record.token = token
+                self.tokens[token] = record.run_id
+                self.ls.work_done_progress.begin(token, types.WorkDoneProgressBegin(
+                    title=record.title, cancellable=True, message=message, percentage=0))
+                return
+            except Exception:  # noqa: BLE001 - fall back to log lines
+                self.ls.log_exception("progress")
+        self.ls.log(f"[{record.run_id}] {record.title}: {message}")
+
+    def _finish(self, record: RunRecord, status: str, event: dict[str, Any]) -> None:
+        if record.finished is not None:
+            return
+        record.status = status
+        record.finished = time.time()
+        if event.get("output_dir") and status == "succeeded":
+            record.output_dir = str(event["output_dir"])
+        duration = event.get("duration_s")
+        summary = f"{status}" + (f" in {duration:.1f}s" if isinstance(duration, (int, float)) else "")
+        if status == "succeeded" and record.output_dir and record.kind == "optimize":
+            summary += f": {record.output_dir}"
+        if record.token is not None:
+            self.ls.work_done_progress.end(record.token, types.WorkDoneProgressEnd(message=summary))
+            self.tokens.pop(record.token, None)
+            self.ls.work_done_progress.tokens.pop(record.token, None)
+        level = types.MessageType.Info if status == "succeeded" else types.MessageType.Warning
+        self.ls.log(f"[{record.run_id}] {record.title}: {summary}", level)
+
+    def _fail(self, record: RunRecord, message: str) -> None:
+        record.error = message
+        self._finish(record, "failed", {})
+
+    # ------------------------------------------------------------------ the evaluation worker
+
+    async def _read_worker(self, record: RunRecord) -> None:
+        process = record.process
+        assert process is not None and process.stdout is not None
+        finished = False
+        try:
+            while True:
+                line = await process.stdout.readline()
+                if not line:
+                    break
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    continue
+                finished = finished or event.get("type") == "run.finished"
+                self._on_event(record, event)
+        finally:
+            code = await process.wait()
+        if not finished:
+            self._synthesize_end(record, code)
+
+    def _synthesize_end(self, record: RunRecord, code: int | None) -> None:
+        """The worker ended without ``run.finished``: report it as the runner does for a lost child."""
+        seq = record.last_seq + 1
+        base = {"v": 1, "run_id": record.run_id}
+        if not record.cancel_requested:
+            self._on_event(record, {**base, "type": "error", "ts": round(time.time(), 3), "seq": seq,
+                                    "message": f"the evaluation worker exited unexpectedly (exit code {code})",
+                                    "fix": "run it again; see the server log", "where": None, "kind": "worker-lost"})
+            seq += 1
+        status = "cancelled" if record.cancel_requested else "failed"
+        self._on_event(record, {**base, "type": "run.finished", "ts": round(time.time(), 3), "seq": seq,
+                                "status": status, "output_dir": None, "duration_s": round(time.time() - record.started, 3),
+                                "best_candidate": None})
+
+    @staticmethod
+    def _kill(record: RunRecord) -> None:
+        if record.process is not None and record.process.returncode is None:
+            record.process.kill()
+
+
+def _absolute(value: str, base: Path | None) -> Path:
+    path = Path(value).expanduser()
+    return path if path.is_absolute() or base is None else (base / path)
+
+
+def _message(exc: Exception) -> str:
+    fix = getattr(exc, "fix", None)
+    text = str(exc)
+    return f"{text}\nfix: {fix}" if fix and fix not in text else text

@@ -1,0 +1,370 @@
+"""The language server: pygls glue, feature registration, and per-feature error isolation.
+
+Each LSP method is registered once here and calls one feature module (diagnostics, completion,
+hover, code actions, symbols, commands, runs). Every call goes through ``guard``: an exception is
+logged (``window/logMessage`` + stderr) and answered with an empty result, so a bug in one
+feature never breaks the others (esbonio's pattern). Handlers that do real work are fast and run
+on the event loop; long work (runs, evaluation, dry-run planning) runs in child processes or
+threads, so the loop keeps answering while runs go.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import logging
+import os
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Callable
+from urllib.parse import unquote
+
+from lsprotocol import types
+from pygls.lsp.server import LanguageServer
+
+from modelmill import __version__
+from modelmill.lsp import commands, runs
+from modelmill.lsp.code_actions import code_actions
+from modelmill.lsp.completion import TRIGGER_CHARACTERS, CompletionEnv, complete
+from modelmill.lsp.diagnostics import analyze, to_lsp
+from modelmill.lsp.documents import Snapshot, SnapshotCache, format_of, uri_to_path
+from modelmill.lsp.hover import hover
+from modelmill.lsp.settings import SECTION, Settings
+from modelmill.lsp.symbols import document_symbols
+
+NAME = "modelmill"
+SET_TRUSTED = "modelmill/setTrusted"
+logger = logging.getLogger("modelmill.lsp")
+
+
+class ModelMillServer(LanguageServer):
+    def __init__(self) -> None:
+        super().__init__(NAME, __version__, max_workers=8)
+        self.settings = Settings()
+        self.snapshots = SnapshotCache()
+        self.runs = runs.RunManager(self)
+        self.client_name = ""
+        self.initialization_options: dict[str, Any] = {}
+        self._env: Any = None
+        self._pending: dict[str, asyncio.TimerHandle] = {}
+        self._published: set[str] = set()
+        self.timings: dict[str, list[float]] = {"validate_ms": [], "publish_ms": []}
+
+    # -- client facts ---------------------------------------------------------------------------
+
+    @property
+    def encoding(self) -> str:
+        encoding = self.workspace.position_encoding if self.protocol.workspace is not None else None
+        return str(encoding.value if hasattr(encoding, "value") else encoding or "utf-16")
+
+    def client_supports(self, dotted: str) -> bool:
+        value: Any = self.protocol.client_capabilities
+        for part in dotted.split("."):
+            value = getattr(value, part, None)
+            if value is None:
+                return False
+        return bool(value)
+
+    @property
+    def env(self) -> Any:
+        """The machine the checks look at (installed EPs are read once, from package metadata)."""
+        if self._env is None:
+            from modelmill.config import Environment
+            from modelmill.config.accelerators import installed_execution_providers
+
+            cwd = Path(self.workspace.root_path) if self.protocol.workspace is not None and \
+                self.workspace.root_path else Path.cwd()
+            self._env = Environment(installed_execution_providers(), cwd)
+        return self._env
+
+    def warm_up(self) -> None:
+        """Build the schema index and read the installed EPs in the background after start-up."""
+        def work() -> None:
+            try:
+                from modelmill.lsp.schema_nav import schema_index
+
+                schema_index()
+                _ = self.env
+            except Exception:  # noqa: BLE001 - a failed warm-up only costs the first request time
+                logger.exception("warm-up failed")
+
+        threading.Thread(target=work, name="modelmill-lsp-warmup", daemon=True).start()
+
+    # -- logging ----------------------------------------------------------------------------------
+
+    def log(self, message: str, level: types.MessageType = types.MessageType.Info) -> None:
+        try:
+            self.window_log_message(types.LogMessageParams(type=level, message=message))
+        except Exception:  # noqa: BLE001 - the transport may be gone at shutdown
+            print(message, file=sys.stderr)
+
+    def log_exception(self, where: str) -> None:
+        text = traceback.format_exc()
+        print(f"modelmill lsp: error in {where}\n{text}", file=sys.stderr, flush=True)
+        self.log(f"Error in '{where}': {text.strip().splitlines()[-1]}", types.MessageType.Error)
+
+    # -- documents --------------------------------------------------------------------------------
+
+    def snapshot(self, uri: str) -> Snapshot | None:
+        """The open document at its current version, if it is a JSON/YAML document."""
+        document = self.workspace.text_documents.get(unquote(uri))
+        if document is None:
+            return None
+        fmt = format_of(uri, document.language_id)
+        if fmt is None:
+            return None
+        return self.snapshots.get(uri, document.version, document.source, fmt, self.encoding)
+
+    def workflow_snapshot(self, uri: str) -> Snapshot | None:
+        """The snapshot if the document is a workflow config (sticky once seen as one)."""
+        snap = self.snapshot(uri)
+        if snap is None:
+            return None
+        if uri in self.snapshots.workflow_uris or snap.is_workflow(self.settings):
+            self.snapshots.workflow_uris.add(uri)
+            return snap
+        return None
+
+    def schedule_validation(self, uri: str, delay_ms: int | None = None) -> None:
+        delay = self.settings.diagnostics_delay_ms if delay_ms is None else delay_ms
+        pending = self._pending.pop(uri, None)
+        if pending is not None:
+            pending.cancel()
+        loop = asyncio.get_running_loop()
+        if delay <= 0:
+            self._pending[uri] = loop.call_soon(self.validate, uri)  # type: ignore[assignment]
+        else:
+            self._pending[uri] = loop.call_later(delay / 1000, self.validate, uri)
+
+    def validate(self, uri: str) -> None:
+        self._pending.pop(uri, None)
+        try:
+            started = time.perf_counter()
+            snap = self.workflow_snapshot(uri)
+            if snap is None:
+                if uri in self._published:
+                    self._publish(uri, None, [])
+                return
+            found, validate_ms = analyze(snap, self.env)
+            diagnostics = to_lsp(found, snap, self.settings)
+            self._publish(uri, snap.version, diagnostics)
+            _record(self.timings["validate_ms"], validate_ms)
+            _record(self.timings["publish_ms"], (time.perf_counter() - started) * 1000)
+        except Exception:  # noqa: BLE001 - feature isolation
+            self.log_exception("diagnostics")
+
+    def _publish(self, uri: str, version: int | None, diagnostics: list[types.Diagnostic]) -> None:
+        if diagnostics:
+            self._published.add(uri)
+        else:
+            self._published.discard(uri)
+        self.text_document_publish_diagnostics(
+            types.PublishDiagnosticsParams(uri=uri, version=version, diagnostics=diagnostics))
+
+    def revalidate_all(self) -> None:
+        for uri in list(self.workspace.text_documents):
+            self.schedule_validation(uri, 0)
+
+    # -- settings -----------------------------------------------------------------------------------
+
+    async def pull_settings(self) -> None:
+        if not self.client_supports("workspace.configuration"):
+            return
+        try:
+            values = await asyncio.wait_for(self.workspace_configuration_async(
+                types.ConfigurationParams(items=[types.ConfigurationItem(section=SECTION)])), 10)
+        except Exception:  # noqa: BLE001 - keep the settings we have
+            self.log_exception("settings")
+            return
+        value = values[0] if values else None
+        self.apply_settings(value)
+
+    def apply_settings(self, value: Any) -> None:
+        trusted = self.settings.trusted
+        self.settings = Settings.from_json(_plain(value), Settings()).with_trust(trusted)
+        self.snapshots.workflow_uris.clear()
+        self.revalidate_all()
+
+
+def _record(values: list[float], value: float, keep: int = 2000) -> None:
+    values.append(value)
+    if len(values) > keep:
+        del values[: len(values) - keep]
+
+
+def _plain(value: Any) -> Any:
+    """pygls hands custom JSON objects over as attribute objects or dicts; make them dicts."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)) and not hasattr(value, "_fields"):
+        return [_plain(v) for v in value]
+    if hasattr(value, "_asdict"):
+        return {k: _plain(v) for k, v in value._asdict().items()}
+    return value
+
+
+# ------------------------------------------------------------------ isolation
+
+
+def guard(name: str, default: Any = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Log a feature's exception and answer ``default``: one feature never breaks the others."""
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        if inspect.iscoroutinefunction(fn):
+            @functools.wraps(fn)
+            async def run_async(ls: ModelMillServer, *args: Any) -> Any:
+                try:
+                    return await fn(ls, *args)
+                except commands.RequestFailed:
+                    raise
+                except Exception:  # noqa: BLE001
+                    ls.log_exception(name)
+                    return default
+            return run_async
+
+        @functools.wraps(fn)
+        def run(ls: ModelMillServer, *args: Any) -> Any:
+            try:
+                return fn(ls, *args)
+            except commands.RequestFailed:
+                raise
+            except Exception:  # noqa: BLE001
+                ls.log_exception(name)
+                return default
+        return run
+    return decorate
+
+
+# ------------------------------------------------------------------ registration
+
+
+def create_server() -> ModelMillServer:
+    server = ModelMillServer()
+
+    @server.feature(types.INITIALIZE)
+    @guard("initialize")
+    def initialize(ls: ModelMillServer, params: types.InitializeParams) -> None:
+        ls.client_name = params.client_info.name if params.client_info else ""
+        options = _plain(params.initialization_options) or {}
+        ls.initialization_options = options if isinstance(options, dict) else {}
+        trusted = ls.initialization_options.get("trusted", True)
+        ls.settings = Settings.from_json(ls.initialization_options.get("settings"), ls.settings)
+        ls.settings = ls.settings.with_trust(trusted is not False)
+
+    @server.feature(types.INITIALIZED)
+    @guard("initialized")
+    async def initialized(ls: ModelMillServer, params: types.InitializedParams) -> None:
+        ls.warm_up()
+        await ls.pull_settings()
+
+    @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
+    @guard("settings")
+    async def did_change_configuration(ls: ModelMillServer, params: types.DidChangeConfigurationParams) -> None:
+        if ls.client_supports("workspace.configuration"):
+            await ls.pull_settings()
+            return
+        value = _plain(params.settings)
+        ls.apply_settings(value.get(SECTION, value) if isinstance(value, dict) else None)
+
+    @server.feature(SET_TRUSTED)
+    @guard("trust")
+    def set_trusted(ls: ModelMillServer, params: Any) -> None:
+        value = _plain(params)
+        trusted = value.get("trusted") if isinstance(value, dict) else getattr(params, "trusted", None)
+        ls.settings = ls.settings.with_trust(trusted is not False)
+        ls.log(f"workspace trust: {'trusted' if ls.settings.trusted else 'untrusted (runs are disabled)'}")
+
+    @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
+    @guard("didOpen")
+    def did_open(ls: ModelMillServer, params: types.DidOpenTextDocumentParams) -> None:
+        ls.schedule_validation(params.text_document.uri, 0)
+
+    @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
+    @guard("didChange")
+    def did_change(ls: ModelMillServer, params: types.DidChangeTextDocumentParams) -> None:
+        ls.schedule_validation(params.text_document.uri)
+
+    @server.feature(types.TEXT_DOCUMENT_DID_SAVE)
+    @guard("didSave")
+    def did_save(ls: ModelMillServer, params: types.DidSaveTextDocumentParams) -> None:
+        ls.schedule_validation(params.text_document.uri, 0)
+
+    @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
+    @guard("didClose")
+    def did_close(ls: ModelMillServer, params: types.DidCloseTextDocumentParams) -> None:
+        uri = params.text_document.uri
+        pending = ls._pending.pop(uri, None)
+        if pending is not None:
+            pending.cancel()
+        ls.snapshots.drop(uri)
+        if uri in ls._published:
+            ls._publish(uri, None, [])
+
+    @server.feature(types.TEXT_DOCUMENT_COMPLETION,
+                    types.CompletionOptions(trigger_characters=TRIGGER_CHARACTERS, resolve_provider=False))
+    @guard("completion")
+    def completion(ls: ModelMillServer, params: types.CompletionParams) -> types.CompletionList | None:
+        snap = ls.workflow_snapshot(params.text_document.uri)
+        if snap is None:
+            return None
+        env = CompletionEnv(installed_eps=ls.env.installed_eps,
+                            snippets=ls.client_supports("text_document.completion.completion_item.snippet_support"),
+                            retrigger="code" in ls.client_name.lower())
+        return complete(snap, params.position.line, params.position.character, env)
+
+    @server.feature(types.TEXT_DOCUMENT_HOVER)
+    @guard("hover")
+    def on_hover(ls: ModelMillServer, params: types.HoverParams) -> types.Hover | None:
+        snap = ls.workflow_snapshot(params.text_document.uri)
+        if snap is None:
+            return None
+        return hover(snap, params.position.line, params.position.character, ls.env.installed_eps)
+
+    @server.feature(types.TEXT_DOCUMENT_CODE_ACTION,
+                    types.CodeActionOptions(code_action_kinds=[types.CodeActionKind.QuickFix]))
+    @guard("codeAction")
+    def on_code_action(ls: ModelMillServer, params: types.CodeActionParams) -> list[types.CodeAction] | None:
+        snap = ls.workflow_snapshot(params.text_document.uri)
+        if snap is None:
+            return None
+        found, _ = analyze(snap, ls.env)
+        codec = snap.codec
+        rng = params.range
+        start = (rng.start.line, codec.column(rng.start.line, rng.start.character))
+        end = (rng.end.line, codec.column(rng.end.line, rng.end.character))
+        only = [str(kind.value if hasattr(kind, "value") else kind) for kind in params.context.only or []]
+        return code_actions(snap, found, start, end, ls.settings, only or None)
+
+    @server.feature(types.TEXT_DOCUMENT_DOCUMENT_SYMBOL)
+    @guard("documentSymbol")
+    def on_symbols(ls: ModelMillServer, params: types.DocumentSymbolParams) -> list[types.DocumentSymbol] | None:
+        snap = ls.workflow_snapshot(params.text_document.uri)
+        return document_symbols(snap) if snap is not None else None
+
+    @server.feature(types.WINDOW_WORK_DONE_PROGRESS_CANCEL)
+    @guard("progressCancel")
+    def on_progress_cancel(ls: ModelMillServer, params: types.WorkDoneProgressCancelParams) -> None:
+        ls.runs.cancel_token(str(params.token))
+
+    @server.feature(types.SHUTDOWN)
+    @guard("shutdown")
+    def on_shutdown(ls: ModelMillServer, params: Any = None) -> None:
+        ls.runs.cancel_all()
+
+    commands.register(server, guard)
+    return server
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Start without the fast-initialize path (``modelmill.lsp.launch`` is the usual entry)."""
+    from modelmill.lsp.launch import main as launch_main
+
+    launch_main(argv)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
+    os._exit(0)
