@@ -99,6 +99,7 @@ def folder_size(folder: Path) -> int:
 
 
 def measure_build(cmd: list[str], out_dir: Path, log_path: Path, env: dict[str, str], cwd: Path) -> dict[str, Any]:
+    """Run one build from a fresh, empty working folder ``cwd`` (removed afterwards)."""
     shutil.rmtree(out_dir, ignore_errors=True)
     shutil.rmtree(cwd, ignore_errors=True)
     cwd.mkdir(parents=True)
@@ -129,7 +130,14 @@ def measure_build(cmd: list[str], out_dir: Path, log_path: Path, env: dict[str, 
     }
     if process.returncode != 0:
         result["log_tail"] = log_path.read_text(errors="replace")[-3000:]
-    shutil.rmtree(cwd, ignore_errors=True)  # a run's own .modelmill-cache (pass cache, fingerprints)
+    manifest = out_dir / "modelmill_run.json"
+    if manifest.exists():  # a pass served from modelmill's cache did not build anything: flag it
+        try:
+            result["cached_passes"] = [p.get("name") for p in json.loads(manifest.read_text()).get("passes", [])
+                                       if p.get("cached")]
+        except (OSError, ValueError):
+            pass
+    shutil.rmtree(cwd, ignore_errors=True)  # the run's own MODELMILL_HOME / .modelmill-cache
     return result
 
 
@@ -299,7 +307,7 @@ def median(values: list[float]) -> float | None:
 def summarize(builds: dict[str, list[dict]], gens: dict[str, list[dict]]) -> dict[str, dict[str, Any]]:
     summary: dict[str, dict[str, Any]] = {}
     for key in (A, B):
-        ok = [b for b in builds[key] if b["rc"] == 0]
+        ok = [b for b in builds[key] if b["rc"] == 0 and not b.get("cached_passes")]  # cache hits built nothing
         good_gens = [g for g in gens[key] if "error" not in g]
         summary[key] = {
             "wall_s": median([b["wall_s"] for b in ok]),
@@ -350,7 +358,8 @@ def markdown(summary: dict, builds: dict, gens: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="sample:smollm2",
-                        help="HF model folder, or sample:NAME resolved via `modelmill samples path` (default %(default)s)")
+                        help="HF model folder, or sample:NAME resolved with `modelmill samples path` "
+                             "(default %(default)s)")
     parser.add_argument("--repeats", type=int, default=3, help="build repetitions per side (default %(default)s)")
     parser.add_argument("--gen-repeats", type=int, default=None,
                         help="generation measurements per output (default: --repeats)")
@@ -389,9 +398,12 @@ def main(argv: list[str] | None = None) -> int:
     for rep in range(args.repeats):
         for key in ((A, B) if rep % 2 == 0 else (B, A)):
             cmd, out = commands[key]
-            # Each build starts in a fresh working folder: modelmill's default cache (.modelmill-cache) is
-            # relative to it, so no run is served from an earlier run's pass cache.
-            result = measure_build(cmd, out, work / f"{key}-build-{rep}.log", env, work / f"cwd-{key}")
+            # Each build starts in a fresh, empty folder that is also modelmill's MODELMILL_HOME (its pass
+            # cache lives there; the engine driver's cache is relative to it): no run is served from an
+            # earlier run's cache, every run fingerprints its input and builds.
+            cwd = work / f"cwd-{key}"
+            run_env = {**env, "MODELMILL_HOME": str(cwd)} if key == A else env
+            result = measure_build(cmd, out, work / f"{key}-build-{rep}.log", run_env, cwd)
             builds[key].append(result)
             print(f"build {rep + 1}/{args.repeats} {LABELS[key]}: rc {result['rc']}, {result['wall_s']:.2f} s, "
                   f"tree peak {result['peak_tree_rss_mib']:.0f} MiB, single max {result['max_single_rss_mib']:.0f} MiB",
@@ -399,6 +411,8 @@ def main(argv: list[str] | None = None) -> int:
             if result["rc"] != 0:
                 failed = True
                 print(result.get("log_tail", ""), file=sys.stderr)
+            if result.get("cached_passes"):
+                print(f"  warning: served from modelmill's cache: {result['cached_passes']}", file=sys.stderr)
 
     outputs = {key: commands[key][1] for key in (A, B)}
     usable = {key: builds[key] and builds[key][-1]["rc"] == 0 for key in (A, B)}

@@ -248,7 +248,7 @@ def _streamed_quantization(builder: Any, ctx: PassContext, checkpoint: Path) -> 
     The builder makes its Model object inside ``create_model``; the class method is the one place to step in
     between "layers read" and "quantize". The hook only moves tensors out of memory and then calls the
     builder's own ``to_nbits``. Where the builder has no ``Model.to_nbits`` (renamed or reworked in an update)
-    nothing is patched and the build runs exactly as the builder's own; the debug log says so.
+    nothing is patched and the build runs exactly as the builder's own, with a warning in the run's log.
     """
     import os
 
@@ -258,8 +258,8 @@ def _streamed_quantization(builder: Any, ctx: PassContext, checkpoint: Path) -> 
         yield
         return
     if not callable(original):
-        ctx.log("ModelBuilder: this onnxruntime-genai builder has no Model.to_nbits; quantizing in memory "
-                "(higher peak memory)", "debug")
+        ctx.log("ModelBuilder: this onnxruntime-genai builder has no Model.to_nbits, so weights cannot be "
+                "streamed; quantizing in memory as the builder does (higher peak memory)", "warning")
         yield
         return
     import shutil
@@ -273,7 +273,7 @@ def _streamed_quantization(builder: Any, ctx: PassContext, checkpoint: Path) -> 
             _stream_float_weights(self, scratch / f"float-weights-{next(calls)}.data", checkpoint, ctx)
         except Exception as exc:  # noqa: BLE001 - nothing was swapped before the file was complete
             ctx.log(f"ModelBuilder: streaming the float weights failed ({type(exc).__name__}: {exc}); "
-                    "quantizing in memory", "debug")
+                    "quantizing in memory", "warning")
         return original(self)
 
     to_nbits.__wrapped__ = original  # type: ignore[attr-defined]
@@ -309,10 +309,10 @@ def _stream_float_weights(builder_model: Any, path: Path, checkpoint: Path, ctx:
     total = sum(value.const_value.nbytes for value in values)
     if shutil.disk_usage(path.parent).free < total + (256 << 20):
         ctx.log(f"ModelBuilder: not enough free disk in {path.parent} to stream {total / 2**20:.0f} MiB of weights; "
-                "quantizing in memory", "debug")
+                "quantizing in memory", "info")
         return
     if _in_ram_filesystem(path.parent):  # the scratch file would take the same RAM, merely outside the RSS
-        ctx.log(f"ModelBuilder: {path.parent} is in RAM (tmpfs); quantizing in memory", "debug")
+        ctx.log(f"ModelBuilder: {path.parent} is in RAM (tmpfs); quantizing in memory", "info")
         return
     checkpoint_files = _checkpoint_files(checkpoint)
     ctx.log(f"ModelBuilder: streaming {len(values)} float weights ({total / 2**20:.0f} MiB) through {path.parent}",
