@@ -110,6 +110,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default=None)
     p.set_defaults(func=cmd_schema)
 
+    p = sub.add_parser("lsp", help="language server for editors (LSP over stdio; --tcp PORT to debug)")
+    p.add_argument("--tcp", type=int, default=None, metavar="PORT", help="serve one client over TCP on PORT")
+    p.add_argument("--host", default="127.0.0.1", help="TCP host (default 127.0.0.1)")
+    p.add_argument("--no-fast-init", action="store_true", help="let pygls answer initialize (slower start)")
+    p.set_defaults(func=cmd_lsp)
+
     p = sub.add_parser("samples", help="sample models shipped through PyPI packages")
     samples_sub = p.add_subparsers(dest="samples_command", metavar="ACTION", required=True)
     samples_sub.add_parser("list", help="list samples and whether they are fetched").set_defaults(func=cmd_samples_list)
@@ -286,6 +292,12 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_lsp(args: argparse.Namespace) -> int:
+    from modelmill.lsp.launch import main as lsp_main
+
+    return lsp_main(args=args)
+
+
 def cmd_samples_list(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
@@ -449,18 +461,21 @@ def _execute(document: Any, args: argparse.Namespace, overrides: dict[str, Any])
 
 
 def _check_provider(provider: str, device: str) -> None:
-    """Refuse before any work when onnxruntime here cannot run the requested provider."""
-    import onnxruntime
+    """Refuse before any work when onnxruntime here cannot run the requested provider.
 
+    Read from package metadata: importing onnxruntime in this process would cost as much again in the
+    run's worker process, which imports it anyway.
+    """
+    from modelmill.config.accelerators import EP_PACKAGES, installed_execution_providers
     from modelmill.errors import ConfigError
 
-    available = onnxruntime.get_available_providers()
+    available = installed_execution_providers()
+    if available is None:
+        raise ConfigError("onnxruntime is not installed", fix="pip install onnxruntime")
     if provider not in available:
-        package = {"CUDAExecutionProvider": "onnxruntime-gpu", "TensorrtExecutionProvider": "onnxruntime-gpu",
-                   "DmlExecutionProvider": "onnxruntime-directml", "OpenVINOExecutionProvider": "onnxruntime-openvino",
-                   "QNNExecutionProvider": "onnxruntime-qnn"}.get(provider, "an onnxruntime build with it")
+        package = EP_PACKAGES.get(provider, "an onnxruntime build with it")
         raise ConfigError(f"{provider} (device {device}) is not available in this onnxruntime; it has "
-                          f"{', '.join(available)}",
+                          f"{', '.join(sorted(available))}",
                           fix=f"install {package} (pip install {package}) or use --device cpu")
 
 

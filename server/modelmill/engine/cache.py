@@ -22,6 +22,7 @@ from modelmill.engine.model import ModelRef
 from modelmill.engine.output import file_digest
 
 ENTRY_FILE = "entry.json"
+FINGERPRINTS = "fingerprints.json"
 CACHE_FORMAT = 1
 
 
@@ -122,7 +123,7 @@ class Cache:
         count = sum(1 for folder in self.entries.iterdir() if not folder.name.startswith("."))
         for name in ("entries", "evaluations", "logs", "runs"):
             shutil.rmtree(self.root / name, ignore_errors=True)
-        (self.root / "fingerprints.json").unlink(missing_ok=True)
+        (self.root / FINGERPRINTS).unlink(missing_ok=True)
         self.entries.mkdir(parents=True, exist_ok=True)
         return count
 
@@ -135,9 +136,30 @@ def _files_intact(folder: Path, files: dict[str, dict[str, Any]]) -> bool:
     return True
 
 
+def _model_files(path: Path) -> list[Path]:
+    return [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file() and ".cache" not in p.parts)
+
+
+def known_fingerprint(path: Path, index_file: Path) -> str | None:
+    """The fingerprint when every file is in the index with unchanged size and mtime (no hashing), else None."""
+    try:
+        index: dict[str, Any] = json.loads(index_file.read_text())
+    except (OSError, ValueError):
+        return None
+    digest = hashlib.sha256()
+    for file in _model_files(path):
+        stat = file.stat()
+        entry = index.get(str(file))
+        if not entry or entry[0] != f"{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ino}":
+            return None
+        name = file.name if path.is_file() else str(file.relative_to(path))
+        digest.update(f"{name}\0{entry[1]}\n".encode())
+    return digest.hexdigest()[:32]
+
+
 def fingerprint(path: Path, index_file: Path) -> str:
     """Content hash of a model file or folder, memoized by (path, size, mtime) like git's index."""
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file() and ".cache" not in p.parts)
+    files = _model_files(path)
     try:
         index: dict[str, Any] = json.loads(index_file.read_text())
     except (OSError, ValueError):

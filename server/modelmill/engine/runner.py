@@ -132,12 +132,16 @@ def start_run(plan: Plan, run_id: str, listeners: list[Listener] | None = None,
 
 
 def _all_cached(plan: Plan) -> bool:
-    from modelmill.engine.cache import Cache
-    from modelmill.engine.workflow import step_keys
+    """True when every step's output is cached (an input the fingerprint index does not know is not)."""
+    from modelmill.engine.cache import FINGERPRINTS, Cache, known_fingerprint
+    from modelmill.engine.workflow import chain_keys
 
+    if plan.search_space.dimensions or plan.metrics:
+        return False  # candidates and evaluations: leave it to the worker
     try:
         cache = Cache(plan.cache_dir)
-        return all(cache.contains(key) for key in step_keys(plan, cache))
+        known = known_fingerprint(plan.input_model.path, cache.root / FINGERPRINTS)
+        return known is not None and all(cache.contains(key) for key in chain_keys(plan, known, plan.steps))
     except OSError:
         return False
 

@@ -3,6 +3,7 @@ output folder renamed into place with its manifest and reports."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import json
 import os
@@ -13,10 +14,10 @@ import traceback
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from modelmill import __version__
-from modelmill.engine.cache import ENTRY_FILE, Cache, CacheEntry, fingerprint
+from modelmill.engine.cache import ENTRY_FILE, FINGERPRINTS, Cache, CacheEntry, fingerprint, known_fingerprint
 from modelmill.engine.cache import step_key as cache_step_key
 from modelmill.engine.context import PassContext
 from modelmill.engine.events import EventBus
@@ -69,32 +70,45 @@ class Chain:
         self.cache = Cache(plan.cache_dir)
         self.records: list[PassRecord] = []
         self.last_entry: CacheEntry | None = None
+        self._hashing: concurrent.futures.Future[str] | None = None
 
     def __call__(self, steps: list[PlanStep], candidate: str | None = None) -> tuple[ModelRef, list[str]]:
         model = self.plan.input_model
-        keys = step_keys(self.plan, self.cache, steps)
+        keys = self._keys(steps)
         self.records = []
-        for index, (step, key) in enumerate(zip(steps, keys)):
+        for index, step in enumerate(steps):
             if self.cancel.is_set():
                 raise RunCancelled()
+            key = keys.known[index] if keys.known else None
             tag = {"candidate": candidate} if candidate else {}
             self.bus.emit("pass.started", pass_name=step.name, pass_type=step.pass_cls.name, index=index,
                           total=len(steps), params=step.params.model_dump(mode="json"), cache_key=key, **tag)
             start = time.perf_counter()
-            entry = self.cache.get(key)
+            entry = self.cache.get(key) if key else None
             cached = entry is not None
             if entry is None:
-                entry = self._run_step(step, model, key, self.work_root / f"{index:02d}-{step.name}.work")
+                entry = self._run_step(step, model, lambda i=index: keys.resolve()[i],
+                                       self.work_root / f"{index:02d}-{step.name}.work")
             model, self.last_entry = entry.model, entry
             duration = round(time.perf_counter() - start, 3)
             self.records.append(PassRecord(step.name, step.pass_cls.name, step.params.model_dump(mode="json"),
-                                           duration, cached, key))
+                                           duration, cached, entry.key))
             self.bus.emit("pass.finished", pass_name=step.name, pass_type=step.pass_cls.name, index=index,
-                          duration_s=duration, output=str(model.path), cached=cached, cache_key=key, **tag)
-        return model, keys
+                          duration_s=duration, output=str(model.path), cached=cached, cache_key=entry.key, **tag)
+        return model, keys.resolve()
 
-    def _run_step(self, step: PlanStep, model: ModelRef, key: str, scratch: Path) -> CacheEntry:
-        staging = self.cache.staging(key)
+    def _keys(self, steps: list[PlanStep]) -> "_StepKeys":
+        """The steps' cache keys. When the input is new to the fingerprint index, hashing it (seconds for a
+        large checkpoint) overlaps the first pass: an input never seen here cannot have cached outputs."""
+        known = known_fingerprint(self.plan.input_model.path, self.cache.root / FINGERPRINTS)
+        if known is not None:
+            return _StepKeys(chain_keys(self.plan, known, steps))
+        if self._hashing is None:
+            self._hashing = concurrent.futures.ThreadPoolExecutor(1).submit(input_key, self.plan, self.cache)
+        return _StepKeys(None, lambda: chain_keys(self.plan, self._hashing.result(), steps))
+
+    def _run_step(self, step: PlanStep, model: ModelRef, key: Callable[[], str], scratch: Path) -> CacheEntry:
+        staging = self.cache.staging(uuid.uuid4().hex[:12])
         shutil.rmtree(scratch, ignore_errors=True)
         scratch.mkdir(parents=True)
         ctx = PassContext(pass_name=step.name, output_dir=staging, work_dir=scratch, cache_dir=self.plan.cache_dir,
@@ -105,9 +119,21 @@ class Chain:
         with _working_directory(scratch):
             output = step.pass_cls().run(model, step.params, ctx)
         shutil.rmtree(scratch, ignore_errors=True)
-        return self.cache.commit(key, staging, output, {"pass_type": step.pass_cls.name, "pass_name": step.name,
-                                                       "params": step.params.model_dump(mode="json"),
-                                                       "duration_s": round(time.perf_counter() - start, 3)})
+        return self.cache.commit(key(), staging, output, {"pass_type": step.pass_cls.name, "pass_name": step.name,
+                                                         "params": step.params.model_dump(mode="json"),
+                                                         "duration_s": round(time.perf_counter() - start, 3)})
+
+
+@dataclass
+class _StepKeys:
+    known: list[str] | None
+    compute: Callable[[], list[str]] | None = None
+
+    def resolve(self) -> list[str]:
+        if self.known is None:
+            assert self.compute is not None
+            self.known = self.compute()
+        return self.known
 
 
 @contextlib.contextmanager
@@ -121,15 +147,18 @@ def _working_directory(folder: Path) -> Iterator[None]:
 
 
 def input_key(plan: Plan, cache: Cache) -> str:
-    return fingerprint(plan.input_model.path, cache.root / "fingerprints.json")
+    return fingerprint(plan.input_model.path, cache.root / FINGERPRINTS)
 
 
 def step_keys(plan: Plan, cache: Cache, steps: list[PlanStep] | None = None) -> list[str]:
     """The cache key of every step: each chains the previous one, starting from the input's content hash."""
-    key = input_key(plan, cache)
+    return chain_keys(plan, input_key(plan, cache), steps if steps is not None else plan.steps)
+
+
+def chain_keys(plan: Plan, key: str, steps: list[PlanStep]) -> list[str]:
     accelerator = {"device": plan.accelerator.device, "execution_provider": plan.accelerator.execution_provider}
     keys = []
-    for step in steps if steps is not None else plan.steps:
+    for step in steps:
         key = cache_step_key(key, step.pass_cls.name, step.params.model_dump(mode="json"), accelerator,
                              library_versions())
         keys.append(key)
