@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 MODELMILL := $(VENV)/bin/modelmill
 DEMO_OUT ?= models/smollm2-int4
 
-.PHONY: setup demo test test-fast bench clean
+.PHONY: setup demo test test-fast bench clean extension e2e
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,13 +23,28 @@ demo: setup
 	$(MODELMILL) chat $(DEMO_OUT) "What is machine learning?" --max_new_tokens 96 --stats
 	@echo "optimized model: $(abspath $(DEMO_OUT))"
 
-# The default suite plus the slow end-to-end tests on the real samples.
-test: setup
+# The default suite plus the slow end-to-end tests on the real samples, the extension's unit tests and its e2e.
+test: setup node_modules/.installed
 	$(PY) -m pytest -q
+	npm test
+	$(MAKE) e2e
 
 # Quick loop while developing: skips the slow end-to-end tests.
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow"
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+
+# The VS Code extension: bundles and dist/modelmill.vsix.
+extension: node_modules/.installed
+	npm run package
+
+# The extension end to end in a real VS Code (code-server + chromium): installs code-server, chromium and a tiny
+# model the first time (cached in extension/e2e/.cache), then runs the scenarios in extension/e2e/.
+e2e: setup node_modules/.installed
+	bash extension/e2e/run-all.sh
 
 bench: setup
 	$(PY) bench/auto_opt.py

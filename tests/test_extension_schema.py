@@ -23,3 +23,22 @@ def test_manifest_points_at_the_schema() -> None:
     manifest = json.loads((ROOT / "package.json").read_text(encoding="utf-8"))
     urls = {entry["url"] for key in ("jsonValidation", "yamlValidation") for entry in manifest["contributes"][key]}
     assert urls == {"./extension/schemas/workflow.schema.json"}
+
+
+def _validate(path: Path) -> str:
+    done = subprocess.run([sys.executable, "-m", "modelmill", "validate", str(path)], capture_output=True, text=True)
+    return done.stdout + done.stderr
+
+
+def test_new_config_templates_validate() -> None:
+    """New Workflow Config's templates: the LLM and encoder ones are clean; the LoRA one is Olive's format, which
+    ModelMill reads but does not run (its only error: the LoRA pass type)."""
+    templates = ROOT / "extension" / "templates"
+    index = json.loads((templates / "index.json").read_text(encoding="utf-8"))
+    assert {entry["file"] for entry in index} == {p.name for p in templates.glob("*.json")} - {"index.json"}
+    for name in ("llm_int4_cpu.json", "encoder_int8.json"):
+        out = _validate(templates / name)
+        assert "error" not in out, out
+    lora = _validate(templates / "finetune_lora.json")
+    errors = [line for line in lora.splitlines() if " error " in line]
+    assert len(errors) == 1 and "unknown-pass-type" in errors[0] and "'LoRA'" in errors[0], lora
