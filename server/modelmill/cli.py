@@ -409,24 +409,29 @@ def _run_generated(config: dict[str, Any], args: argparse.Namespace) -> int:
 
 def _execute(document: Any, args: argparse.Namespace, overrides: dict[str, Any]) -> int:
     """Validate, plan, check the hardware, run with progress; the one path every run takes."""
-    from modelmill.config import format_report, load_workflow, validate_document
+    from modelmill.config import format_report, load_workflow
     from modelmill.engine.plan import plan_from_config
     from modelmill.engine.runner import start_run
     from modelmill.engine.workflow import new_run_id
     from modelmill.render import EventsFile, ProgressRenderer, stderr_console
 
     console = stderr_console()
-    diagnostics = [d for d in validate_document(document) if d.severity in ("error", "warning")]
-    if diagnostics and (args.log_level <= 2 or any(d.severity == "error" for d in diagnostics)):
-        console.print(format_report(diagnostics, document.name), markup=False)
-    config = load_workflow(document, overrides or None)
+    config = load_workflow(document, overrides or None)  # raises with every error, file:line:col
+    warnings = [d for d in config.diagnostics if d.severity == "warning"]
+    if warnings and args.log_level <= 2:
+        console.print(format_report(warnings, document.name), markup=False)
     plan = plan_from_config(config)
     _check_provider(plan.accelerator.execution_provider, plan.accelerator.device)
     console.print(f"[bold]plan[/] ({plan.accelerator.device}, {plan.accelerator.execution_provider}): "
                   f"{plan.input_model.path}")
+    searched = plan.search_space.dimensions
     for index, step in enumerate(plan.steps, 1):
         params = step.params.model_dump(mode="json", exclude_defaults=True)
+        params.update({name: f"search {values}" for (i, name), values in searched.items() if i == index - 1})
         console.print(f"  {index}. {step.name}: {step.pass_cls.name} {json.dumps(params) if params else ''}")
+    if plan.search:
+        console.print(f"  search: {plan.search['sampler']} ({plan.search['execution_order']}), "
+                      f"{plan.search_space.size()} combinations")
     console.print(f"  → {plan.output_dir}")
     if getattr(args, "dry_run", False):
         print(document.text if document.name.startswith("<") else json.dumps(config.model_dump(

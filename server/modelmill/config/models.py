@@ -92,8 +92,8 @@ class CacheConfig(StrictModel):
 class WorkflowConfig(StrictModel):
     """An Olive-compatible workflow: an input model, a chain of passes, and where and how to run them."""
 
-    workflow_id: str = Field("default_workflow", description="Name of the run; the cache lives under "
-                             "<cache_dir>/<workflow_id>.")
+    workflow_id: str = Field("default_workflow", description="Name of the workflow (Olive keeps its cache under "
+                             "<cache_dir>/<workflow_id>; ModelMill's cache is content-addressed, shared by all).")
     input_model: InputModel = Field(description="The model to optimize: HfModel (a Hugging Face folder), "
                                     "PyTorchModel or ONNXModel.")
     systems: dict[str, System] | None = Field(

@@ -83,12 +83,14 @@ class Cache:
         (staging / ENTRY_FILE).unlink(missing_ok=True)  # a pass may have copied its input's along
         files = {str(p.relative_to(staging)): {"bytes": p.stat().st_size, "sha256": file_digest(p)}
                  for p in sorted(staging.rglob("*")) if p.is_file()}
+        target = self.entries / key
+        for name, info in files.items():  # the stamp the files will have in place (a rename keeps mtimes)
+            info["mtime_ns"] = (staging / name).stat().st_mtime_ns
         relative = model.path.relative_to(staging) if model.path.is_relative_to(staging) else Path(".")
         meta = {"format": CACHE_FORMAT, "key": key, "created": time.time(), "files": files,
                 "model": {"kind": model.kind, "relative_path": str(relative), "onnx_file": model.onnx_file,
                           "attributes": model.attributes}, **info}
         (staging / ENTRY_FILE).write_text(json.dumps(meta, indent=2, default=str))
-        target = self.entries / key
         if target.exists():  # another run finished the same step first: keep theirs
             shutil.rmtree(staging, ignore_errors=True)
         else:
@@ -129,9 +131,19 @@ class Cache:
 
 
 def _files_intact(folder: Path, files: dict[str, dict[str, Any]]) -> bool:
+    """Every file present with its size; its content re-hashed whenever its mtime moved since the commit.
+
+    Like git's index: a file rewritten in place (different mtime) is hashed and must match; an untouched one
+    is trusted without reading 100s of MB on every look-up.
+    """
     for name, info in files.items():
         path = folder / name
-        if not path.is_file() or path.stat().st_size != info["bytes"] or file_digest(path) != info["sha256"]:
+        if not path.is_file():
+            return False
+        stat = path.stat()
+        if stat.st_size != info["bytes"]:
+            return False
+        if stat.st_mtime_ns != info.get("mtime_ns") and file_digest(path) != info["sha256"]:
             return False
     return True
 

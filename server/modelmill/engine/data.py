@@ -194,7 +194,10 @@ def _tokenizer(model: ModelRef) -> Any:
     from tokenizers import Tokenizer
 
     try:
-        return Tokenizer.from_file(str(path))
+        tokenizer = Tokenizer.from_file(str(path))
+        # Some tokenizer.json files pad every row to a fixed length; callers pad (and mask) themselves.
+        tokenizer.no_padding()
+        return tokenizer
     except Exception:  # noqa: BLE001 - a broken tokenizer falls back to random ids
         return None
 

@@ -153,7 +153,10 @@ def load_tokenizer(*folders: Path | None) -> Any:
         if path.exists():
             from tokenizers import Tokenizer
 
-            return Tokenizer.from_file(str(path))
+            tokenizer = Tokenizer.from_file(str(path))
+            # Some tokenizer.json files pad every row to a fixed length; callers pad (and mask) themselves.
+            tokenizer.no_padding()
+            return tokenizer
     return None
 
 
