@@ -165,13 +165,16 @@ def _yaml_lines(text: str, start: int, end: int) -> tuple[int, int] | None:
         return None  # a flow mapping or a member after other text on its line
     if head.strip() == "-":
         return None  # the first key of a list item: removing the line would end the item
-    # block values end at the start of the next member's line, or at the end of the value's line
-    if end > 0 and text[end - 1] == "\n":
-        stop = end
-    else:
-        newline = text.find("\n", end)
-        stop = len(text) if newline < 0 else newline + 1
-    return line_start, stop
+    return line_start, _line_after(text, end)
+
+
+def _line_after(text: str, end: int) -> int:
+    """Where the line after a YAML value starts (a block value ends where the next token starts)."""
+    end_line_start = text.rfind("\n", 0, end) + 1
+    if end_line_start and not text[end_line_start:end].strip():
+        return end_line_start
+    newline = text.find("\n", end)
+    return len(text) if newline < 0 else newline + 1
 
 
 def _offsets_range(snap: Snapshot, start: int, end: int) -> types.Range:
@@ -239,13 +242,8 @@ def _insert_keys(snap: Snapshot, node: ObjectNode, pairs: list[tuple[str, Any]])
     column = node.entries[0].key_range.start.col
     last = node.entries[-1]
     end = last.value.range.end.offset if last.value is not None else last.key_range.end.offset
-    if end > 0 and text[end - 1] == "\n":
-        at = end
-        prefix = ""
-    else:
-        newline = text.find("\n", end)
-        at = len(text) if newline < 0 else newline + 1
-        prefix = "\n" if newline < 0 else ""
+    at = _line_after(text, end)
+    prefix = "\n" if at == len(text) and not text.endswith("\n") else ""
     lines = "".join(f"{' ' * column}{_yaml_key(k)}: {_yaml_value(v) if not isinstance(v, (dict, list)) else json.dumps(v)}\n"
                     for k, v in pairs)
     return types.TextEdit(range=_offsets_range(snap, at, at), new_text=prefix + lines)

@@ -61,7 +61,7 @@ def config_snapshot(ls: ModelMillServer, uri: str) -> Snapshot:
 def register(server: ModelMillServer, guard: Callable[..., Any]) -> None:
     @server.command(OPTIMIZE)
     @guard(OPTIMIZE)
-    async def optimize(ls: ModelMillServer, *args: Any) -> dict[str, Any]:
+    async def optimize(ls, *args: Any) -> dict[str, Any]:
         if not ls.settings.trusted:
             raise RequestFailed(UNTRUSTED)
         uri = argument(args, "uri", required=True)
@@ -70,7 +70,7 @@ def register(server: ModelMillServer, guard: Callable[..., Any]) -> None:
 
     @server.command(EVALUATE)
     @guard(EVALUATE)
-    async def evaluate(ls: ModelMillServer, *args: Any) -> dict[str, Any]:
+    async def evaluate(ls, *args: Any) -> dict[str, Any]:
         if not ls.settings.trusted:
             raise RequestFailed(UNTRUSTED)
         path = argument(args, "path", required=True)
@@ -82,13 +82,13 @@ def register(server: ModelMillServer, guard: Callable[..., Any]) -> None:
 
     @server.command(CANCEL)
     @guard(CANCEL)
-    async def cancel(ls: ModelMillServer, *args: Any) -> dict[str, Any]:
+    async def cancel(ls, *args: Any) -> dict[str, Any]:
         run_id = argument(args, "runId", required=True)
         return {"cancelled": ls.runs.cancel(str(run_id))}
 
     @server.command(VALIDATE)
     @guard(VALIDATE)
-    async def validate(ls: ModelMillServer, *args: Any) -> dict[str, Any]:
+    async def validate(ls, *args: Any) -> dict[str, Any]:
         from modelmill.lsp.diagnostics import analyze, to_json, to_lsp
 
         snap = config_snapshot(ls, argument(args, "uri", required=True))
@@ -99,18 +99,18 @@ def register(server: ModelMillServer, guard: Callable[..., Any]) -> None:
 
     @server.command(PLAN)
     @guard(PLAN)
-    async def plan(ls: ModelMillServer, *args: Any) -> dict[str, Any]:
+    async def plan(ls, *args: Any) -> dict[str, Any]:
         snap = config_snapshot(ls, argument(args, "uri", required=True))
         return await ls.runs.dry_run(snap)
 
     @server.command(RUNS)
     @guard(RUNS)
-    async def list_runs(ls: ModelMillServer, *args: Any) -> list[dict[str, Any]]:
+    async def list_runs(ls, *args: Any) -> list[dict[str, Any]]:
         return ls.runs.describe()
 
     @server.command(DEBUG_INFO)
     @guard(DEBUG_INFO)
-    async def debug_info(ls: ModelMillServer, *args: Any) -> dict[str, Any]:
+    async def debug_info(ls, *args: Any) -> dict[str, Any]:
         import sys
 
         def summary(values: list[float]) -> dict[str, Any]:

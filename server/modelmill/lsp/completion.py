@@ -39,10 +39,16 @@ class CompletionEnv:
     """Attach VS Code's ``editor.action.triggerSuggest`` after inserting a key whose value has choices."""
 
 
-def complete(snap: Snapshot, line: int, character: int, env: CompletionEnv | None = None) -> types.CompletionList:
+def complete(snap: Snapshot, line: int, character: int, env: CompletionEnv | None = None,
+             trigger: str | None = None) -> types.CompletionList:
+    """Completions at (line, UTF-16 character). ``trigger``: the trigger character that asked, if any."""
     env = env or CompletionEnv()
     col = snap.codec.column(line, character)
-    loc = locate(snap.text, snap.fmt, line, col, snap.doc.root if snap.fmt == "json" else None)
+    if trigger == " " and not _after_separator(snap, line, col):
+        return types.CompletionList(is_incomplete=False, items=[])  # a space inside text: not a question
+    doc = snap.doc
+    clean = not any(issue.severity == "error" for issue in doc.syntax)
+    loc = locate(snap.text, snap.fmt, line, col, doc.root if snap.fmt == "json" else None, clean)
     index = schema_index()
     items: list[types.CompletionItem] = []
     if loc.kind == "key":
@@ -50,9 +56,18 @@ def complete(snap: Snapshot, line: int, character: int, env: CompletionEnv | Non
         if loc.also_value:
             items += _value_items(snap, loc, index, env)
     elif loc.kind == "value":
+        if trigger == "/" and loc.key not in PATH_KEYS:
+            return types.CompletionList(is_incomplete=False, items=[])
         items = _value_items(snap, loc, index, env)
     items = sorted(_unique(items), key=lambda item: item.sort_text or "")
     return types.CompletionList(is_incomplete=False, items=items)
+
+
+def _after_separator(snap: Snapshot, line: int, col: int) -> bool:
+    """Is the text before the cursor ``key: `` (JSON or YAML) or a YAML ``- ``?"""
+    lines = snap.codec.lines
+    before = lines[line][:col].rstrip() if line < len(lines) else ""
+    return before.endswith((":", "-", "[", ","))
 
 
 def _unique(items: list[types.CompletionItem]) -> list[types.CompletionItem]:
@@ -126,7 +141,7 @@ def _new_entry_items(snap: Snapshot, loc: Location, index: SchemaIndex, facet: F
     key = "${1:" + name + "}" if env.snippets else name
     items.append(types.CompletionItem(
         label=f"new {section} entry", kind=types.CompletionItemKind.Module, detail=sub.title or "entry",
-        documentation=_markdown(sub.description), sort_text="2", filter_text=_filter(loc, name),
+        documentation=_markdown(sub.description or f"A new named entry under `{section}`."), sort_text="2", filter_text=_filter(loc, name),
         insert_text_format=types.InsertTextFormat.Snippet if env.snippets else None,
         insert_text_mode=types.InsertTextMode.AdjustIndentation,
         text_edit=types.TextEdit(range=edit_range, new_text=f"{_key_literal(loc, key)}{_sep(loc)}{body}"
@@ -361,6 +376,7 @@ def _value_item(loc: Location, value: Any, detail: str, doc: str, kind: types.Co
     json_quotes = loc.fmt == "json" or loc.quote is not None
     text = json.dumps(value) if json_quotes else _yaml_scalar(value)
     label = value if isinstance(value, str) else json.dumps(value)
+    doc = doc or f"`{json.dumps(value)}`" + (f" ({detail})" if detail else "")
     return types.CompletionItem(
         label=label, kind=kind, detail=detail or None, documentation=_markdown(doc),
         sort_text=f"{position:04d}", filter_text=text if json_quotes and isinstance(value, str) else label,
@@ -461,6 +477,9 @@ def _path_items(snap: Snapshot, loc: Location, edit_range: types.Range,
             label=entry.name + ("/" if is_dir else ""),
             kind=types.CompletionItemKind.Folder if is_dir else types.CompletionItemKind.File,
             detail=str(folder / entry.name), sort_text=f"5{position:04d}", filter_text=text,
+            documentation=_markdown(f"{'Folder' if is_dir else 'File'} `{folder / entry.name}`"
+                                    + (" (a Hugging Face model: it has config.json)"
+                                       if is_dir and (folder / entry.name / "config.json").exists() else "")),
             insert_text_format=types.InsertTextFormat.Snippet if is_dir and env.snippets else None,
             text_edit=types.TextEdit(range=edit_range, new_text=new_text),
             command=types.Command(title="Suggest", command="editor.action.triggerSuggest")

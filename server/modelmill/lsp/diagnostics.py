@@ -10,6 +10,7 @@ code actions.
 
 from __future__ import annotations
 
+import functools
 import time
 from pathlib import Path
 from typing import Any
@@ -39,13 +40,17 @@ def analyze(snap: Snapshot, env: Environment) -> tuple[list[Diagnostic], float]:
     return result
 
 
+@functools.lru_cache(maxsize=1)
+def _local_docs() -> str | None:
+    return DOCS_PAGE.as_uri() if DOCS_PAGE.exists() else None
+
+
 def docs_href(code: str, settings: Settings) -> str | None:
     """Where a code is explained: ``docsBaseUrl`` + ``#code``, else this checkout's docs/diagnostics.md."""
     if settings.docs_base_url:
         return f"{settings.docs_base_url.rstrip('#')}#{code}"
-    if DOCS_PAGE.exists():
-        return f"{DOCS_PAGE.as_uri()}#{code}"
-    return None
+    page = _local_docs()
+    return f"{page}#{code}" if page else None
 
 
 def to_lsp(found: list[Diagnostic], snap: Snapshot, settings: Settings) -> list[types.Diagnostic]:

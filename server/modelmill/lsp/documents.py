@@ -9,6 +9,8 @@ case, need no work).
 
 from __future__ import annotations
 
+import functools
+import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +24,15 @@ from modelmill.lsp.fastparse import LspDocument, parse
 from modelmill.lsp.settings import Settings, looks_like_workflow, matches_patterns
 
 JSON_LANGUAGES = ("json", "jsonc")
+_JSON_HINT = re.compile(r"[\"']?(?:input_model|passes|engine)[\"']?\s*:")
+_YAML_HINT = re.compile(r"^[\"']?(?:input_model|passes|engine)[\"']?\s*:", re.M)
 YAML_LANGUAGES = ("yaml",)
+
+
+@functools.lru_cache(maxsize=8192)
+def _position(line: int, character: int) -> types.Position:
+    """Positions are immutable in practice (nobody edits a sent range), so equal ones are shared."""
+    return types.Position(line=line, character=character)
 
 
 class Codec:
@@ -45,7 +55,7 @@ class Codec:
             line, col = len(self.lines) - 1, len(self.lines[-1])
         line_text = self.lines[line]
         col = min(max(col, 0), len(line_text))
-        return types.Position(line=line, character=self._units(line_text, col))
+        return _position(line, self._units(line_text, col))
 
     def range(self, rng: Range) -> types.Range:
         return types.Range(start=self.position(rng.start.line, rng.start.col),
@@ -146,8 +156,11 @@ class Snapshot:
         return [entry.key for entry in root.entries] if isinstance(root, ObjectNode) else []
 
     def is_workflow(self, settings: Settings) -> bool:
-        path = self.path or self.uri
-        return looks_like_workflow(self.top_keys()) or matches_patterns(path, settings.config_file_patterns)
+        if matches_patterns(self.path or self.uri, settings.config_file_patterns):
+            return True
+        # a cheap look at the text first, so that other (maybe huge) JSON/YAML files are never parsed
+        hint = _JSON_HINT if self.fmt == "json" else _YAML_HINT
+        return bool(hint.search(self.text)) and looks_like_workflow(self.top_keys())
 
 
 class SnapshotCache:

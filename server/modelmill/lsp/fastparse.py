@@ -42,6 +42,7 @@ from modelmill.config.positions import (
 )
 
 _CLoader = getattr(yaml, "CSafeLoader", None)
+_STR = "tag:yaml.org,2002:str"
 
 
 # --------------------------------------------------------------------------------------- ranges
@@ -70,6 +71,8 @@ class LazyRange(Range):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:  # pragma: no cover - use make()
         raise TypeError("use LazyRange.make(lines, start, end)")
+
+    _lines: LineIndex
 
     @staticmethod
     def make(lines: LineIndex, start: int, end: int) -> LazyRange:
@@ -104,6 +107,14 @@ class LazyRange(Range):
 
     def __repr__(self) -> str:
         return f"Range(start={self.start!r}, end={self.end!r})"
+
+
+_new = object.__new__
+
+
+def _range_class(lines: LineIndex) -> type[LazyRange]:
+    """A LazyRange subclass bound to one text's lines: its instances only store two offsets."""
+    return type("LazyRange", (LazyRange,), {"_lines": lines, "__slots__": ()})
 
 
 # --------------------------------------------------------------------------------------- documents
@@ -152,9 +163,12 @@ def parse(text: str, name: str = "<config>", fmt: str | None = None) -> LspDocum
     """Parse like ``modelmill.config.parse_document``, fast; never raises on bad syntax."""
     fmt = fmt or detect_format(text, name)
     if fmt == "json":
-        root = fast_json(text)
+        data: list[Any] = []
+        root = fast_json(text, data)
         if root is not None:
-            return _document(name, text, "json", root, duplicate_key_issues(root))
+            document = _document(name, text, "json", root, duplicate_key_issues(root))
+            document.__dict__["_plain"] = data[0]  # json.loads's result equals to_data(root) for valid JSON
+            return document
         slow = parse_document(text, name, "json")
         return LspDocument(slow.path, slow.text, slow.format, slow.root, slow.syntax)
     root, issues = fast_yaml(text)
@@ -170,16 +184,30 @@ _LITERALS = {"true": True, "false": False, "null": None, "NaN": float("nan"), "I
 _NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?")
 
 
-def fast_json(text: str) -> Node | None:
-    """The node tree of valid JSON (as the tolerant parser would build it), or None to fall back."""
+def fast_json(text: str, data: list[Any] | None = None) -> Node | None:
+    """The node tree of valid JSON (as the tolerant parser would build it), or None to fall back.
+
+    ``data``, when given, receives the plain data (``json.loads``'s result).
+    """
     try:
-        json.loads(text)
+        loaded = json.loads(text)
     except (ValueError, RecursionError):
         return None
+    if data is not None:
+        data.append(loaded)
     if text[:1] == "\ufeff":
         return None
     lines = LineIndex(text)
-    make = LazyRange.make
+    bound = _range_class(lines)
+    new = _new
+
+    def make(_lines: Any, start: int, end: int) -> LazyRange:
+        rng = new(bound)
+        slots = rng.__dict__
+        slots["_s"] = start
+        slots["_e"] = end
+        return rng
+
     stack: list[Any] = []
     starts: list[int] = []
     root: Node | None = None
@@ -236,11 +264,17 @@ class _YamlConverter:
     def __init__(self, lines: LineIndex) -> None:
         self.lines = lines
         self.constructor = yaml.constructor.SafeConstructor()
+        self.constructors = self.constructor.yaml_constructors
         self.issues: list[SyntaxIssue] = []
         self._active: set[int] = set()
+        self._range = _range_class(lines)
 
     def range(self, node: yaml.Node) -> Range:
-        return LazyRange.make(self.lines, node.start_mark.index, node.end_mark.index)
+        rng = _new(self._range)
+        slots = rng.__dict__
+        slots["_s"] = node.start_mark.index
+        slots["_e"] = node.end_mark.index
+        return rng
 
     def convert(self, node: yaml.Node) -> Node | None:
         if id(node) in self._active:
@@ -267,6 +301,13 @@ class _YamlConverter:
 
     def scalar(self, node: yaml.Node) -> Any:
         try:
+            if type(node) is yaml.ScalarNode:
+                # a scalar's tag is resolved already: call its constructor without the bookkeeping
+                if node.tag == _STR:
+                    return node.value  # what SafeConstructor.construct_yaml_str returns
+                build = self.constructors.get(node.tag)
+                if build is not None:
+                    return build(self.constructor, node)
             return self.constructor.construct_object(node, deep=True)
         except yaml.YAMLError as exc:
             self.issues.append(SyntaxIssue(f"cannot read this YAML value: {exc}", self.range(node)))

@@ -137,8 +137,9 @@ def find_marker(root: Node | None) -> tuple[str, KeyPath] | None:
 # ------------------------------------------------------------------ entry point
 
 
-def locate(text: str, fmt: str, line: int, col: int, root: Node | None = None) -> Location:
-    """Where the cursor at (line, col) is. ``root``: the document's parse (JSON uses it for data)."""
+def locate(text: str, fmt: str, line: int, col: int, root: Node | None = None, clean: bool = False) -> Location:
+    """Where the cursor at (line, col) is. ``root``: the document's parse (JSON uses it for data);
+    ``clean``: that parse had no syntax errors, so its containers can shorten the JSON scan."""
     lines = LineIndex(text)
     if line >= len(lines.starts):
         line = len(lines.starts) - 1
@@ -149,7 +150,7 @@ def locate(text: str, fmt: str, line: int, col: int, root: Node | None = None) -
     col = max(0, min(col, len(line_text)))
     if fmt == "yaml":
         return _locate_yaml(text, lines, line, col, line_text)
-    return _locate_json(text, line, col, line_start, line_text, root)
+    return _locate_json(text, line, col, line_start, line_text, root, clean)
 
 
 # ------------------------------------------------------------------ JSON
@@ -185,14 +186,48 @@ class _Frame:
     last_end: int = 0  # offset after the last member's value
 
 
-def _scan(prefix: str) -> list[_Frame]:
-    """The open containers at the end of ``prefix``, with what each expects next.
+def _enclosing(root: Node | None, offset: int) -> tuple[list[_Frame], int] | None:
+    """From a clean parse: the frames of the containers around ``offset`` and where the innermost starts.
+
+    Scanning only the innermost container keeps completion fast in long documents.
+    """
+    frames: list[_Frame] = []
+    node: Any = root
+    start = 0
+    while isinstance(node, (ObjectNode, ArrayNode)) and node.range.start.offset < offset < node.range.end.offset:
+        is_object = isinstance(node, ObjectNode)
+        frame = _Frame("{" if is_object else "[", "key" if is_object else "value")
+        frames.append(frame)
+        start = node.range.start.offset + 1
+        child = None
+        members = [(e.key, e.value) for e in node.entries] if is_object else list(enumerate(node.items))
+        for name, value in members:
+            if isinstance(value, (ObjectNode, ArrayNode)) and \
+                    value.range.start.offset < offset < value.range.end.offset:
+                child = value
+                if is_object:
+                    frame.key = name  # type: ignore[assignment]
+                else:
+                    frame.index = name  # type: ignore[assignment]
+                break
+        if child is None:
+            break
+        node = child
+    if not frames:
+        return None
+    innermost = frames[-1]
+    innermost.key, innermost.index = None, 0
+    return frames, start
+
+
+def _scan(text: str, start: int, end: int, stack: list[_Frame] | None = None) -> list[_Frame]:
+    """The open containers at ``end``, scanning from ``start`` with ``stack`` open, with what each expects next.
 
     Follows the tolerant parser's recovery: a member after a complete one without a comma
     starts the next member; a value after a key without ':' is that key's value.
     """
-    stack: list[_Frame] = []
-    for match in _SCAN.finditer(prefix):
+    stack = list(stack or [])
+    for match in _SCAN.finditer(text, start, end):
         kind = match.lastindex
         top = stack[-1] if stack else None
         if kind == 3:  # closer
@@ -230,6 +265,8 @@ def _scan(prefix: str) -> list[_Frame]:
 
 
 def _decode(token: str) -> str:
+    if token.startswith('"') and "\\" not in token and len(token) > 1 and token.endswith('"'):
+        return token[1:-1]
     if token.startswith('"'):
         body = token if token.endswith('"') and len(token) > 1 else token + '"'
         try:
@@ -239,7 +276,8 @@ def _decode(token: str) -> str:
     return token
 
 
-def _locate_json(text: str, line: int, col: int, line_start: int, line_text: str, root: Node | None) -> Location:
+def _locate_json(text: str, line: int, col: int, line_start: int, line_text: str, root: Node | None,
+                 clean: bool = False) -> Location:
     start, end, quote = col, col, None
     for open_at, close_at, closed in _string_spans(line_text):
         if open_at < col < close_at or (col == close_at and not closed):
@@ -260,7 +298,8 @@ def _locate_json(text: str, line: int, col: int, line_start: int, line_text: str
             end += 1
     prefix = line_text[start + (1 if quote else 0):col]
     token_start = line_start + start
-    stack = _scan(text[:token_start])
+    known = _enclosing(root, token_start) if clean else None
+    stack = _scan(text, 0, token_start) if known is None else _scan(text, known[1], token_start, known[0])
     after = _next_significant(text, line_start + end)
     location = Location("none", (), line, start, end, prefix, quote, root=root, fmt="json")
     if not stack:

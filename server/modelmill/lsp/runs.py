@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from lsprotocol import types
 
 from modelmill.lsp.commands import RequestFailed
-from modelmill.lsp.documents import Snapshot
+from modelmill.lsp.documents import Snapshot, uri_to_path
 
 if TYPE_CHECKING:
     from modelmill.lsp.server import ModelMillServer
@@ -135,6 +135,15 @@ class RunManager:
             except Exception:  # noqa: BLE001 - shutting down
                 pass
 
+    async def shutdown(self, timeout: float = 5.0) -> None:
+        """Cancel the runs still going and give them time to clean up (no half-written folders)."""
+        self.cancel_all()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and any(
+                (r.handle is not None and not r.handle.done) or (r.process is not None and r.process.returncode is None)
+                for r in self.records.values()):
+            await asyncio.sleep(0.05)
+
     async def dry_run(self, snap: Snapshot) -> dict[str, Any]:
         return await asyncio.to_thread(self._dry_run, snap)
 
@@ -168,6 +177,15 @@ class RunManager:
             systems["editor_target"] = {"type": "LocalSystem", "accelerators": [accelerator]}
             overrides["systems"] = systems
             overrides["target"] = "editor_target"
+        model = flat.get("input_model")
+        model_path = model.get("model_path") if isinstance(model, dict) else None
+        if isinstance(model_path, str) and not model_path.startswith("sample:"):
+            # as validation does: relative to the config's folder first, then the workspace folder
+            for folder in (snap.base_dir, base):
+                if folder is not None and not Path(model_path).expanduser().is_absolute() \
+                        and (folder / model_path).exists():
+                    overrides["input_model.model_path"] = str((folder / model_path).resolve())
+                    break
         output = flat.get("output_dir") or "models/output"
         output_dir = _absolute(output, base) if isinstance(output, str) else None
         return overrides, output_dir, flat
@@ -175,10 +193,14 @@ class RunManager:
     def _base_dir(self, snap: Snapshot) -> Path:
         """Relative output and cache folders resolve against the workspace folder holding the config."""
         config_dir = snap.base_dir or Path.cwd()
-        folders = [Path(f.uri[7:] if f.uri.startswith("file://") else f.uri)
-                   for f in (self.ls.workspace.folders or {}).values()] if self.ls.protocol.workspace else []
-        if self.ls.protocol.workspace is not None and self.ls.workspace.root_path:
-            folders.append(Path(self.ls.workspace.root_path))
+        folders: list[Path] = []
+        if self.ls.protocol.workspace is not None:
+            for folder in (self.ls.workspace.folders or {}).values():
+                path = uri_to_path(folder.uri)
+                if path:
+                    folders.append(Path(path))
+            if self.ls.workspace.root_path:
+                folders.append(Path(self.ls.workspace.root_path))
         for folder in sorted(folders, key=lambda p: len(str(p)), reverse=True):
             try:
                 config_dir.resolve().relative_to(folder.resolve())
@@ -251,6 +273,8 @@ class RunManager:
         return listener
 
     def _on_event(self, record: RunRecord, event: dict[str, Any]) -> None:
+        if self.ls.closing:
+            return
         try:
             record.last_seq = max(record.last_seq, int(event.get("seq", -1)))
             self.ls.protocol.notify(RUN_EVENT, event)
