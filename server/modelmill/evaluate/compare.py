@@ -30,7 +30,7 @@ def model_ref(value: str) -> ModelRef:
                          fix="pass an output folder, an .onnx file, or a Hugging Face folder")
 
 
-def _source_of(model: ModelRef) -> ModelRef | None:
+def source_model(model: ModelRef) -> ModelRef | None:
     """The PyTorch model an output was made from, from its manifest (for similarity)."""
     manifest = model.path / "modelmill_run.json"
     if manifest.exists():
@@ -40,7 +40,8 @@ def _source_of(model: ModelRef) -> ModelRef | None:
     return None
 
 
-def _metrics(args: argparse.Namespace, model: ModelRef) -> list[dict[str, Any]]:
+def choose_metrics(args: argparse.Namespace, model: ModelRef) -> list[dict[str, Any]]:
+    """The metrics `--metrics` names, or the defaults for this kind of model."""
     from modelmill.errors import ModelMillError
     from modelmill.evaluate.presets import default_names, metrics_for
 
@@ -69,13 +70,13 @@ def run_evaluate(args: argparse.Namespace) -> int:
     reference = ModelRef("hf", model_ref(args.reference).path) if args.reference else None
     results = {}
     for label, model in models.items():
-        metrics = _metrics(args, models[args.model])
+        metrics = choose_metrics(args, models[args.model])
 
         def emit(type_: str, **data: Any) -> None:
             console.print(f"  [dim]{label}[/]: {data['key']} = {format_value(data['value'], data.get('unit', ''))}")
 
         console.print(f"[bold]evaluating[/] {model.path}")
-        results[label] = evaluate_model(model, metrics, emit=emit, reference=reference or _source_of(model))
+        results[label] = evaluate_model(model, metrics, emit=emit, reference=reference or source_model(model))
     if args.report:
         written = write_reports(results, Path(args.report))
         console.print(f"reports: {', '.join(str(p) for p in written.values())}")

@@ -61,12 +61,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def _evaluate(bus: Any, args: argparse.Namespace) -> dict[str, Any]:
     from modelmill.evaluate import evaluate_model
-    from modelmill.evaluate.compare import _metrics, _source_of, model_ref
+    from modelmill.evaluate.compare import choose_metrics, source_model, model_ref
 
     models = {"model": model_ref(args.path)}
     if args.compare:
         models["compare"] = model_ref(args.compare)
-    metrics = _metrics(argparse.Namespace(metrics=args.metrics), models["model"])
+    metrics = choose_metrics(argparse.Namespace(metrics=args.metrics), models["model"])
     bus.emit("run.started", plan={"evaluate": {label: str(m.path) for label, m in models.items()},
                                   "metrics": metrics, "passes": []},
              config={"path": args.path, "metrics": args.metrics, "compare": args.compare})
@@ -77,7 +77,7 @@ def _evaluate(bus: Any, args: argparse.Namespace) -> dict[str, Any]:
         def emit(type_: str, _label: str = label, **data: Any) -> None:
             bus.emit(type_, candidate=_label, **data)
 
-        result = evaluate_model(model, metrics, emit=emit, reference=_source_of(model))
+        result = evaluate_model(model, metrics, emit=emit, reference=source_model(model))
         payload = result.to_json()
         results[label] = payload
         bus.emit("candidate.evaluated", candidate=label, params={},
