@@ -9,12 +9,10 @@ are cached by model and metric spec too.
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import threading
 import time
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -280,8 +278,4 @@ def _deadline(strategy: dict[str, Any]) -> float | None:
     return time.monotonic() + float(max_time) if max_time else None
 
 
-def search_space_from_candidates(candidates: dict[tuple[int, str], list[Any]]) -> SearchSpace:
-    return SearchSpace({key: list(values) for key, values in candidates.items() if len(values) > 0})
-
-
-__all__ = ["Search", "SearchSpace", "Candidate", "substitute", "search_space_from_candidates", "itertools"]
+__all__ = ["Search", "SearchSpace", "Candidate", "substitute"]
