@@ -82,12 +82,15 @@ def installed_execution_providers() -> frozenset[str] | None:
     """
     found: set[str] = set()
     any_ort = False
-    for dist in metadata.distributions():
-        name = (dist.metadata["Name"] or "").lower().replace("_", "-")
-        if name not in _DIST_EPS:
+    # Look up only the onnxruntime distributions by name: scanning every installed package's metadata
+    # costs ~0.2 s, a fifth of a cached run.
+    for name, eps in _DIST_EPS.items():
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
             continue
         any_ort = True
-        found.update(_DIST_EPS[name])
+        found.update(eps)
         for file in dist.files or ():
             match = _LIB.search(file.name)
             if match and match.group(1) in _LIB_EPS:
