@@ -36,6 +36,7 @@ def test_encoder_is_exported_optimized_and_quantized(tiny_bert_dir: Path, precis
     config = build_config(AutoOptRequest(model="m", output_path="o", precision=precision), tiny_bert_dir)
     assert _types(config) == ["OnnxConversion", "OrtTransformersOptimization", last]
     assert config["passes"]["transformers_optimization"]["model_type"] == "bert"
+    assert config["input_model"]["task"] == "feature-extraction"  # embeddings, not an LM head
 
 
 def test_onnx_input_is_quantized_directly(tmp_path: Path) -> None:

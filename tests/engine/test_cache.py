@@ -76,3 +76,15 @@ def test_clean_removes_everything(tiny_llama_dir: Path, tmp_path: Path) -> None:
     cache = Cache(tmp_path / "cache")
     assert cache.clean() == 1
     assert cache.list() == [] and not (tmp_path / "cache" / "fingerprints.json").exists()
+
+
+def test_how_the_input_is_read_is_part_of_the_key(tiny_llama_dir: Path, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from modelmill.engine.workflow import step_keys
+
+    plan = _plan(tiny_llama_dir, tmp_path)
+    cache = Cache(tmp_path / "cache")
+    as_embeddings = replace(plan, input_model=plan.input_model.with_attributes(task="feature-extraction"))
+    assert step_keys(plan, cache) != step_keys(as_embeddings, cache)
+    assert step_keys(plan, cache) == step_keys(_plan(tiny_llama_dir, tmp_path, out="other"), cache)

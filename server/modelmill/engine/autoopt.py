@@ -48,8 +48,9 @@ def build_config(request: AutoOptRequest, model_dir: Path | None) -> dict[str, A
         input_model = {"type": "ONNXModel", "model_path": request.model}
     else:
         input_model = {"type": "HfModel", "model_path": request.model}
-        if request.task:
-            input_model["task"] = request.task
+        task = request.task or _default_task(hf_config)
+        if task:
+            input_model["task"] = task
         if request.trust_remote_code:
             input_model["load_kwargs"] = {"trust_remote_code": True}
     return {
@@ -71,6 +72,17 @@ def DEFAULT_EP(device: str) -> str:  # noqa: N802 - reads like the constant it r
         return DEVICE_DEFAULT_EP[device]
     except KeyError:
         raise ConfigError(f"unknown device '{device}'", fix="use --device cpu, gpu or npu") from None
+
+
+def _default_task(hf_config: dict[str, Any]) -> str | None:
+    """feature-extraction for encoders: Olive's default task (text-generation-with-past) would export a BERT
+    as a language-model head instead of its embeddings."""
+    architectures = hf_config.get("architectures") or []
+    if any(a.endswith(("ForCausalLM", "ForConditionalGeneration")) for a in architectures):
+        return None
+    if str(hf_config.get("model_type", "")) in ENCODER_OPT_TYPES or any(a.endswith("Model") for a in architectures):
+        return "feature-extraction"
+    return None
 
 
 def _inspect(model_dir: Path | None) -> tuple[str, dict[str, Any]]:
@@ -121,7 +133,8 @@ def _onnx_passes(precision: str, device: str, include_cleanup: bool = True) -> d
         return {"int4_quantization": {"type": "OnnxBlockWiseRtnQuantization", "block_size": 32,
                                       "accuracy_level": 4 if device == "cpu" else 0}}
     if precision == "int8":
-        return {"int8_quantization": {"type": "OnnxDynamicQuantization", "precision": "int8"}}
+        # Per-channel scales: per-tensor INT8 costs encoders ~3 points of embedding cosine (0.96 vs 0.99).
+        return {"int8_quantization": {"type": "OnnxDynamicQuantization", "precision": "int8", "per_channel": True}}
     if precision == "fp16":
         return {"fp16_conversion": {"type": "OnnxFloatToFloat16", "keep_io_types": True}}
     return {"peephole": {"type": "OnnxPeepholeOptimizer"}} if include_cleanup else {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -156,6 +157,12 @@ def step_keys(plan: Plan, cache: Cache, steps: list[PlanStep] | None = None) -> 
 
 
 def chain_keys(plan: Plan, key: str, steps: list[PlanStep]) -> list[str]:
+    # How the input is read matters as much as its bytes: the same folder exported for feature-extraction
+    # and for text-generation gives different models.
+    source = plan.input_model
+    key = hashlib.sha256(json.dumps({"content": key, "kind": source.kind, "file": source.onnx_file,
+                                     "attributes": source.attributes}, sort_keys=True, default=str).encode()
+                         ).hexdigest()[:32]
     accelerator = {"device": plan.accelerator.device, "execution_provider": plan.accelerator.execution_provider}
     keys = []
     for step in steps:
