@@ -500,6 +500,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("cancelled; no partial output was written", file=sys.stderr)
         return 130
+    except Exception:  # noqa: BLE001 - an unexpected failure still ends with a message and a nonzero exit
+        import traceback
+
+        traceback.print_exc()
+        print("error: ModelMill hit an unexpected internal error (traceback above); no partial output was "
+              "written. Please report it with the command you ran.", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
