@@ -146,6 +146,11 @@ def cosine_similarity(model: ModelRef, reference: ModelRef | Path | str | None =
     for start in range(0, len(ids), batch):
         a = run_model(ids[start:start + batch], mask[start:start + batch])
         b = run_ref(ids[start:start + batch], mask[start:start + batch])
+        if a.shape[1] != b.shape[1]:
+            raise EvaluationError(
+                f"{model.path}: its output has width {a.shape[1]} but the reference's embeddings have {b.shape[1]}; "
+                "the model was probably exported with a language-model head instead of its hidden states",
+                fix="export the encoder with task feature-extraction (input_model.task), then evaluate again")
         norms = np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
         cosines.extend(((a * b).sum(axis=1) / norms).tolist())
     return {"cosine_mean": float(np.mean(cosines)), "cosine_min": float(np.min(cosines))}
