@@ -275,9 +275,20 @@ class RunManager:
     def _on_event(self, record: RunRecord, event: dict[str, Any]) -> None:
         if self.ls.closing:
             return
+        record.last_seq = max(record.last_seq, int(event.get("seq", -1)))
+        # For run.finished the progress `end` goes out first: a client that sees run.finished has seen the end.
+        finished = event.get("type") == "run.finished"
+        if finished:
+            self._safe_render(record, event)
         try:
-            record.last_seq = max(record.last_seq, int(event.get("seq", -1)))
             self.ls.protocol.notify(RUN_EVENT, event)
+        except Exception:  # noqa: BLE001 - a broken notification must not stop the progress display
+            self.ls.log_exception("runEvent")
+        if not finished:
+            self._safe_render(record, event)
+
+    def _safe_render(self, record: RunRecord, event: dict[str, Any]) -> None:
+        try:
             self._render(record, event)
         except Exception:  # noqa: BLE001 - a rendering bug must not stop the forwarding
             self.ls.log_exception("runEvent")
