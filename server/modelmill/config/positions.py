@@ -13,7 +13,7 @@ import bisect
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
@@ -432,7 +432,8 @@ class _YamlConverter:
             return None
 
 
-def _yaml_issue(exc: yaml.YAMLError, lines: _Lines, text: str) -> SyntaxIssue:
+def yaml_issue(exc: yaml.YAMLError, text: str, range_at: Callable[[int, int], Range]) -> SyntaxIssue:
+    """A YAML error as a syntax issue at its mark; ``range_at(start, end)`` turns offsets into a range."""
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
     problem = getattr(exc, "problem", None) or str(exc)
     context = getattr(exc, "context", None)
@@ -440,7 +441,7 @@ def _yaml_issue(exc: yaml.YAMLError, lines: _Lines, text: str) -> SyntaxIssue:
     if mark is None:
         return SyntaxIssue(message, ZERO)
     offset = min(mark.index, len(text))
-    return SyntaxIssue(message, lines.range(offset, offset))
+    return SyntaxIssue(message, range_at(offset, offset))
 
 
 def _compose_prefix(text: str, exc: yaml.YAMLError, lines: _Lines) -> yaml.Node | None:
@@ -466,7 +467,7 @@ def parse_yaml(text: str) -> tuple[Node | None, list[SyntaxIssue]]:
     try:
         composed = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
-        issues.append(_yaml_issue(exc, lines, text))
+        issues.append(yaml_issue(exc, text, lines.range))
         composed = _compose_prefix(text, exc, lines)
     if composed is None:
         if not issues:

@@ -4,10 +4,8 @@ output folder renamed into place with its manifest and reports."""
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import hashlib
 import json
-import os
 import shutil
 import threading
 import time
@@ -15,7 +13,7 @@ import traceback
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 from modelmill import __version__
 from modelmill.engine.cache import ENTRY_FILE, FINGERPRINTS, Cache, CacheEntry, fingerprint, known_fingerprint
@@ -26,6 +24,7 @@ from modelmill.engine.model import ModelRef
 from modelmill.engine.output import copy_contents, describe_files, place, temp_sibling
 from modelmill.engine.plan import Plan, PlanStep
 from modelmill.engine.versions import library_versions
+from modelmill.passes.onnx_io import working_directory
 from modelmill.errors import ModelMillError
 
 MANIFEST_NAME = "modelmill_run.json"
@@ -117,7 +116,7 @@ class Chain:
         start = time.perf_counter()
         # Some libraries drop temporary files in the current folder (ORT's symbolic shape inference,
         # external-data UUID files): run the pass inside its scratch folder so they vanish with it.
-        with _working_directory(scratch):
+        with working_directory(scratch):
             output = step.pass_cls().run(model, step.params, ctx)
         shutil.rmtree(scratch, ignore_errors=True)
         return self.cache.commit(key(), staging, output, {"pass_type": step.pass_cls.name, "pass_name": step.name,
@@ -135,16 +134,6 @@ class _StepKeys:
             assert self.compute is not None
             self.known = self.compute()
         return self.known
-
-
-@contextlib.contextmanager
-def _working_directory(folder: Path) -> Iterator[None]:
-    previous = os.getcwd()
-    os.chdir(folder)
-    try:
-        yield
-    finally:
-        os.chdir(previous)
 
 
 def input_key(plan: Plan, cache: Cache) -> str:

@@ -38,6 +38,7 @@ from modelmill.config.positions import (
     ScalarNode,
     SyntaxIssue,
     duplicate_key_issues,
+    yaml_issue,
     to_data,
 )
 
@@ -318,17 +319,6 @@ def _compose(text: str) -> Any:
     return yaml.compose(text, Loader=_CLoader or yaml.SafeLoader)
 
 
-def _yaml_issue(exc: yaml.YAMLError, lines: LineIndex, text: str) -> SyntaxIssue:
-    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-    problem = getattr(exc, "problem", None) or str(exc)
-    context = getattr(exc, "context", None)
-    message = f"{context}: {problem}" if context else str(problem)
-    if mark is None:
-        return SyntaxIssue(message, ZERO)
-    offset = min(mark.index, len(text))
-    return SyntaxIssue(message, LazyRange.make(lines, offset, offset))
-
-
 def fast_yaml(text: str) -> tuple[Node | None, list[SyntaxIssue]]:
     """Like ``modelmill.config.positions.parse_yaml``, composed by libyaml where it is installed."""
     lines = LineIndex(text)
@@ -336,7 +326,7 @@ def fast_yaml(text: str) -> tuple[Node | None, list[SyntaxIssue]]:
     try:
         composed = _compose(text)
     except yaml.YAMLError as exc:
-        issues.append(_yaml_issue(exc, lines, text))
+        issues.append(yaml_issue(exc, text, lambda start, end: LazyRange.make(lines, start, end)))
         composed = None
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         last = min(mark.line, len(lines.starts) - 1) if mark is not None else 0

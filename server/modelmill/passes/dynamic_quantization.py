@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import os
 import shutil
 import warnings
 from collections.abc import Iterator
@@ -120,7 +119,7 @@ def preprocess(model: ModelRef, enabled: bool, ctx: PassContext) -> Path:
         out_dir.mkdir(parents=True)
         try:
             # A failing symbolic shape inference saves a temp model into the working directory.
-            with quiet_ort_logging(ctx), _working_directory(ctx.work_dir):
+            with quiet_ort_logging(ctx), onnx_io.working_directory(ctx.work_dir):
                 quant_pre_process(str(model.model_file), str(target), save_as_external_data=True,
                                   all_tensors_to_one_file=True, external_data_location="model.onnx.data", **attempt)
             return target
@@ -128,16 +127,6 @@ def preprocess(model: ModelRef, enabled: bool, ctx: PassContext) -> Path:
             error = exc
     ctx.warn(f"quantization pre-processing failed, quantizing the model as it is: {type(error).__name__}: {error}")
     return model.model_file
-
-
-@contextlib.contextmanager
-def _working_directory(path: Path) -> Iterator[None]:
-    previous = Path.cwd()
-    os.chdir(path)
-    try:
-        yield
-    finally:
-        os.chdir(previous)
 
 
 def excluded_nodes(model_file: Path, params: QuantizationParams) -> list[str] | None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterator
 
 from modelmill.engine.model import ModelRef
 from modelmill.errors import PassError
@@ -63,3 +65,14 @@ def copy_companions(src: ModelRef, out_dir: Path) -> None:
 
 def output_ref(src: ModelRef, out_dir: Path, file_name: str = "model.onnx", **attributes: object) -> ModelRef:
     return ModelRef(kind="onnx", path=out_dir, onnx_file=file_name, attributes={**src.attributes, **attributes})
+
+
+@contextlib.contextmanager
+def working_directory(folder: Path) -> Iterator[None]:
+    """Run inside ``folder``: some ORT tools drop temporary files (shape inference, UUID .data) in the cwd."""
+    previous = Path.cwd()
+    os.chdir(folder)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
