@@ -34,7 +34,9 @@ export MODELMILL_HOME=$CACHE/modelmill-home
 
 # the workspace lies inside this repository: keep the git extension from offering to open the parent repository
 GIT='"git.openRepositoryInParentFolders": "never"'
-export CS=$CS_DIR/run-code-server EXT=$ROOT/dist/modelmill.vsix WS SHOTS PYTHON E2E_TMP=$CACHE
+# Editor state (and chromium's sockets) go under the system temp folder, not this checkout: a Unix socket
+# path must stay under ~107 bytes, and a clone can live deep in the file system.
+export CS=$CS_DIR/run-code-server EXT=$ROOT/dist/modelmill.vsix WS SHOTS PYTHON E2E_TMP=${TMPDIR:-/tmp}
 rc=0
 SUMMARY=$CACHE/summary.log
 : > "$SUMMARY"
