@@ -62,6 +62,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--provider", default=None)
     p.set_defaults(func=cmd_quantize)
 
+    p = sub.add_parser("finetune", help="fine-tune a Hugging Face LLM with LoRA adapters on local data")
+    _add_model_flags(p)
+    from modelmill.finetune.command import add_arguments as add_finetune_arguments
+
+    add_finetune_arguments(p)
+    p.set_defaults(func=cmd_finetune)
+
     p = sub.add_parser("capture-onnx-graph", help="export a Hugging Face or PyTorch model to ONNX")
     _add_model_flags(p)
     p.add_argument("--use_model_builder", action="store_true", help="export with onnxruntime-genai's builder")
@@ -179,6 +186,13 @@ def cmd_quantize(args: argparse.Namespace) -> int:
         if entry["type"] == "OnnxDynamicQuantization":
             entry["precision"] = args.precision
     return _run_generated(config, args)
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    from modelmill.finetune.command import build_config
+
+    _local_model(args.model)  # fetch a sample / refuse a hub id before anything else
+    return _run_generated(build_config(args), args)
 
 
 def cmd_capture(args: argparse.Namespace) -> int:

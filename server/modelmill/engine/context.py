@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,8 @@ class PassContext:
     bus: EventBus
     accelerator: Accelerator = field(default_factory=Accelerator)
     data_configs: dict[str, Any] = field(default_factory=dict)
+    cancel: threading.Event = field(default_factory=threading.Event)
+    """Set when the run is cancelled; passes that can stop cleanly poll it (see engine/cancel.py)."""
 
     def progress(self, fraction: float, message: str = "") -> None:
         self.bus.emit("pass.progress", pass_name=self.pass_name, fraction=max(0.0, min(1.0, fraction)),

@@ -88,7 +88,9 @@ class RunHandle:
 
     def _kill_after_grace(self) -> None:
         process = self._process
-        process.join(CANCEL_GRACE_S)
+        # Passes that stop cleanly at their next step (training) get longer before the kill.
+        grace = max([CANCEL_GRACE_S, *(step.pass_cls.cancel_grace_s for step in self.plan.steps)])
+        process.join(grace)
         if process.is_alive():
             process.kill()
 
@@ -229,14 +231,17 @@ def _clean_after_child(plan: Plan, run_id: str, pid: int) -> None:
 def _child_main(plan: Plan, run_id: str, sender: Any) -> None:
     # The parent owns Ctrl-C: it decides to cancel and cleans up.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from modelmill.engine.cancel import install_sigterm_handler
     from modelmill.engine.logbridge import route_worker_output
     from modelmill.engine.workflow import run_plan
 
+    cancel = threading.Event()
+    install_sigterm_handler(cancel)
     send: Callable[[dict[str, Any]], None] = sender.send
     bus = EventBus(run_id, [send])
     route_worker_output(bus, log_path(plan, run_id))
     try:
-        run_plan(plan, bus)
+        run_plan(plan, bus, cancel)
     except BaseException:  # noqa: BLE001 - the failure was reported as events
         os._exit(1)
     finally:

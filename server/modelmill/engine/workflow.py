@@ -112,7 +112,8 @@ class Chain:
         shutil.rmtree(scratch, ignore_errors=True)
         scratch.mkdir(parents=True)
         ctx = PassContext(pass_name=step.name, output_dir=staging, work_dir=scratch, cache_dir=self.plan.cache_dir,
-                          bus=self.bus, accelerator=self.plan.accelerator, data_configs=self.plan.data_configs)
+                          bus=self.bus, accelerator=self.plan.accelerator, data_configs=self.plan.data_configs,
+                          cancel=self.cancel)
         start = time.perf_counter()
         # Some libraries drop temporary files in the current folder (ORT's symbolic shape inference,
         # external-data UUID files): run the pass inside its scratch folder so they vanish with it.

@@ -78,6 +78,8 @@ class Pass(ABC):
     """True when the output already has fused attention/layernorm ops (e.g. ModelBuilder)."""
     supported_providers: ClassVar[tuple[str, ...] | None] = None
     """Execution providers the pass supports (None = all)."""
+    cancel_grace_s: ClassVar[float] = 0.0
+    """Seconds a cancelled run waits for this pass to stop on its own (see engine/cancel.py); 0 = kill at once."""
 
     @abstractmethod
     def run(self, model: ModelRef, params: PassParams, ctx: PassContext) -> ModelRef:

@@ -18,6 +18,7 @@ PASS_MODULES = (
     "modelmill.passes.float16",
     "modelmill.passes.peephole",
     "modelmill.passes.session_params_tuning",
+    "modelmill.passes.lora",
 )
 
 
