@@ -45,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--use_ort_genai", action="store_true", help="produce an ORT GenAI model (default for LLMs)")
     p.add_argument("--use_model_builder", action="store_true", default=None,
                    help="force onnxruntime-genai's model builder")
+    p.add_argument("--adapter_path", default=None,
+                   help="LoRA adapter folder (e.g. a finetune output's adapter/) applied to the model")
     p.set_defaults(func=cmd_auto_opt)
 
     p = sub.add_parser("run", help="run a workflow config (Olive JSON/YAML, old or new form)")
@@ -156,7 +158,8 @@ def cmd_auto_opt(args: argparse.Namespace) -> int:
     request = AutoOptRequest(model=args.model, output_path=args.output_path or "models/auto-opt", device=args.device,
                              provider=args.provider, precision=args.precision,
                              use_model_builder=args.use_model_builder, task=args.task,
-                             trust_remote_code=args.trust_remote_code, log_level=args.log_level)
+                             trust_remote_code=args.trust_remote_code, log_level=args.log_level,
+                             adapter_path=args.adapter_path)
     config = build_config(request, _local_model(args.model))
     return _run_generated(config, args)
 

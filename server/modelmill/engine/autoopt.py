@@ -36,6 +36,7 @@ class AutoOptRequest:
     task: str | None = None
     trust_remote_code: bool = False
     log_level: int = 3
+    adapter_path: str | None = None
 
 
 def build_config(request: AutoOptRequest, model_dir: Path | None) -> dict[str, Any]:
@@ -48,6 +49,8 @@ def build_config(request: AutoOptRequest, model_dir: Path | None) -> dict[str, A
         input_model = {"type": "ONNXModel", "model_path": request.model}
     else:
         input_model = {"type": "HfModel", "model_path": request.model}
+        if request.adapter_path:
+            input_model["adapter_path"] = request.adapter_path
         task = request.task or _default_task(hf_config)
         if task:
             input_model["task"] = task
@@ -92,6 +95,11 @@ def _inspect(model_dir: Path | None) -> tuple[str, dict[str, Any]]:
         return "onnx", {}
     config_file = model_dir / "config.json"
     if not config_file.exists():
+        from modelmill.finetune.adapters import adapter_base, find_adapter
+
+        adapter = find_adapter(model_dir)  # a finetune output or adapter: the base decides the passes
+        if adapter is not None:
+            return "hf", json.loads((adapter_base(adapter) / "config.json").read_text())
         raise ConfigError(f"{model_dir} is neither a Hugging Face folder (no config.json) nor an ONNX model",
                           fix="pass a folder saved with save_pretrained, an .onnx file, or sample:smollm2")
     return "hf", json.loads(config_file.read_text())

@@ -38,9 +38,21 @@ class ModelRef:
     def with_attributes(self, **extra: Any) -> "ModelRef":
         return replace(self, attributes={**self.attributes, **extra})
 
+    @property
+    def base_model_path(self) -> Path:
+        """The Hugging Face folder with the model's weights: the base model when ``path`` holds an adapter."""
+        base = self.attributes.get("base_model_path")
+        return Path(base) if base else self.path
+
+    @property
+    def adapter_dir(self) -> Path | None:
+        """The LoRA adapter folder applied on top of ``base_model_path``, if any."""
+        adapter = self.attributes.get("adapter_path")
+        return (self.path / adapter).resolve() if adapter and self.attributes.get("base_model_path") else None
+
     def hf_config(self) -> dict[str, Any]:
         """config.json of an HF folder (or the one copied beside an ONNX model), else {}."""
-        for candidate in (self.path / "config.json",):
+        for candidate in (self.base_model_path / "config.json",):
             if candidate.exists():
                 return json.loads(candidate.read_text())
         return {}

@@ -93,6 +93,13 @@ def resolve_input_model(config: "WorkflowConfig") -> ModelRef:
     path = resolve_model_path(spec.model_path)
     attributes: dict[str, Any] = {"task": getattr(spec, "task", None)}
     if model_type == "hfmodel":
+        adapter = _input_adapter(spec, path)
+        if adapter is not None:
+            base, adapter_dir = adapter
+            # path = the adapter's folder: the input's content hash then covers the adapter weights.
+            holder = adapter_dir if getattr(spec, "adapter_path", None) else path
+            return ModelRef(kind="hf", path=holder, attributes={**attributes, "base_model_path": str(base),
+                            "adapter_path": str(adapter_dir.relative_to(holder))})
         if not (path / "config.json").exists():
             raise ConfigError(f"input model folder {path} has no config.json, so it is not a Hugging Face model",
                               fix="point model_path at a folder saved with save_pretrained, or use type ONNXModel "
@@ -116,6 +123,27 @@ def resolve_input_model(config: "WorkflowConfig") -> ModelRef:
         return ModelRef(kind="pytorch", path=path, attributes=attributes)
     raise ConfigError(f"input model type {spec.type} is not supported by ModelMill yet",
                       fix="use HfModel, PyTorchModel or ONNXModel", where="input_model.type")
+
+
+def _input_adapter(spec: Any, path: Path) -> tuple[Path, Path] | None:
+    """(base folder, adapter folder) when the input is base + adapter_path, an adapter, or a finetune output."""
+    from modelmill.finetune.adapters import adapter_base, find_adapter, is_adapter
+    from modelmill.samples import resolve_model_path
+
+    adapter_path = getattr(spec, "adapter_path", None)
+    if adapter_path:
+        adapter = resolve_model_path(adapter_path)
+        found = adapter if is_adapter(adapter) else find_adapter(adapter)
+        if found is None:
+            raise ConfigError(f"{adapter} holds no LoRA adapter (no adapter_config.json)",
+                              fix="point adapter_path at a folder saved by peft (or a finetune output's adapter/)",
+                              where="input_model.adapter_path")
+        if not (path / "config.json").exists():
+            raise ConfigError(f"input model folder {path} has no config.json, so it is not a base model for the "
+                              "adapter", fix="point model_path at the base model's folder", where="input_model.model_path")
+        return path, found
+    found = find_adapter(path)
+    return (adapter_base(found), found) if found else None
 
 
 def plan_from_config(config: "WorkflowConfig", output_dir: str | Path | None = None) -> Plan:

@@ -197,11 +197,15 @@ def _build(model: ModelRef, precision: str, builder_ep: str, options: dict[str, 
     cache = ctx.cache_dir / "model_builder"
     writer = _ProgressWriter(ctx, num_layers)
     try:
-        with _BUILD_LOCK, contextlib.redirect_stdout(writer), _streamed_quantization(builder, ctx, model.path):
+        base = model.base_model_path
+        if model.adapter_dir is not None:
+            # The builder loads base + adapter with peft and keeps the LoRA MatMuls beside the base ones.
+            options = {**options, "adapter_path": str(model.adapter_dir)}
+        with _BUILD_LOCK, contextlib.redirect_stdout(writer), _streamed_quantization(builder, ctx, base):
             kv = [f"{key}={value}" for key, value in options.items()]
-            extra = builder.parse_extra_options(str(model.path), str(model.path), str(ctx.output_dir), precision,
+            extra = builder.parse_extra_options(str(base), str(base), str(ctx.output_dir), precision,
                                                 builder_ep, str(cache), kv)
-            builder.create_model(str(model.path), str(model.path), str(ctx.output_dir), precision, builder_ep,
+            builder.create_model(str(base), str(base), str(ctx.output_dir), precision, builder_ep,
                                  str(cache), **extra)
     except PassError:
         raise
@@ -513,6 +517,6 @@ def _copy_generation_files(model: ModelRef, ctx: PassContext) -> None:
     import shutil
 
     for name in ("special_tokens_map.json", "chat_template.jinja", "generation_config.json"):
-        source = model.path / name
+        source = model.base_model_path / name
         if source.exists() and not (ctx.output_dir / name).exists():
             shutil.copy2(source, ctx.output_dir / name)

@@ -98,7 +98,7 @@ class OnnxConversion(Pass):
         proto = onnx_io.load(ModelRef(kind="onnx", path=export_dir))
         onnx_io.save(proto, ctx.output_dir)
         if model.kind == "hf":
-            _copy_hf_companions(model.path, ctx.output_dir)
+            _copy_hf_companions(model.base_model_path, ctx.output_dir)
         ctx.progress(1.0, "exported")
         return onnx_io.output_ref(model, ctx.output_dir, **attributes)
 
@@ -201,10 +201,14 @@ def _export_hf(model: ModelRef, params: OnnxConversionParams, opset: int, path: 
     transformers.utils.logging.disable_progress_bar()
     try:
         try:
-            hf_model = auto_class.from_pretrained(str(model.path), **load_kwargs)
+            hf_model = auto_class.from_pretrained(str(model.base_model_path), **load_kwargs)
         except ValueError:  # a model class without eager attention
             load_kwargs.pop("attn_implementation")
-            hf_model = auto_class.from_pretrained(str(model.path), **load_kwargs)
+            hf_model = auto_class.from_pretrained(str(model.base_model_path), **load_kwargs)
+        if model.adapter_dir is not None:  # export base + adapter as one model: merge the LoRA update in
+            from peft import PeftModel
+
+            hf_model = PeftModel.from_pretrained(hf_model, str(model.adapter_dir)).merge_and_unload()
     except Exception as exc:  # noqa: BLE001
         raise PassError(f"OnnxConversion could not load {model.path} with {class_name}: {exc}",
                         fix="check that the folder holds a complete Hugging Face model (config.json + weights)") from exc
