@@ -106,7 +106,8 @@ def load_split(data_name: str, split: str, cache_dir: Path) -> "datasets.Dataset
     try:
         return datasets.load_dataset(loader, data_files=data_files, split=split, cache_dir=str(cache_dir))
     except (ValueError, datasets.exceptions.DatasetGenerationError) as exc:
-        raise PassError(f"cannot read {path}: {exc}", fix="check the file is valid "
+        cause = exc.__cause__ or exc  # datasets wraps the parser's message
+        raise PassError(f"cannot read {path}: {cause}", fix="check the file is valid "
                         f"{loader.upper()} with one record per row", where="data_name") from exc
 
 

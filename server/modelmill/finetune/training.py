@@ -129,9 +129,13 @@ def _number(value: Any) -> float | None:
 def train(model: Any, tokenizer: Any, train_data: "datasets.Dataset", eval_data: "datasets.Dataset | None",
           arguments: dict[str, Any], checkpoint_dir: Path, events: EventCallback) -> TrainingOutcome:
     """Run the Trainer (resuming from ``checkpoint_dir`` when it holds a checkpoint)."""
-    from transformers import DataCollatorForLanguageModeling, Trainer, TrainingArguments
+    from transformers import DataCollatorForLanguageModeling, PrinterCallback, Trainer, TrainingArguments
 
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    arguments = dict(arguments)
+    if arguments.pop("gradient_checkpointing", False):  # renamed activation_checkpointing in transformers 5
+        renamed = "activation_checkpointing" in TrainingArguments.__dataclass_fields__
+        arguments["activation_checkpointing" if renamed else "gradient_checkpointing"] = True
     args = TrainingArguments(
         output_dir=str(checkpoint_dir), report_to=[], disable_tqdm=True,
         save_strategy="steps", save_total_limit=1, eval_strategy="steps" if eval_data is not None else "no",
@@ -139,6 +143,7 @@ def train(model: Any, tokenizer: Any, train_data: "datasets.Dataset", eval_data:
     trainer = Trainer(model=model, args=args, train_dataset=train_data, eval_dataset=eval_data,
                       data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False),
                       callbacks=[events.callback])
+    trainer.remove_callback(PrinterCallback)  # it prints every log dict: the events carry them instead
     resume = last_checkpoint(checkpoint_dir)
     started = time.perf_counter()
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
