@@ -52,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run a workflow config (Olive JSON/YAML, old or new form)")
     p.add_argument("--config", "--run-config", dest="config", required=True, help="workflow config file")
     _add_model_flags(p, required=False)
+    p.add_argument("--ray-address", dest="ray_address", default=None, metavar="ADDRESS",
+                   help="run the search's candidates on this Ray cluster: auto, HOST:PORT or ray://HOST:PORT "
+                        "(overrides the address of a Ray host system; see docs/scale-out.md)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("quantize", help="quantize a model (int4 weight-only or int8)")
@@ -434,6 +437,8 @@ def _execute(document: Any, args: argparse.Namespace, overrides: dict[str, Any])
 
     console = stderr_console()
     config = load_workflow(document, overrides or None)  # raises with every error, file:line:col
+    if getattr(args, "ray_address", None):
+        config.use_ray_cluster(args.ray_address)
     warnings = [d for d in config.diagnostics if d.severity == "warning"]
     if warnings and args.log_level <= 2:
         console.print(format_report(warnings, document.name), markup=False)
@@ -449,6 +454,8 @@ def _execute(document: Any, args: argparse.Namespace, overrides: dict[str, Any])
     if plan.search:
         console.print(f"  search: {plan.search['sampler']} ({plan.search['execution_order']}), "
                       f"{plan.search_space.size()} combinations")
+    if plan.cluster is not None:
+        console.print(f"  on Ray cluster '{plan.cluster.name}' at {plan.cluster.address or 'a local Ray instance'}")
     console.print(f"  → {plan.output_dir}")
     if getattr(args, "dry_run", False):
         print(document.text if document.name.startswith("<") else json.dumps(config.model_dump(

@@ -170,6 +170,24 @@ class WorkflowConfig(StrictModel):
             return self.systems[ref]
         return ref
 
+    def use_ray_cluster(self, address: str) -> None:
+        """``--ray-address``: the host's Ray system gets this address; without a Ray host, a Ray system
+        named ``ray_cluster`` with that address becomes the host."""
+        from modelmill.config.systems import RaySystem
+
+        try:
+            system = RaySystem(type="Ray", address=address)
+            host = self.system(self.host) if self.host is not None else None
+            if isinstance(host, RaySystem):
+                host.address = system.address
+                return
+        except ValueError as exc:
+            raise ConfigError(str(exc).splitlines()[-1] if "validation error" in str(exc) else str(exc),
+                              fix="e.g. --ray-address auto, --ray-address HEAD:6379 or --ray-address ray://HEAD:10001",
+                              where="--ray-address") from exc
+        self.systems = {**(self.systems or {}), "ray_cluster": system}
+        self.host = "ray_cluster"
+
     def resolved_evaluator(self) -> Evaluator | None:
         if isinstance(self.evaluator, str):
             if not self.evaluators or self.evaluator not in self.evaluators:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -9,7 +10,7 @@ from pydantic import Field, field_validator, model_validator
 from modelmill.config.accelerators import DEVICES
 from modelmill.config.common import StrictModel, by_kind
 
-SYSTEM_TYPES = ("LocalSystem", "PythonEnvironment", "Docker")
+SYSTEM_TYPES = ("LocalSystem", "PythonEnvironment", "Docker", "Ray")
 
 
 class AcceleratorConfig(StrictModel):
@@ -94,7 +95,69 @@ class DockerSystem(_System):
         return value
 
 
-System = Annotated[LocalSystem | PythonEnvironmentSystem | DockerSystem, Field(discriminator="type")]
+# "host:port" of a cluster's GCS, "ray://host:port" (Ray Client), "auto" or "local" (Ray's own words).
+_RAY_ADDRESS = re.compile(r"^(auto|local|(ray://)?[A-Za-z0-9_.\-\[\]:]+:\d{1,5})$")
+_BYTE_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12, "kib": 2**10, "mib": 2**20,
+               "gib": 2**30, "tib": 2**40}
+
+
+def parse_bytes(value: int | str) -> int:
+    """``16GB`` / ``512MiB`` / ``1000`` → bytes (ValueError with the accepted forms otherwise)."""
+    if isinstance(value, int):
+        return value
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", value)
+    if not match or match.group(2).lower() not in _BYTE_UNITS:
+        raise ValueError(f"'{value}' is not a size: write bytes (4000000000) or text such as \"4GB\" or \"512MiB\"")
+    return int(float(match.group(1)) * _BYTE_UNITS[match.group(2).lower()])
+
+
+class RaySystem(_System):
+    """A Ray cluster: when it is the workflow's host, every search candidate (its passes and its evaluation)
+    runs as a Ray task on the cluster's nodes. A ModelMill addition: Olive has no Ray system."""
+
+    type: Literal["Ray"] = Field(description="System type (case-insensitive).")
+    address: str | None = Field(
+        None, description="The cluster: \"auto\" (the one this machine joined with `ray start`), \"HOST:6379\" "
+                          "(its head node's GCS port), \"ray://HOST:10001\" (Ray Client), or unset to start a "
+                          "local Ray instance for the run. `modelmill run --ray-address` overrides it.")
+    num_cpus: float = Field(1, gt=0, description="CPUs each candidate reserves on a node (also its thread "
+                                                 "count for PyTorch and ONNX Runtime).")
+    num_gpus: float = Field(0, ge=0, description="GPUs each candidate reserves on a node (0: CPU only).")
+    memory: int | str | None = Field(
+        None, description="Memory each candidate reserves, in bytes or as text such as \"8GB\"; Ray places a "
+                          "candidate only on a node with that much unreserved memory.")
+    max_concurrent_candidates: int | None = Field(
+        None, ge=1, description="Candidates running at once (default: as many as the cluster's CPUs and GPUs "
+                                "fit). The tpe sampler proposes this many at a time.")
+    max_retries: int = Field(2, ge=0, le=20, description="Times a candidate runs again after its worker process "
+                                                          "or node died (or it timed out), before it counts as "
+                                                          "failed.")
+    candidate_timeout_s: float | None = Field(
+        None, gt=0, description="A candidate still running after this many seconds is cancelled and retried "
+                                "(default: no limit).")
+    connect_timeout_s: float = Field(30, gt=0, description="Seconds to wait for the cluster to answer before the "
+                                                           "run fails.")
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        if value is not None and not _RAY_ADDRESS.match(value.strip()):
+            raise ValueError(f"'{value}' is not a Ray address: use \"auto\", \"HOST:PORT\" or \"ray://HOST:PORT\"")
+        return value.strip() if value else value
+
+    @field_validator("memory")
+    @classmethod
+    def _memory(cls, value: int | str | None) -> int | str | None:
+        if value is not None:
+            parse_bytes(value)
+        return value
+
+    @property
+    def memory_bytes(self) -> int | None:
+        return parse_bytes(self.memory) if self.memory is not None else None
+
+
+System = Annotated[LocalSystem | PythonEnvironmentSystem | DockerSystem | RaySystem, Field(discriminator="type")]
 if TYPE_CHECKING:  # by_kind builds the runtime type; checkers see the plain union
     SystemRef = str | System
 else:

@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,13 @@ from modelmill.engine.output import file_digest
 ENTRY_FILE = "entry.json"
 FINGERPRINTS = "fingerprints.json"
 CACHE_FORMAT = 1
+
+
+def owner_tag(pid: int | None = None) -> str:
+    """``host-pid``: names a process's temporary files; on a cache shared by several machines a pid alone
+    is not unique, and one machine's clean-up must never remove another's work in progress."""
+    host = socket.gethostname().replace("-", "_").replace("/", "_") or "host"
+    return f"{host}-{pid if pid is not None else os.getpid()}"
 
 
 def step_key(input_key: str, pass_type: str, params: dict[str, Any], accelerator: dict[str, str],
@@ -74,7 +82,7 @@ class Cache:
 
     def staging(self, key: str) -> Path:
         """A fresh folder to build the entry in; ``commit`` renames it into place."""
-        folder = self.entries / f".tmp-{key}-{os.getpid()}"
+        folder = self.entries / f".tmp-{key}-{owner_tag()}"
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
         return folder
@@ -102,9 +110,9 @@ class Cache:
         assert entry is not None
         return entry
 
-    def discard_staging(self) -> None:
-        """Remove this process's unfinished entries (after a failure or cancel)."""
-        for folder in self.entries.glob(f".tmp-*-{os.getpid()}"):
+    def discard_staging(self, pid: int | None = None) -> None:
+        """Remove the unfinished entries of this process (or of ``pid`` on this host, e.g. a killed worker)."""
+        for folder in self.entries.glob(f".tmp-*-{owner_tag(pid)}"):
             shutil.rmtree(folder, ignore_errors=True)
 
     # --- housekeeping -------------------------------------------------------------------------
@@ -190,7 +198,7 @@ def fingerprint(path: Path, index_file: Path) -> str:
         digest.update(f"{name}\0{entry[1]}\n".encode())
     if changed:
         index_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = index_file.with_name(f".{index_file.name}.{os.getpid()}")
+        tmp = index_file.with_name(f".{index_file.name}.{owner_tag()}")
         tmp.write_text(json.dumps(index))
         tmp.replace(index_file)
     return digest.hexdigest()[:32]

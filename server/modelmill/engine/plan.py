@@ -13,6 +13,7 @@ from modelmill.passes.base import Pass, PassParams
 
 if TYPE_CHECKING:
     from modelmill.config.models import WorkflowConfig
+    from modelmill.engine.distributed import ClusterSpec
     from modelmill.engine.search import SearchSpace
 
 
@@ -51,6 +52,8 @@ class Plan:
     evaluate_input_model: bool = True
     base_dir: Path | None = None
     """Folder of the config file: user scripts and relative data paths resolve against it."""
+    cluster: "ClusterSpec | None" = None
+    """The Ray cluster that runs the candidates (the workflow's host is a Ray system); None = this process."""
 
     def check(self) -> None:
         """Fail before any work when a pass cannot take the model the previous one produces."""
@@ -73,7 +76,8 @@ class Plan:
                 "search": self.search, "metrics": [m.model_dump(mode="json", exclude_none=True)
                                                    for m in self.metrics or []],
                 "device": self.accelerator.device, "execution_provider": self.accelerator.execution_provider,
-                "output_dir": str(self.output_dir), "cache_dir": str(self.cache_dir)}
+                "output_dir": str(self.output_dir), "cache_dir": str(self.cache_dir),
+                **({"cluster": self.cluster.describe()} if self.cluster is not None else {})}
 
 
 def _kind_fix(pass_cls: type[Pass], kind: ModelKind) -> str:
@@ -167,9 +171,24 @@ def plan_from_config(config: "WorkflowConfig", output_dir: str | Path | None = N
         search_space=_search_space(config, steps),
         evaluate_input_model=config.evaluate_input_model,
         base_dir=Path(config.source).resolve().parent if config.source and not config.source.startswith("<") else None,
+        cluster=_cluster(config),
     )
     plan.check()
     return plan
+
+
+def _cluster(config: "WorkflowConfig") -> "ClusterSpec | None":
+    """The Ray cluster the workflow's ``host`` names, if it names one."""
+    from modelmill.config.systems import RaySystem
+
+    if config.host is None:
+        return None
+    system = config.system(config.host)
+    if not isinstance(system, RaySystem):
+        return None
+    from modelmill.engine.distributed import ClusterSpec
+
+    return ClusterSpec.from_system(config.host if isinstance(config.host, str) else "host", system)
 
 
 def _search_space(config: "WorkflowConfig", steps: list[PlanStep]) -> "SearchSpace":

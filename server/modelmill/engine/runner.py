@@ -90,6 +90,10 @@ class RunHandle:
         process = self._process
         # Passes that stop cleanly at their next step (training) get longer before the kill.
         grace = max([CANCEL_GRACE_S, *(step.pass_cls.cancel_grace_s for step in self.plan.steps)])
+        if self.plan.cluster is not None:  # the driver cancels its Ray tasks before it exits
+            from modelmill.engine.distributed import CLUSTER_CANCEL_GRACE_S
+
+            grace = max(grace, CLUSTER_CANCEL_GRACE_S)
         process.join(grace)
         if process.is_alive():
             process.kill()
@@ -221,9 +225,11 @@ def _clean_after_child(plan: Plan, run_id: str, pid: int) -> None:
     from modelmill.engine.output import partial_name
 
     shutil.rmtree(plan.output_dir.parent / partial_name(plan.output_dir, run_id), ignore_errors=True)
+    from modelmill.engine.cache import owner_tag
+
     entries = plan.cache_dir / "entries"
     if entries.exists():
-        for folder in entries.glob(f".tmp-*-{pid}"):
+        for folder in entries.glob(f".tmp-*-{owner_tag(pid)}"):
             shutil.rmtree(folder, ignore_errors=True)
     shutil.rmtree(plan.cache_dir / "runs" / run_id, ignore_errors=True)
 

@@ -9,10 +9,13 @@ are cached by model and metric spec too.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -82,14 +85,129 @@ def make_sampler(name: str, space: dict[str, list[Any]], seed: int, multivariate
     import optuna
 
     if name == "sequential":
-        return optuna.samplers.GridSampler(space, seed=seed)
+        return _AskTellGridSampler(space, seed=seed)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     return optuna.samplers.TPESampler(seed=seed, multivariate=multivariate, n_startup_trials=min(4, max(1, len(space))))
 
 
+@dataclass
+class CandidateJob:
+    """One candidate to run: what a worker (this process or a Ray task) needs."""
+
+    id: str
+    params: dict[str, Any]
+    steps: list[PlanStep]
+    attempt: int = 1
+
+
+@dataclass
+class CandidateOutcome:
+    """What running a candidate produced, wherever it ran."""
+
+    model: ModelRef
+    cache_keys: list[str]
+    entry: Any  # CacheEntry of the last pass
+    records: list[Any]
+    evaluation: Any
+    duration_s: float
+    node: str | None = None
+
+
+def evaluate_cached(plan: Plan, cache: Cache, bus: EventBus, model: ModelRef, model_key: str, label: str) -> Any:
+    """Evaluate ``model`` with the plan's metrics, through the evaluation cache (shared by all workers)."""
+    from modelmill.evaluate import EvaluationResult, evaluate_model
+
+    metrics = plan.metrics or []
+    spec = json.dumps([m.model_dump(mode="json") for m in metrics], sort_keys=True)
+    key = hashlib.sha256(f"{model_key}\0{spec}\0{json.dumps(library_versions())}\0"
+                         f"{plan.accelerator}".encode()).hexdigest()[:32]
+    stored = cache.root / "evaluations" / f"{key}.json"
+    if stored.exists():
+        try:
+            result = EvaluationResult.from_json(json.loads(stored.read_text()))
+            for value in result.values:
+                bus.emit("metric.measured", candidate=label, cached=True, **_value_fields(value))
+            return result
+        except (ValueError, KeyError):
+            stored.unlink(missing_ok=True)
+
+    def emit(type_: str, **data: Any) -> None:
+        bus.emit(type_, candidate=label, **data)
+
+    bus.emit("evaluation.started", candidate=label, metrics=[f"{m.name}-{s.name}" for m in metrics for s in m.sub_types])
+    result = evaluate_model(model, metrics, emit=emit, data_configs=plan.data_configs,
+                            reference=plan.input_model if plan.input_model.kind == "hf" else None,
+                            base_dir=plan.base_dir, execution_provider=plan.accelerator.execution_provider)
+    write_atomic(stored, json.dumps(result.to_json()))
+    return result
+
+
+def execute_candidate(plan: Plan, chain: Any, bus: EventBus, job: CandidateJob) -> CandidateOutcome:
+    """Run a candidate's pass chain and evaluate its output: the unit of work, local or on a Ray worker."""
+    bus.emit("candidate.started", candidate=job.id, params=job.params, **({"attempt": job.attempt}
+                                                                          if job.attempt > 1 else {}))
+    start = time.perf_counter()
+    model, keys = chain(job.steps, job.id)
+    evaluation = evaluate_cached(plan, chain.cache, bus, model, keys[-1], job.id) if plan.metrics else None
+    return CandidateOutcome(model, keys, chain.last_entry, list(chain.records), evaluation,
+                            round(time.perf_counter() - start, 3))
+
+
+class LocalExecutor:
+    """Runs candidates one at a time in this process (the default host)."""
+
+    capacity = 1
+
+    def __init__(self, plan: Plan, bus: EventBus, chain: Any) -> None:
+        self.plan, self.bus, self.chain = plan, bus, chain
+        self.running: list[CandidateJob] = []
+        self._done: list[tuple[CandidateJob, CandidateOutcome | BaseException]] = []
+
+    def submit(self, job: CandidateJob) -> None:
+        self.running.append(job)
+        try:
+            self._done.append((job, execute_candidate(self.plan, self.chain, self.bus, job)))
+        except (PassError, ValidationError) as exc:
+            self._done.append((job, exc))
+
+    def wait(self) -> list[tuple[CandidateJob, CandidateOutcome | BaseException]]:
+        done, self._done = self._done, []
+        for job, _ in done:
+            self.running.remove(job)
+        return done
+
+    def cancel_all(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _grid_sampler_class() -> Any:
+    import optuna
+
+    class AskTellGridSampler(optuna.samplers.GridSampler):
+        """GridSampler stops the study when the grid is exhausted, which only works inside optimize();
+        with ask/tell the search stops asking by itself (its budget is at most the grid's size)."""
+
+        def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
+            pass
+
+    return AskTellGridSampler
+
+
+def _AskTellGridSampler(space: dict[str, list[Any]], seed: int) -> Any:  # noqa: N802 - a class factory
+    return _grid_sampler_class()(space, seed=seed)
+
+
 class Search:
-    """Runs candidates, evaluates them, and picks the best; all reporting goes through ``bus``."""
+    """Runs candidates, evaluates them, and picks the best; all reporting goes through ``bus``.
+
+    Candidates go to an executor: this process, or a Ray cluster (``plan.cluster``) that runs several at
+    once. Optuna is driven by ask/tell so that several candidates can be in flight; the proposals depend
+    only on the config (sampler, seed, batch size), never on which worker finishes first.
+    """
 
     def __init__(self, plan: Plan, bus: EventBus, cancel: threading.Event, run_chain: Any) -> None:
         self.plan, self.bus, self.cancel = plan, bus, cancel
@@ -98,64 +216,47 @@ class Search:
         self.candidates: list[Candidate] = []
         self.baseline: Any = None
         self._seen: dict[str, Candidate] = {}
+        self._numbers = itertools.count(1)
         self.failures: list[Exception] = []
+        self.executor: Any = None
+
+    def _executor(self) -> Any:
+        if self.executor is None:
+            if self.plan.cluster is not None:
+                from modelmill.engine.distributed import RayExecutor
+
+                self.executor = RayExecutor(self.plan, self.bus, self.cancel)
+            else:
+                self.executor = LocalExecutor(self.plan, self.bus, self.run_chain)
+        return self.executor
 
     # --- evaluation -------------------------------------------------------------------------
 
     def evaluate(self, model: ModelRef, model_key: str, label: str) -> Any:
-        from modelmill.evaluate import EvaluationResult, evaluate_model
-
-        metrics = self.plan.metrics or []
-        spec = json.dumps([m.model_dump(mode="json") for m in metrics], sort_keys=True)
-        key = hashlib.sha256(f"{model_key}\0{spec}\0{json.dumps(library_versions())}\0"
-                             f"{self.plan.accelerator}".encode()).hexdigest()[:32]
-        stored = self.cache.root / "evaluations" / f"{key}.json"
-        if stored.exists():
-            try:
-                result = EvaluationResult.from_json(json.loads(stored.read_text()))
-                for value in result.values:
-                    self.bus.emit("metric.measured", candidate=label, cached=True, **_value_fields(value))
-                return result
-            except (ValueError, KeyError):
-                stored.unlink(missing_ok=True)
-
-        def emit(type_: str, **data: Any) -> None:
-            self.bus.emit(type_, candidate=label, **data)
-
-        self.bus.emit("evaluation.started", candidate=label,
-                      metrics=[f"{m.name}-{s.name}" for m in metrics for s in m.sub_types])
-
-        result = evaluate_model(model, metrics, emit=emit, data_configs=self.plan.data_configs,
-                                reference=self.plan.input_model if self.plan.input_model.kind == "hf" else None,
-                                base_dir=self.plan.base_dir,
-                                execution_provider=self.plan.accelerator.execution_provider)
-        stored.parent.mkdir(parents=True, exist_ok=True)
-        tmp = stored.with_suffix(".tmp")
-        tmp.write_text(json.dumps(result.to_json()))
-        tmp.replace(stored)
-        return result
+        return evaluate_cached(self.plan, self.cache, self.bus, model, model_key, label)
 
     # --- candidates -------------------------------------------------------------------------
 
-    def run_candidate(self, steps: list[PlanStep], params: dict[str, Any]) -> Candidate:
+    def _job(self, steps: list[PlanStep], params: dict[str, Any]) -> CandidateJob:
+        return CandidateJob(id=f"c{next(self._numbers)}", params=params, steps=steps)
+
+    def _finish(self, job: CandidateJob, result: CandidateOutcome | BaseException) -> Candidate:
+        """Record a finished candidate (or raise what it failed with)."""
         from modelmill.evaluate import accepted
 
-        signature = json.dumps(params, sort_keys=True, default=str)
-        if signature in self._seen:  # samplers may propose a point twice: it costs nothing the second time
-            return self._seen[signature]
-        candidate = Candidate(id=f"c{len(self.candidates) + 1}", params=params, steps=steps)
-        self.bus.emit("candidate.started", candidate=candidate.id, params=params)
-        start = time.perf_counter()
-        candidate.model, candidate.cache_keys = self.run_chain(steps, candidate.id)
-        candidate.entry, candidate.records = self.run_chain.last_entry, list(self.run_chain.records)
-        if self.plan.metrics:
-            candidate.evaluation = self.evaluate(candidate.model, candidate.cache_keys[-1], candidate.id)
-            candidate.accepted = accepted(candidate.evaluation, self.baseline)
-        candidate.duration_s = round(time.perf_counter() - start, 3)
+        if isinstance(result, BaseException):
+            raise result
+        candidate = Candidate(id=job.id, params=job.params, steps=job.steps, model=result.model,
+                              evaluation=result.evaluation, duration_s=result.duration_s,
+                              cache_keys=result.cache_keys, entry=result.entry, records=result.records)
+        if result.evaluation is not None:
+            candidate.accepted = accepted(result.evaluation, self.baseline)
         self.candidates.append(candidate)
-        self._seen[signature] = candidate
-        self.bus.emit("candidate.evaluated", candidate=candidate.id, params=params, metrics=candidate.metrics(),
-                      accepted=candidate.accepted, duration_s=candidate.duration_s)
+        self.candidates.sort(key=lambda c: int(c.id[1:]))  # ask order, whatever order they finished in
+        self._seen[_signature(job.params)] = candidate
+        node = {"node": result.node} if result.node else {}
+        self.bus.emit("candidate.evaluated", candidate=candidate.id, params=job.params, metrics=candidate.metrics(),
+                      accepted=candidate.accepted, duration_s=candidate.duration_s, **node)
         return candidate
 
     def objective(self, candidate: Candidate) -> list[float]:
@@ -167,19 +268,45 @@ class Search:
 
     def run(self, space: SearchSpace) -> Candidate:
         strategy = self.plan.search or {}
-        if self.plan.metrics and self.plan.evaluate_input_model:
-            from modelmill.engine.workflow import input_key
+        try:
+            if self.plan.cluster is not None:
+                self._executor()  # connect first: a wrong address fails before any work
+            if self.plan.metrics and self.plan.evaluate_input_model:
+                from modelmill.engine.workflow import input_key
 
-            self.baseline = self.evaluate(self.plan.input_model, input_key(self.plan, self.cache), "input")
-            self.bus.emit("candidate.evaluated", candidate="input", params={}, metrics=self.baseline.to_json()["metrics"],
-                          accepted=True, duration_s=self.baseline.duration_s, is_input=True)
-        if not strategy or not space.dimensions:
-            self.run_candidate(self.plan.steps, {})
-        elif strategy.get("execution_order") == "pass-by-pass":
-            self._pass_by_pass(space, strategy)
-        else:
-            self._optuna(self.plan.steps, space, strategy, deadline=_deadline(strategy))
-        return self.best()
+                self.baseline = self.evaluate(self.plan.input_model, input_key(self.plan, self.cache), "input")
+                self.bus.emit("candidate.evaluated", candidate="input", params={},
+                              metrics=self.baseline.to_json()["metrics"], accepted=True,
+                              duration_s=self.baseline.duration_s, is_input=True)
+            with _driver_cancel(self.plan):
+                if not strategy or not space.dimensions:
+                    self._run_one(self.plan.steps, {})
+                elif strategy.get("execution_order") == "pass-by-pass":
+                    self._pass_by_pass(space, strategy)
+                else:
+                    self._optuna(self.plan.steps, space, strategy, deadline=_deadline(strategy))
+            return self.best()
+        finally:
+            if self.executor is not None:
+                self.executor.close()
+
+    def _run_one(self, steps: list[PlanStep], params: dict[str, Any]) -> None:
+        if self.cancel.is_set():
+            from modelmill.engine.workflow import RunCancelled
+
+            raise RunCancelled()
+        executor = self._executor()
+        executor.submit(self._job(steps, params))
+        while executor.running:
+            if self.cancel.is_set():
+                executor.cancel_all()
+                from modelmill.engine.workflow import RunCancelled
+
+                raise RunCancelled()
+            for job, result in executor.wait():
+                if isinstance(result, (PassError, ValidationError)):
+                    raise result
+                self._finish(job, result)
 
     def _pass_by_pass(self, space: SearchSpace, strategy: dict[str, Any]) -> None:
         steps = list(self.plan.steps)
@@ -198,41 +325,90 @@ class Search:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         names = {space.optuna_name(steps[i], p): (i, p) for (i, p) in space.dimensions}
         choices = {name: space.dimensions[key] for name, key in names.items()}
-        sampler = make_sampler(strategy.get("sampler", "tpe"), choices, int(strategy.get("seed", 1)),
+        sampler_name = strategy.get("sampler", "tpe")
+        sampler = make_sampler(sampler_name, choices, int(strategy.get("seed", 1)),
                                bool(strategy.get("multivariate", True)))
         directions = ["minimize"] * max(1, len(self._probe_objective()))
         study = optuna.create_study(sampler=sampler, directions=directions)
         budget = int(strategy.get("max_samples") or 0) or int(strategy.get("max_iter") or 0) or space.size()
-        budget = min(budget, space.size()) if strategy.get("sampler") == "sequential" else budget
+        budget = min(budget, space.size()) if sampler_name == "sequential" else budget
+        executor = self._executor()
+        # Grid and random proposals do not depend on earlier results: a free worker gets the next one at once.
+        # TPE learns from results, so it proposes a round of `capacity` and waits for the whole round: the
+        # candidates then depend only on the seed and the round size, not on which worker finished first.
+        history_free = sampler_name in ("sequential", "random")
         local: list[Candidate] = []
+        inflight: dict[str, tuple[Any, CandidateJob]] = {}
+        followers: dict[str, list[Any]] = {}  # trials that proposed a candidate already in flight
+        asked, stop = 0, False
 
-        def objective(trial: Any) -> Any:
-            choice = {names[name]: trial.suggest_categorical(name, values) for name, values in choices.items()}
-            params = {**(base_params or {}), **{name: choice[names[name]] for name in choices}}
-            try:
-                candidate = self.run_candidate(substitute(steps, space, choice), params)
-            except (PassError, ValidationError) as exc:
-                # One bad combination (e.g. a quantizer with nothing left to quantize) must not end the search.
-                self.failures.append(exc)
-                self.bus.emit("candidate.failed", params=params, message=getattr(exc, "message", str(exc)),
-                              fix=getattr(exc, "fix", None))
-                raise optuna.TrialPruned() from exc
-            local.append(candidate)
+        def tell(trial: Any, candidate: Candidate | None) -> None:
+            if candidate is None:
+                study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+                return
             values = self.objective(candidate)
-            if self.cancel.is_set() or (strategy.get("stop_when_goals_met") and candidate.accepted
-                                        and candidate.evaluation is not None
-                                        and any(v.goal for v in candidate.evaluation.values)):
-                trial.study.stop()
-            return values if len(directions) > 1 else values[0]
+            study.tell(trial, values if len(directions) > 1 else values[0])
 
-        timeout = max(0.0, deadline - time.monotonic()) if deadline is not None else None
-        # optimize() rather than ask/tell: GridSampler stops the study itself when the grid is exhausted.
-        study.optimize(objective, n_trials=budget, timeout=timeout, catch=())
+        while True:
+            while (not stop and not self.cancel.is_set() and asked < budget and len(executor.running) <
+                   executor.capacity and (history_free or not executor.running)
+                   and (deadline is None or time.monotonic() < deadline)):
+                trial = study.ask()
+                asked += 1
+                choice = {names[name]: trial.suggest_categorical(name, values) for name, values in choices.items()}
+                params = {**(base_params or {}), **{name: choice[names[name]] for name in choices}}
+                signature = _signature(params)
+                if signature in self._seen:  # samplers may propose a point twice: free the second time
+                    local.append(self._seen[signature])
+                    tell(trial, self._seen[signature])
+                    continue
+                if signature in inflight:
+                    followers.setdefault(signature, []).append(trial)
+                    continue
+                try:
+                    job = self._job(substitute(steps, space, choice), params)
+                except ValidationError as exc:
+                    self._failed(params, exc)
+                    tell(trial, None)
+                    continue
+                inflight[signature] = (trial, job)
+                executor.submit(job)
+            if not executor.running:
+                break
+            if self.cancel.is_set():
+                executor.cancel_all()
+                break
+            for job, result in executor.wait():
+                signature = _signature(job.params)
+                trial, _ = inflight.pop(signature)
+                waiting = [trial, *followers.pop(signature, [])]
+                if isinstance(result, (PassError, ValidationError)):
+                    # One bad combination (e.g. a quantizer with nothing left to quantize) must not end the search.
+                    self._failed(job.params, result, job.id)
+                    for each in waiting:
+                        tell(each, None)
+                    continue
+                if isinstance(result, BaseException):
+                    executor.cancel_all()
+                    raise result
+                candidate = self._finish(job, result)
+                local.append(candidate)
+                for each in waiting:
+                    tell(each, candidate)
+                if strategy.get("stop_when_goals_met") and candidate.accepted and candidate.evaluation is not None \
+                        and any(v.goal for v in candidate.evaluation.values):
+                    stop = True
         if self.cancel.is_set():
             from modelmill.engine.workflow import RunCancelled
 
             raise RunCancelled()
         return self.best(local)
+
+    def _failed(self, params: dict[str, Any], exc: Exception, candidate: str | None = None) -> None:
+        self.failures.append(exc)
+        tag = {"candidate": candidate} if candidate else {}
+        self.bus.emit("candidate.failed", params=params, message=getattr(exc, "message", str(exc)),
+                      fix=getattr(exc, "fix", None), **tag)
 
     def _probe_objective(self) -> list[float]:
         """How many objectives the metrics define (priority >= 1), without measuring anything."""
@@ -243,7 +419,7 @@ class Search:
 
     def best(self, pool: list[Candidate] | None = None) -> Candidate:
         """Lexicographically best by metric priority among accepted candidates (all, if none is accepted)."""
-        pool = pool if pool is not None else self.candidates
+        pool = sorted(pool if pool is not None else self.candidates, key=lambda c: int(c.id[1:]))
         if not pool:
             if self.failures and not self.cancel.is_set():
                 raise self.failures[-1]
@@ -267,6 +443,36 @@ class Search:
         return front
 
 
+def _driver_cancel(plan: Plan) -> Any:
+    """With a cluster this process only drives: a cancel (SIGTERM) sets the cancel event and the loop
+    cancels the Ray tasks itself, instead of the process ending with tasks still running remotely."""
+    import contextlib
+
+    if plan.cluster is None:
+        return contextlib.nullcontext()
+    from modelmill.engine.cancel import graceful_cancel
+
+    return graceful_cancel()
+
+
+def _signature(params: dict[str, Any]) -> str:
+    return json.dumps(params, sort_keys=True, default=str)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``path`` through a temporary name unique to this host and process, then rename: concurrent
+    writers on a shared folder each rename a complete file, and readers never see a partial one."""
+    from modelmill.engine.cache import owner_tag
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{owner_tag()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        tmp.write_text(text)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def _value_fields(value: Any) -> dict[str, Any]:
     data = value.to_json()
     return {"metric": data["metric"], "sub_type": data["sub_type"], "key": data["key"], "value": data["value"],
@@ -278,4 +484,5 @@ def _deadline(strategy: dict[str, Any]) -> float | None:
     return time.monotonic() + float(max_time) if max_time else None
 
 
-__all__ = ["Search", "SearchSpace", "Candidate", "substitute"]
+__all__ = ["Search", "SearchSpace", "Candidate", "CandidateJob", "CandidateOutcome", "execute_candidate",
+           "substitute"]

@@ -171,7 +171,7 @@ def run_plan(plan: Plan, bus: EventBus, cancel: threading.Event | None = None) -
     bus.emit("run.started", plan=plan.describe(), config=plan.source_config)
     chain = Chain(plan, bus, cancel, work_root)
     try:
-        if plan.metrics or plan.search:
+        if plan.metrics or plan.search or plan.cluster:  # a Ray host runs even one candidate remotely
             result, entry = _run_search(plan, bus, cancel, chain)
         else:
             model, _ = chain(plan.steps)

@@ -109,17 +109,25 @@ def _fit(model: ModelRef, prompt_length: int, new_tokens: int) -> tuple[int, int
 
 
 def genai_model(path: Path, execution_provider: str = "CPUExecutionProvider") -> Any:
+    import json
+
     import onnxruntime_genai as og
 
-    if execution_provider == "CPUExecutionProvider":
+    from modelmill.evaluate.runtime import default_intra_op_threads
+
+    threads = default_intra_op_threads()
+    if execution_provider == "CPUExecutionProvider" and threads is None:
         return og.Model(str(path))
     provider = GENAI_PROVIDERS.get(execution_provider)
-    if provider is None:
+    if provider is None and execution_provider != "CPUExecutionProvider":
         raise EvaluationError(f"onnxruntime-genai cannot run on {execution_provider}",
                               fix=f"use one of: CPUExecutionProvider, {', '.join(GENAI_PROVIDERS)}")
     config = og.Config(str(path))
-    config.clear_providers()
-    config.append_provider(provider)
+    if provider is not None:
+        config.clear_providers()
+        config.append_provider(provider)
+    if threads is not None:  # a Ray candidate keeps to its reserved CPUs
+        config.overlay(json.dumps({"model": {"decoder": {"session_options": {"intra_op_num_threads": threads}}}}))
     return og.Model(config)
 
 

@@ -35,12 +35,22 @@ class EvaluationError(ModelMillError):
 
 # ---------------------------------------------------------------------------------------------- ONNX Runtime
 
+def default_intra_op_threads() -> int | None:
+    """The thread cap of this process's sessions when the metric sets none: a candidate on a Ray worker
+    gets its reserved CPUs (``MODELMILL_INTRA_OP_THREADS``, set by engine.distributed); None = ORT's default."""
+    import os
+
+    value = os.environ.get("MODELMILL_INTRA_OP_THREADS", "").strip()
+    return int(value) if value.isdigit() and int(value) > 0 else None
+
+
 def ort_session(model_file: Path, execution_provider: str = "CPUExecutionProvider",
                 intra_op_num_threads: int | None = None) -> Any:
     """An InferenceSession on ``execution_provider`` (CPU as fallback), with optional intra-op thread count."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
+    intra_op_num_threads = intra_op_num_threads or default_intra_op_threads()
     if intra_op_num_threads:
         options.intra_op_num_threads = int(intra_op_num_threads)
     providers = [execution_provider] + (["CPUExecutionProvider"] if execution_provider != "CPUExecutionProvider"
