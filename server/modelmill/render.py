@@ -76,6 +76,11 @@ class ProgressRenderer:
             verdict = "" if event.get("is_input") else ("  [green]meets goals[/]" if event["accepted"]
                                                         else "  [yellow]misses a goal[/]")
             self._print(f"  {candidate}: {metrics}{verdict}")
+        elif kind == "train.eval" and event.get("eval_loss") is not None:
+            self._print(f"  {key[1]}: eval loss {event['eval_loss']:.4f} at step {event['step']}")
+        elif kind == "train.step" and self.log_level <= 1 and event.get("loss") is not None:
+            self._print(f"[dim]{key[1]}: step {event['step']}/{event['max_steps']} loss {event['loss']:.4f} "
+                        f"lr {event['learning_rate']:.2e}[/]")
         elif kind == "log" and LEVELS.get(event.get("level", "info"), 1) >= self.log_level:
             source = event.get("pass_name") or event.get("logger") or ""
             self._print(f"[dim]{source}: {event['message']}[/]")
