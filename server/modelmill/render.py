@@ -47,7 +47,7 @@ class ProgressRenderer:
         kind = event["type"]
         candidate = event.get("candidate") or ""
         key = (candidate, event.get("pass_name", ""))
-        prefix = f"{candidate} " if candidate else ""
+        prefix = f"{candidate}{node_label(event)} " if candidate else ""
         if kind == "pass.started":
             label = f"{prefix}{event['index'] + 1}/{event['total']} {key[1]} ({event['pass_type']})"
             self.tasks[key] = self.progress.add_task(label, total=1.0, message="")
@@ -57,7 +57,18 @@ class ProgressRenderer:
             note = "cached" if event.get("cached") else f"{event['duration_s']:.1f}s"
             self.progress.update(self.tasks[key], completed=1.0, message=note)
         elif kind == "candidate.started" and event.get("params"):
-            self._print(f"[bold]candidate {candidate}[/]: {json.dumps(event['params'])}")
+            where = f" on {node_label(event).strip(' @')}" if event.get("node") else ""
+            self._print(f"[bold]candidate {candidate}[/]{where}: {json.dumps(event['params'])}")
+        elif kind == "cluster.connected":
+            nodes = ", ".join(f"{n['ip']} ({n['node'][:NODE_CHARS]}, {n['cpus']:g} CPU"
+                              + (f", {n['gpus']:g} GPU" if n.get("gpus") else "") + ")" for n in event["nodes"])
+            self._print(f"[bold]Ray cluster[/] {event['address']}: {len(event['nodes'])} node(s): {nodes}; "
+                        f"up to {event['max_concurrent']} candidates at once")
+        elif kind == "candidate.retried":
+            self._print(f"[yellow]{candidate}: lost on {node_label(event).strip(' @') or 'its worker'} "
+                        f"({event['reason']}); retrying, attempt {event['attempt']} of {event['max_attempts']}[/]")
+        elif kind == "candidate.cancelled":
+            self._print(f"[dim]{candidate}: Ray task cancelled{node_label(event)}[/]")
         elif kind == "evaluation.started":
             task_key = (candidate, "evaluate")
             self.tasks[task_key] = self.progress.add_task(f"evaluate {candidate}", total=max(1, len(event["metrics"])),
@@ -94,6 +105,17 @@ class ProgressRenderer:
                 self._print(event["traceback"])
         elif kind == "run.finished" and event.get("best_candidate"):
             self._print(f"best candidate: [bold]{event['best_candidate']}[/]")
+
+
+NODE_CHARS = 8
+
+
+def node_label(event: dict[str, Any]) -> str:
+    """`` @10.0.0.5/3fa9c1d2`` for an event from a Ray worker (ip and the start of its node id), else ""."""
+    node = event.get("node")
+    if not node:
+        return ""
+    return f" @{event['node_ip']}/{node[:NODE_CHARS]}" if event.get("node_ip") else f" @{node[:NODE_CHARS]}"
 
 
 class EventsFile:
