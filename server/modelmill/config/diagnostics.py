@@ -41,6 +41,8 @@ CODES: dict[str, str] = {
     "hub-id-not-local": "a Hugging Face hub id where only local folders can be read",
     "path-not-found": "a local path that does not exist",
     "olive-incompatible": "valid for ModelMill, but Olive 0.13 fails on it",
+    "ray-not-installed": "the host is a Ray cluster, but the ray package is not installed",
+    "unused-system": "a Ray system that neither host nor target names",
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -92,6 +93,39 @@ def _installed(view: ConfigView, ep: str, at: KeyPath) -> list[Diagnostic]:
         return [view.diag(at, "warning", "ep-not-installed", message)]
     return [view.diag(at, "warning", "ep-not-installed", message,
                       f"pip install {package} (instead of other onnxruntime packages)", install=package)]
+
+
+def check_ray(view: ConfigView) -> list[Diagnostic]:
+    """A Ray system only takes effect as the workflow's host; ray must be importable to use it."""
+    systems = view.get(("systems",))
+    if not isinstance(systems, dict):
+        return []
+    ray_names = [name for name, system in systems.items() if isinstance(system, dict) and system.get("type") == "Ray"]
+    if not ray_names:
+        return []
+    diagnostics: list[Diagnostic] = []
+    from modelmill.config.pass_checks import pass_entries
+
+    for name, at, entry in pass_entries(view):
+        if entry.get("host") in ray_names:
+            diagnostics.append(view.diag(at + ("host",), "warning", "invalid-value",
+                                         f"pass '{name}' cannot run on Ray system '{entry['host']}' by itself: the "
+                                         "whole candidate (every pass and its evaluation) is the unit a Ray "
+                                         "cluster runs", f"remove this host and set \"host\": \"{entry['host']}\" "
+                                         "at the top level", remove=True))
+    host = view.get(("host",))
+    if host in ray_names and importlib.util.find_spec("ray") is None:
+        diagnostics.append(view.diag(("systems", host, "type"), "warning", "ray-not-installed",
+                                     "the host is a Ray cluster, but the ray package is not installed",
+                                     "pip install \"ray[default]\" (the same version as the cluster's)",
+                                     install="ray[default]"))
+    named = {host, view.get(("target",)), *(entry.get("host") for _, _, entry in pass_entries(view))}
+    unused = [name for name in ray_names if name not in named]
+    for name in unused:
+        diagnostics.append(view.diag(("systems", name), "hint", "unused-system",
+                                     f"Ray system '{name}' is not used: candidates run on it only when the "
+                                     "workflow's host names it", f"add \"host\": \"{name}\"", key=True))
+    return diagnostics
 
 
 # ------------------------------------------------------------------ input model
