@@ -139,6 +139,7 @@ def train(model: Any, tokenizer: Any, train_data: "datasets.Dataset", eval_data:
     args = TrainingArguments(
         output_dir=str(checkpoint_dir), report_to=[], disable_tqdm=True,
         save_strategy="steps", save_total_limit=1, eval_strategy="steps" if eval_data is not None else "no",
+        eval_on_start=eval_data is not None,  # the base model's eval loss: the baseline the adapter must beat
         remove_unused_columns=False, dataloader_num_workers=0, **arguments)
     trainer = Trainer(model=model, args=args, train_dataset=train_data, eval_dataset=eval_data,
                       data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False),
