@@ -112,3 +112,16 @@ def test_adapter_path_flag_and_changed_adapter_changes_the_cache_key(tiny_llama_
     config["input_model"]["adapter_path"] = str(tiny_llama_dir)
     with pytest.raises(Exception, match="holds no LoRA adapter"):
         plan_from_config(load_workflow(parse_document(json.dumps(config), "<t>.json")))
+
+
+def test_lora_pass_keys_are_validated_like_every_other_pass(tiny_llama_dir: Path) -> None:
+    from modelmill.config import parse_document, validate_document
+
+    config = {"input_model": {"type": "HfModel", "model_path": str(tiny_llama_dir)},
+              "data_configs": [{"name": "train_data", "load_dataset_config": {"data_name": "sample:instructions"}}],
+              "passes": {"lora": {"type": "LoRA", "train_data_config": "trian_data", "training_args": {"max_step": 3},
+                                  "r": 0}}}
+    found = {(d.code, d.hint) for d in validate_document(parse_document(json.dumps(config, indent=1), "c.json"))}
+    assert ("undefined-reference", "did you mean 'train_data'?") in found
+    assert ("unknown-key", "did you mean 'max_steps'?") in found
+    assert any(code == "invalid-value" for code, _ in found)
