@@ -51,6 +51,20 @@ export interface RunError {
   kind: string;
 }
 
+/** Where a training pass (LoRA) stands: from train.step / train.eval events. */
+export interface TrainingView {
+  pass: string;
+  step: number;
+  maxSteps: number;
+  loss: number | null;
+  learningRate: number | null;
+  etaS: number | null;
+  evalLoss: number | null;
+  evalStep: number | null;
+  /** The first eval loss (step 0 = the base model's), to show how far training has moved it. */
+  firstEvalLoss: number | null;
+}
+
 export interface RunView {
   runId: string;
   label: string;
@@ -67,6 +81,7 @@ export interface RunView {
   metricKeys: string[];
   metricUnits: Record<string, string>;
   bestCandidate: string | null;
+  training: TrainingView | null;
   /** Evaluated runs write report.html and modelmill_run.json into their output folder. */
   evaluated: boolean;
   step: string;
@@ -116,7 +131,7 @@ function newRun(runId: string, label?: string): RunState {
     view: {
       runId, label: label ?? runId, status: 'running', startedTs: null, finishedTs: null, durationS: null,
       outputDir: null, inputModel: null, device: null, executionProvider: null, passes: [], candidates: [],
-      metricKeys: [], metricUnits: {}, bestCandidate: null, evaluated: false, step: 'starting', percent: 0,
+      metricKeys: [], metricUnits: {}, bestCandidate: null, training: null, evaluated: false, step: 'starting', percent: 0,
       logs: [], droppedLogs: 0, warnings: [], error: null, events: 0, missing: 0, version: 0,
     },
     passes: new Map(), candidates: new Map(), lastSeq: -1, current: null,
@@ -215,6 +230,14 @@ function log(view: RunView, ts: number, level: string, source: string, message: 
     view.logs.splice(0, drop); // amortised: one splice per MAX_LOG_LINES / 2 lines
     view.droppedLogs += drop;
   }
+}
+
+function trainingOf(view: RunView, pass: string): TrainingView {
+  if (!view.training || view.training.pass !== pass) {
+    view.training = { pass, step: 0, maxSteps: 0, loss: null, learningRate: null, etaS: null, evalLoss: null,
+                      evalStep: null, firstEvalLoss: null };
+  }
+  return view.training;
 }
 
 function updatePercent(run: RunState): void {
@@ -324,6 +347,23 @@ function reduce(run: RunState, e: RunEvent): void {
       if (row) { row.state = 'failed'; row.message = message; }
       log(view, e.ts, 'warning', row ? row.id : 'search', `candidate failed: ${message}${e.fix ? ` (fix: ${str(e.fix)})` : ''}`);
       view.step = `${row ? row.id : 'a candidate'} failed`;
+      break;
+    }
+    case 'train.step': {
+      const training = trainingOf(view, str(e.pass_name));
+      training.step = num(e.step) ?? training.step;
+      training.maxSteps = num(e.max_steps) ?? training.maxSteps;
+      training.loss = num(e.loss);
+      training.learningRate = num(e.learning_rate);
+      training.etaS = num(e.eta_s);
+      break;
+    }
+    case 'train.eval': {
+      const training = trainingOf(view, str(e.pass_name));
+      training.evalLoss = num(e.eval_loss);
+      training.evalStep = num(e.step);
+      if (training.firstEvalLoss === null) training.firstEvalLoss = training.evalLoss;
+      log(view, e.ts, 'info', str(e.pass_name), `eval loss ${formatValue(training.evalLoss)} at step ${str(e.step)}`);
       break;
     }
     case 'log':

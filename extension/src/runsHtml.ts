@@ -41,6 +41,20 @@ function metricsTable(run: RunView): string {
     + `<tbody>${rows}</tbody></table>`;
 }
 
+function training(run: RunView): string {
+  const t = run.training;
+  if (!t) return '';
+  const parts = [`step ${t.step}/${t.maxSteps}`];
+  if (t.loss !== null) parts.push(`loss ${formatValue(t.loss)}`);
+  if (t.evalLoss !== null) {
+    const from = t.firstEvalLoss !== null && t.firstEvalLoss !== t.evalLoss ? ` (from ${formatValue(t.firstEvalLoss)})` : '';
+    parts.push(`eval loss ${formatValue(t.evalLoss)}${from}`);
+  }
+  if (t.learningRate !== null) parts.push(`lr ${t.learningRate.toExponential(1)}`);
+  if (run.status === 'running' && t.etaS !== null) parts.push(`eta ${formatDuration(t.etaS)}`);
+  return `<div class="training"><b>${esc(t.pass)}</b> training: ${parts.map(esc).join(' · ')}</div>`;
+}
+
 function logs(run: RunView, open: boolean): string {
   if (!run.logs.length) return '';
   const lines = run.logs.map((l) => `<div class="log ${esc(l.level)}"><span class="lvl">${esc(l.level)}</span>`
@@ -74,7 +88,7 @@ export function renderRun(run: RunView, logsOpen = false): string {
     + `<header><span class="status ${esc(run.status)}">${esc(status)}</span><span class="label">${esc(run.label)}</span>`
     + `${percent}<span class="actions">${actions}</span></header>${bar}`
     + `<div class="step">${esc(run.step)}</div><div class="meta">${meta}</div>`
-    + `${error}${warnings}${missing}${passesTable(run)}${metricsTable(run)}${best}${logs(run, logsOpen)}</section>`;
+    + `${error}${warnings}${missing}${training(run)}${passesTable(run)}${metricsTable(run)}${best}${logs(run, logsOpen)}</section>`;
 }
 
 export const EMPTY_HTML = '<div class="empty">No runs yet. Open a workflow config and run <b>ModelMill: Optimize Workflow</b>.</div>';

@@ -80,6 +80,35 @@ describe('RunStore on a real run', () => {
   });
 });
 
+describe('RunStore on a real fine-tuning run', () => {
+  // `modelmill finetune --events` on a tiny Llama: 4 LoRA steps, eval at steps 0, 2 and 4.
+  const events = fs.readFileSync(path.join(FIXTURES, 'tiny-finetune.events.jsonl'), 'utf8')
+    .split('\n').filter(Boolean).map((line) => JSON.parse(line) as RunEvent);
+  const store = new RunStore();
+  for (const e of events) store.apply(e);
+  const run = store.get(events[0].run_id)!;
+  const steps = events.filter((e) => e.type === 'train.step');
+  const evals = events.filter((e) => e.type === 'train.eval');
+
+  it('keeps the last step, loss, learning rate and eval losses', () => {
+    assert.equal(run.status, 'succeeded');
+    const last = steps[steps.length - 1];
+    assert.deepEqual([run.training?.pass, run.training?.step, run.training?.maxSteps], ['lora', 4, 4]);
+    assert.equal(run.training?.loss, last.loss);
+    assert.equal(run.training?.learningRate, last.learning_rate);
+    assert.equal(run.training?.firstEvalLoss, evals[0].eval_loss);
+    assert.equal(run.training?.evalLoss, evals[evals.length - 1].eval_loss);
+    assert.equal(run.training?.evalStep, 4);
+    assert.equal(run.logs.filter((l) => l.message.startsWith('eval loss')).length, evals.length);
+  });
+
+  it('renders a training line on the card', () => {
+    const html = renderRun(run);
+    assert.match(html, /<div class="training"><b>lora<\/b> training: step 4\/4 · loss [0-9.]+ · eval loss [0-9.]+/);
+    assert.doesNotMatch(html, / · eta /); // finished: no eta
+  });
+});
+
 describe('RunStore edge cases', () => {
   it('ignores duplicates and counts lost events', () => {
     const store = new RunStore();
