@@ -474,7 +474,7 @@ def _execute(document: Any, args: argparse.Namespace, overrides: dict[str, Any])
             except KeyboardInterrupt:
                 console.print("[yellow]cancelling...[/]")
                 handle.cancel()
-            outcome = handle.result(30)
+            outcome = handle.result()  # a cancelled worker ends within its grace period (engine/cancel.py)
     finally:
         if events_file:
             events_file.close()
