@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import signal
 import socket
 import threading
 import time
@@ -100,6 +101,9 @@ def connect(spec: ClusterSpec) -> list[dict[str, Any]]:
     if spec.address not in (None, "local", "auto"):
         _probe(spec.address, spec.connect_timeout_s, where)
     options: dict[str, Any] = {"namespace": "modelmill", "log_to_driver": False, "ignore_reinit_error": True}
+    # ray.init makes SIGTERM raise SystemExit; the run's own handler (cancel the tasks, then exit) must stay.
+    main = threading.current_thread() is threading.main_thread()
+    on_sigterm = signal.getsignal(signal.SIGTERM) if main else None
     try:
         if spec.address in (None, "local"):
             ray.init(include_dashboard=False, **options)
@@ -108,7 +112,12 @@ def connect(spec: ClusterSpec) -> list[dict[str, Any]]:
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise ClusterError(f"could not connect to the Ray cluster {spec.address or '(local)'}: {exc}",
                            fix="`ray status` on the head node shows whether it runs; \"auto\" needs this machine "
-                               "to have joined it with `ray start`", where=where) from exc
+                               "to have joined it with `ray start`; with token authentication every node and "
+                               "this machine need the cluster's token (RAY_AUTH_TOKEN or ~/.ray/auth_token)",
+                           where=where) from exc
+    finally:
+        if main and on_sigterm is not None:
+            signal.signal(signal.SIGTERM, on_sigterm)
     return [{"node": n["NodeID"], "ip": n.get("NodeManagerAddress"), "cpus": n["Resources"].get("CPU", 0.0),
              "gpus": n["Resources"].get("GPU", 0.0), "memory": n["Resources"].get("memory", 0.0)}
             for n in ray.nodes() if n.get("Alive")]
