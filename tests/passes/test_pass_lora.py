@@ -138,3 +138,19 @@ def test_cancelling_a_run_lets_training_stop_cleanly(tiny_llama_dir: Path, tmp_p
     assert kept, "the worker was killed instead of stopping at a step"
     checkpoints = list((tmp_path / "cache" / "lora-checkpoints").glob("*/checkpoint-*"))
     assert checkpoints and (checkpoints[0] / "adapter_model.safetensors").exists()
+
+
+def test_data_config_forms_olive_writes(tmp_path: Path) -> None:
+    from modelmill.passes.lora import _data_spec
+
+    ctx = make_context(tmp_path, "spec", data_configs={
+        "cols": {"load_dataset_config": {"params": {"data_name": "d.jsonl", "split": "train[:10]"}},
+                 "pre_process_data_config": {"params": {"text_cols": ["instruction", "response"], "max_seq_len": 32}}},
+        "field": {"load_dataset_config": {"data_files": "f.csv"}, "pre_process_data_config": {"text_field": "t"}}})
+    cols = _data_spec("cols", ctx, "train_data_config")
+    assert cols["text"].text_template == "{instruction}\n{response}" and cols["max_seq_len"] == 32
+    assert cols["split"] == "train[:10]" and cols["data_name"] == "d.jsonl"
+    field = _data_spec("field", ctx, "train_data_config")
+    assert field["text"].text_field == "t" and field["data_name"] == "f.csv" and field["max_seq_len"] == 1024
+    with pytest.raises(PassError, match="no data_name"):
+        _data_spec({"load_dataset_config": {}}, ctx, "train_data_config")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -156,8 +157,6 @@ def _train(model: ModelRef, params: LoRAParams, ctx: PassContext, train_spec: di
                "resumed_from": resume.name if resume else None}
     ctx.progress(1.0, "saving the adapter" + (" and the merged model" if params.merge_adapter else ""))
     training.save_outputs(peft_model, tokenizer, model.path, ctx.output_dir, params.merge_adapter, outcome, summary)
-    import shutil
-
     shutil.rmtree(checkpoints, ignore_errors=True)  # finished: the result is in the cache now
     if params.merge_adapter:
         return ModelRef(kind="hf", path=ctx.output_dir, attributes={**model.attributes, "adapter_path": None})
@@ -178,8 +177,11 @@ def _data_spec(config: str | dict[str, Any] | None, ctx: PassContext, key: str) 
         raise PassError(f"{key}: load_dataset_config has no data_name", fix="set data_name to a local file or folder, "
                         "or sample:instructions", where=f"{key}.load_dataset_config.data_name")
     template = pre.get("text_template")
-    text_field = pre.get("text_field") or (pre.get("text_cols")[0] if isinstance(pre.get("text_cols"), list)
-                                           and len(pre["text_cols"]) == 1 else pre.get("text_cols"))
+    text_field = pre.get("text_field")
+    columns = pre.get("text_cols")
+    if not template and not text_field and columns:  # Olive's text_cols: columns joined by newlines
+        columns = [columns] if isinstance(columns, str) else list(columns)
+        template = "\n".join(f"{{{column}}}" for column in columns)
     spec = TextSpec(unescape_template(template) if template else None, text_field if not template else None,
                     bool(pre.get("use_chat_template")) and not template and not text_field)
     return {"data_name": str(data_name), "split": load.get("split") or "train", "text": spec,
