@@ -173,6 +173,8 @@ class WorkflowConfig(StrictModel):
     def use_ray_cluster(self, address: str) -> None:
         """``--ray-address``: the host's Ray system gets this address; without a Ray host, a Ray system
         named ``ray_cluster`` with that address becomes the host."""
+        from pydantic import ValidationError
+
         from modelmill.config.systems import RaySystem
 
         try:
@@ -181,8 +183,8 @@ class WorkflowConfig(StrictModel):
             if isinstance(host, RaySystem):
                 host.address = system.address
                 return
-        except ValueError as exc:
-            raise ConfigError(str(exc).splitlines()[-1] if "validation error" in str(exc) else str(exc),
+        except ValidationError as exc:
+            raise ConfigError(exc.errors()[0]["msg"].removeprefix("Value error, "),
                               fix="e.g. --ray-address auto, --ray-address HEAD:6379 or --ray-address ray://HEAD:10001",
                               where="--ray-address") from exc
         self.systems = {**(self.systems or {}), "ray_cluster": system}
