@@ -104,3 +104,14 @@ def test_record_text_by_template_field_and_chat_template() -> None:
 
     assert data.record_text(row, data.TextSpec(use_chat_template=True), ChatTokenizer()) == "user:q1|assistant:a1"
     assert AutoTokenizer  # the real chat template path is exercised on SmolLM2 in the slow test
+
+
+def test_chat_template_needs_a_tokenizer_that_has_one() -> None:
+    import datasets
+
+    class PlainTokenizer:
+        eos_token = "</s>"
+        chat_template = None
+
+    with pytest.raises(PassError, match="has no chat template"):
+        data.tokenize(datasets.Dataset.from_list(ROWS), data.TextSpec(use_chat_template=True), PlainTokenizer(), 32)

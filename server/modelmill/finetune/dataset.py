@@ -198,6 +198,9 @@ def record_text(record: dict[str, Any], spec: TextSpec, tokenizer: Any) -> str:
 def tokenize(dataset: "datasets.Dataset", spec: TextSpec, tokenizer: Any, max_seq_len: int) -> "datasets.Dataset":
     """Token ids per record (with the end-of-text token, so the model learns to stop), truncated."""
     eos = tokenizer.eos_token or ""
+    if spec.use_chat_template and not getattr(tokenizer, "chat_template", None):
+        raise PassError("--use_chat_template: the model's tokenizer has no chat template",
+                        fix="use --text_template with the data's fields instead", where="use_chat_template")
 
     def encode(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
         rows = [dict(zip(batch, values)) for values in zip(*batch.values())]
