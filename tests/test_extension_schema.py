@@ -31,14 +31,10 @@ def _validate(path: Path) -> str:
 
 
 def test_new_config_templates_validate() -> None:
-    """New Workflow Config's templates: the LLM and encoder ones are clean; the LoRA one is Olive's format, which
-    ModelMill reads but does not run (its only error: the LoRA pass type)."""
+    """New Workflow Config's templates (LLM INT4, encoder INT8, LoRA fine-tuning) validate without a problem."""
     templates = ROOT / "extension" / "templates"
     index = json.loads((templates / "index.json").read_text(encoding="utf-8"))
     assert {entry["file"] for entry in index} == {p.name for p in templates.glob("*.json")} - {"index.json"}
-    for name in ("llm_int4_cpu.json", "encoder_int8.json"):
+    for name in ("llm_int4_cpu.json", "encoder_int8.json", "finetune_lora.json"):
         out = _validate(templates / name)
-        assert "error" not in out, out
-    lora = _validate(templates / "finetune_lora.json")
-    errors = [line for line in lora.splitlines() if " error " in line]
-    assert len(errors) == 1 and "unknown-pass-type" in errors[0] and "'LoRA'" in errors[0], lora
+        assert "error" not in out and "warning" not in out, out

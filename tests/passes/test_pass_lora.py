@@ -152,5 +152,7 @@ def test_data_config_forms_olive_writes(tmp_path: Path) -> None:
     assert cols["split"] == "train[:10]" and cols["data_name"] == "d.jsonl"
     field = _data_spec("field", ctx, "train_data_config")
     assert field["text"].text_field == "t" and field["data_name"] == "f.csv" and field["max_seq_len"] == 1024
+    olive = _data_spec({"load_dataset_config": {"data_name": "json", "data_files": ["data/train.jsonl"]}}, ctx, "k")
+    assert olive["data_name"] == "data/train.jsonl"
     with pytest.raises(PassError, match="no data_name"):
         _data_spec({"load_dataset_config": {}}, ctx, "train_data_config")

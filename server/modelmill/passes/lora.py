@@ -17,6 +17,10 @@ from modelmill.errors import PassError
 from modelmill.passes.base import Pass, PassParams
 
 
+# load_dataset builder names that Olive configs pass as data_name, with the files in data_files.
+OLIVE_LOADERS = ("json", "csv", "parquet", "arrow")
+
+
 class TrainingArgs(PassParams):
     """The subset of Hugging Face TrainingArguments that Olive's LoRA pass and `finetune` pass through."""
 
@@ -172,7 +176,15 @@ def _data_spec(config: str | dict[str, Any] | None, ctx: PassContext, key: str) 
     resolved = resolve_data_config(config, ctx.data_configs) or {}
     load = _params(resolved.get("load_dataset_config"))
     pre = _params(resolved.get("pre_process_data_config"))
-    data_name = load.get("data_name") or load.get("data_files") or load.get("data_dir")
+    data_name = load.get("data_name")
+    if data_name in OLIVE_LOADERS or not data_name:  # Olive's {"data_name": "json", "data_files": ...} form
+        data_name = load.get("data_files") or load.get("data_dir")
+        if isinstance(data_name, list):
+            if len(data_name) != 1:
+                raise PassError(f"{key}: data_files lists {len(data_name)} files", fix="put the files in one folder "
+                                "(named after their split: train.jsonl, test.jsonl) and give the folder as data_name",
+                                where=f"{key}.load_dataset_config.data_files")
+            data_name = data_name[0]
     if not data_name:
         raise PassError(f"{key}: load_dataset_config has no data_name", fix="set data_name to a local file or folder, "
                         "or sample:instructions", where=f"{key}.load_dataset_config.data_name")
