@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="force onnxruntime-genai's model builder")
     p.add_argument("--adapter_path", default=None,
                    help="LoRA adapter folder (e.g. a finetune output's adapter/) applied to the model")
+    p.add_argument("--adapter_format", default="embedded", choices=["embedded", "onnx_adapter"],
+                   help="with an adapter: build it into the model (embedded), or keep the base model and write the "
+                        "adapter to a separate .onnx_adapter file that chat activates at run time")
     p.set_defaults(func=cmd_auto_opt)
 
     p = sub.add_parser("run", help="run a workflow config (Olive JSON/YAML, old or new form)")
@@ -146,6 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("prompt", nargs="?", default=None, help="prompt (chat: interactive when omitted)")
         p.add_argument("--max_new_tokens", "--max_length", dest="max_new_tokens", type=int, default=128)
         p.add_argument("--stats", action="store_true", help="print prefill ms and decode tokens/s")
+        p.add_argument("--adapter", default=None, metavar="FILE",
+                       help="activate this .onnx_adapter (default: the folder's adapter_weights.onnx_adapter, if any)")
+        p.add_argument("--no_adapter", action="store_true", help="run the base model even if the folder has an adapter")
         if name == "generate":
             p.add_argument("--chat", action="store_true", help="apply the chat template")
         p.set_defaults(func=cmd_chat if name == "chat" else cmd_generate)
@@ -162,7 +168,7 @@ def cmd_auto_opt(args: argparse.Namespace) -> int:
                              provider=args.provider, precision=args.precision,
                              use_model_builder=args.use_model_builder, task=args.task,
                              trust_remote_code=args.trust_remote_code, log_level=args.log_level,
-                             adapter_path=args.adapter_path)
+                             adapter_path=args.adapter_path, adapter_format=args.adapter_format)
     config = build_config(request, _local_model(args.model))
     return _run_generated(config, args)
 
@@ -349,7 +355,7 @@ def cmd_samples_path(args: argparse.Namespace) -> int:
 def cmd_chat(args: argparse.Namespace) -> int:
     from modelmill.genai import ChatModel, GenerationStats
 
-    model = ChatModel(args.model)
+    model = _chat_model(args)
     prompts = [args.prompt] if args.prompt else None
     if prompts is None:
         print("chat with the model; an empty line or Ctrl-D ends", file=sys.stderr)
@@ -378,7 +384,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if not args.prompt:
         print("error: generate needs a prompt", file=sys.stderr)
         return 2
-    model = ChatModel(args.model)
+    model = _chat_model(args)
     prompt = model.prompt_for(args.prompt) if args.chat else args.prompt
     stats = GenerationStats()
     for piece in model.stream(prompt, args.max_new_tokens, stats):
@@ -390,6 +396,15 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 # --- shared machinery ---------------------------------------------------------------------------
+
+
+def _chat_model(args: argparse.Namespace) -> Any:
+    from modelmill.genai import ChatModel
+
+    model = ChatModel(args.model, adapter=False if args.no_adapter else args.adapter)
+    if model.adapter_file is not None:
+        print(f"[adapter {model.adapter_file.name} active; --no_adapter runs the base model]", file=sys.stderr)
+    return model
 
 
 def _write(text: str) -> None:

@@ -10,6 +10,8 @@ from typing import Callable, Iterator
 
 from modelmill.errors import ModelMillError
 
+ADAPTER_NAME = "adapter"
+
 
 @dataclass
 class GenerationStats:
@@ -27,7 +29,9 @@ class GenerationStats:
 class ChatModel:
     """An ORT GenAI model folder with its tokenizer and chat template."""
 
-    def __init__(self, folder: str | Path) -> None:
+    def __init__(self, folder: str | Path, adapter: str | Path | bool | None = None) -> None:
+        """``adapter``: an .onnx_adapter file to activate; None = the folder's adapter file if it has one;
+        False = none (the base model)."""
         folder = Path(folder)
         if not (folder / "genai_config.json").exists():
             raise ModelMillError(f"{folder} is not an ORT GenAI model folder (no genai_config.json)",
@@ -39,6 +43,11 @@ class ChatModel:
         self.model = og.Model(str(folder))
         self.tokenizer = og.Tokenizer(self.model)
         self.template = _read_chat_template(folder)
+        self.adapter_file = _adapter_file(folder, adapter)
+        self.adapters = None
+        if self.adapter_file is not None:
+            self.adapters = og.Adapters(self.model)
+            self.adapters.load(str(self.adapter_file), ADAPTER_NAME)
 
     def prompt_for(self, message: str, system: str | None = None) -> str:
         """Apply the model's chat template to one user message (plain text when it has none)."""
@@ -57,6 +66,8 @@ class ChatModel:
         params = og.GeneratorParams(self.model)
         params.set_search_options(max_length=len(tokens) + max_new_tokens, **search)
         generator = og.Generator(self.model, params)
+        if self.adapters is not None:
+            generator.set_active_adapter(self.adapters, ADAPTER_NAME)
         decoder = self.tokenizer.create_stream()
         stats.prompt_tokens = len(tokens)
         start = time.perf_counter()
@@ -80,6 +91,19 @@ class ChatModel:
             if on_text:
                 on_text(piece)
         return "".join(pieces)
+
+
+def _adapter_file(folder: Path, adapter: str | Path | bool | None) -> Path | None:
+    if adapter is False:
+        return None
+    if adapter is None or adapter is True:
+        found = sorted(folder.glob("*.onnx_adapter"))
+        return found[0] if found else None
+    path = Path(adapter)
+    if not path.is_file():
+        raise ModelMillError(f"adapter file {path} does not exist",
+                             fix="pass an .onnx_adapter file (auto-opt --adapter_format onnx_adapter writes one)")
+    return path
 
 
 def _read_chat_template(folder: Path) -> str | None:

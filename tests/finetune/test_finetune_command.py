@@ -89,6 +89,23 @@ def test_finetune_then_auto_opt_base_plus_adapter_then_generate(tiny_llama_dir: 
     graph = onnx.load("ft-int4/model.onnx", load_external_data=False).graph
     assert any("lora_A" in node.name for node in graph.node)
     assert main(["generate", "ft-int4", "### Question: What does len do?", "--max_new_tokens", "4"]) == 0
+    embedded = capsys.readouterr().out
+
+    # Or the base model plus a separate adapter file, which chat activates (and --no_adapter leaves out).
+    assert main(["auto-opt", "-m", "ft", "--precision", "int4", "--adapter_format", "onnx_adapter", "-o", "ft-split"]) == 0
+    assert Path("ft-split/adapter_weights.onnx_adapter").exists()
+    capsys.readouterr()
+    assert main(["generate", "ft-split", "### Question: What does len do?", "--max_new_tokens", "4"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == embedded and "adapter_weights.onnx_adapter active" in captured.err
+    assert main(["generate", "ft-split", "### Question: What does len do?", "--max_new_tokens", "4",
+                 "--no_adapter"]) == 0
+    assert "active" not in capsys.readouterr().err
+
+
+def test_adapter_format_needs_an_adapter(capsys: pytest.CaptureFixture[str], tiny_llama_dir: Path) -> None:
+    code = main(["auto-opt", "-m", str(tiny_llama_dir), "--adapter_format", "onnx_adapter", "-o", "x"])
+    assert code != 0 and "needs a LoRA adapter" in capsys.readouterr().err
 
 
 def test_adapter_path_flag_and_changed_adapter_changes_the_cache_key(tiny_llama_dir: Path) -> None:

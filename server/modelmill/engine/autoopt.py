@@ -37,6 +37,7 @@ class AutoOptRequest:
     trust_remote_code: bool = False
     log_level: int = 3
     adapter_path: str | None = None
+    adapter_format: str = "embedded"  # or "onnx_adapter": LoRA weights in a separate run-time adapter file
 
 
 def build_config(request: AutoOptRequest, model_dir: Path | None) -> dict[str, Any]:
@@ -44,6 +45,8 @@ def build_config(request: AutoOptRequest, model_dir: Path | None) -> dict[str, A
     ep = request.provider or DEFAULT_EP(request.device)
     kind, hf_config = _inspect(model_dir)
     passes = _choose_passes(kind, hf_config, request, ep)
+    if request.adapter_format == "onnx_adapter":
+        _add_adapter_extraction(passes, request, model_dir)
     input_model: dict[str, Any]
     if kind == "onnx":
         input_model = {"type": "ONNXModel", "model_path": request.model}
@@ -68,6 +71,22 @@ def build_config(request: AutoOptRequest, model_dir: Path | None) -> dict[str, A
         "cache_dir": str(default_cache_dir()),
         "log_severity_level": request.log_level,
     }
+
+
+def _add_adapter_extraction(passes: dict[str, Any], request: AutoOptRequest, model_dir: Path | None) -> None:
+    """Base + adapter → the base model plus a separate .onnx_adapter file (needs the builder's LoRA branches)."""
+    from modelmill.finetune.adapters import find_adapter
+
+    has_adapter = bool(request.adapter_path) or (model_dir is not None and find_adapter(model_dir) is not None)
+    if not has_adapter:
+        raise ConfigError("--adapter_format onnx_adapter needs a LoRA adapter on top of the model",
+                          fix="pass --adapter_path ADAPTER, or a finetune output made without --merge_adapter",
+                          where="--adapter_format")
+    if not any(entry["type"] == "ModelBuilder" for entry in passes.values()):
+        raise ConfigError("--adapter_format onnx_adapter works with the ORT GenAI builder's LoRA branches",
+                          fix="use a model architecture the builder supports, or drop --adapter_format",
+                          where="--adapter_format")
+    passes["extract_adapters"] = {"type": "ExtractAdapters"}
 
 
 def DEFAULT_EP(device: str) -> str:  # noqa: N802 - reads like the constant it replaces

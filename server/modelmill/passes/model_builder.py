@@ -201,7 +201,8 @@ def _build(model: ModelRef, precision: str, builder_ep: str, options: dict[str, 
         if model.adapter_dir is not None:
             # The builder loads base + adapter with peft and keeps the LoRA MatMuls beside the base ones.
             options = {**options, "adapter_path": str(model.adapter_dir)}
-        with _BUILD_LOCK, contextlib.redirect_stdout(writer), _streamed_quantization(builder, ctx, base):
+        with _BUILD_LOCK, contextlib.redirect_stdout(writer), _streamed_quantization(builder, ctx, base), \
+                _lora_branches_stay_float(builder):
             kv = [f"{key}={value}" for key, value in options.items()]
             extra = builder.parse_extra_options(str(base), str(base), str(ctx.output_dir), precision,
                                                 builder_ep, str(cache), kv)
@@ -216,6 +217,35 @@ def _build(model: ModelRef, precision: str, builder_ep: str, options: dict[str, 
     finally:
         quant_logger.removeHandler(handler)
         quant_logger.propagate = previous
+
+
+@contextlib.contextmanager
+def _lora_branches_stay_float(builder: Any) -> Iterator[None]:
+    """Leave LoRA branch MatMuls (``.../lora_A/...``, ``.../lora_B/...``) out of weight quantization.
+
+    They hold a few MB at most, quantizing them costs the adapter's precision, and float weights are what
+    ExtractAdapters can move into a run-time adapter file. The node names are only known once the graph
+    is built, so the exclusion is added right before the builder's ``to_nbits``.
+    """
+    model_cls = getattr(builder, "Model", None)
+    inner = getattr(model_cls, "to_nbits", None)
+    if not callable(inner):
+        yield
+        return
+
+    def to_nbits(self: Any) -> Any:
+        quant = getattr(self, "quant_attrs", None)
+        graph = getattr(getattr(self, "model", None), "graph", None)
+        if isinstance(quant, dict) and graph is not None:
+            lora = [node.name for node in graph if "/lora_A/" in (node.name or "") or "/lora_B/" in (node.name or "")]
+            quant["nodes_to_exclude"] = list(dict.fromkeys([*(quant.get("nodes_to_exclude") or []), *lora]))
+        return inner(self)
+
+    model_cls.to_nbits = to_nbits
+    try:
+        yield
+    finally:
+        model_cls.to_nbits = inner
 
 
 # --- low-memory quantization ------------------------------------------------------------------------
