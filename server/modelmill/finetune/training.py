@@ -84,6 +84,8 @@ class EventCallback:
         self.cancelled_at: int | None = None
         self._started = time.perf_counter()
         self._first_step: int | None = None
+        # transformers loads lazily (config tooling never pays for it), so the TrainerCallback subclass is made
+        # here, its hooks bound to this object.
         self.callback = type("ModelMillEvents", (TrainerCallback,), {
             "on_train_begin": self._on_train_begin, "on_step_end": self._on_step_end, "on_log": self._on_log})()
 
