@@ -85,7 +85,7 @@ def make_sampler(name: str, space: dict[str, list[Any]], seed: int, multivariate
     import optuna
 
     if name == "sequential":
-        return _AskTellGridSampler(space, seed=seed)
+        return _grid_sampler_class()(space, seed=seed)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     return optuna.samplers.TPESampler(seed=seed, multivariate=multivariate, n_startup_trials=min(4, max(1, len(space))))
@@ -196,9 +196,6 @@ def _grid_sampler_class() -> Any:
 
     return AskTellGridSampler
 
-
-def _AskTellGridSampler(space: dict[str, list[Any]], seed: int) -> Any:  # noqa: N802 - a class factory
-    return _grid_sampler_class()(space, seed=seed)
 
 
 class Search:
@@ -350,8 +347,9 @@ class Search:
             study.tell(trial, values if len(directions) > 1 else values[0])
 
         while True:
-            while (not stop and not self.cancel.is_set() and asked < budget and len(executor.running) <
-                   executor.capacity and (history_free or not executor.running)
+            fill = history_free or not executor.running  # tpe: a new round only when the last one is done
+            while (fill and not stop and not self.cancel.is_set() and asked < budget
+                   and len(executor.running) < executor.capacity
                    and (deadline is None or time.monotonic() < deadline)):
                 trial = study.ask()
                 asked += 1
