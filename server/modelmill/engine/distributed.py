@@ -294,7 +294,10 @@ class RayExecutor:
         import ray
 
         refs = list(self._refs)
-        ready = ray.wait(refs, num_returns=len(refs), timeout=POLL_S)[0] if refs else []
+        ready: list[Any] = []
+        if refs:  # back as soon as one finishes (or after POLL_S, to relay events), then every one that is done
+            if ray.wait(refs, num_returns=1, timeout=POLL_S)[0]:
+                ready = ray.wait(refs, num_returns=len(refs), timeout=0)[0]
         self._drain()
         finished: list[tuple[CandidateJob, CandidateOutcome | BaseException]] = list(self._late)
         self._late.clear()

@@ -268,6 +268,11 @@ class Search:
         try:
             if self.plan.cluster is not None:
                 self._executor()  # connect first: a wrong address fails before any work
+                from modelmill.engine.workflow import input_key
+
+                # Hash the input once here (memoized in the shared cache's fingerprint index): otherwise every
+                # worker's first candidate reads the whole checkpoint again, all at the same moment.
+                input_key(self.plan, self.cache)
             if self.plan.metrics and self.plan.evaluate_input_model:
                 from modelmill.engine.workflow import input_key
 
