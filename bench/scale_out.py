@@ -3,7 +3,7 @@
 
 The search: sample:smollm2 through ModelBuilder int4 with ``int4_block_size`` [32, 64, 128] x
 ``int4_accuracy_level`` [1, 4] (6 candidates, sequential sampler), each candidate evaluated for size (priority 1)
-and perplexity on local text (priority 2). For each cluster size:
+and perplexity on local text (priority 2), decode tokens/s reported but not ranked. For each cluster size:
 
 1. start a real Ray cluster on loopback: ``ray start --head --num-cpus 1`` (+ ``ray start --address`` for a
    second one-CPU node), with its own auth token and usage stats off; the start-up is timed on its own;
@@ -50,12 +50,18 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_RESULTS = ROOT / "bench" / "results" / "scale_out.json"
 BIN = Path(sys.executable).parent
 TARGET_SPEEDUP = 1.7
+RANKED = ("size-bytes", "quality-perplexity")
 PASSES = {"builder": {"type": "ModelBuilder", "precision": "int4", "int4_block_size": [32, 64, 128],
                       "int4_accuracy_level": [1, 4]}}
 METRICS = [
     {"name": "size", "type": "size_on_disk", "sub_types": [{"name": "bytes", "priority": 1}]},
     {"name": "quality", "type": "llm", "sub_types": [
         {"name": "perplexity", "priority": 2, "metric_config": {"max_samples": 2, "max_length": 128}}]},
+    # Speed is measured and reported, but does not rank (priority -1): timings of candidates that share a
+    # machine with another candidate differ from run to run, and the best candidate must not.
+    {"name": "speed", "type": "llm", "sub_types": [
+        {"name": "decode_tokens_per_s", "priority": -1,
+         "metric_config": {"prompt_length": 64, "new_tokens": 64, "warmup_num": 1, "repeat_test_num": 2}}]},
 ]
 
 
@@ -234,10 +240,42 @@ def summarize(workers: int, wall: float, startup: float, events: list[dict[str, 
         "nodes_used": len({e.get("node") for e in evaluated}),
         "retried": len(by_type.get("candidate.retried", [])),
         "max_concurrent": by_type["cluster.connected"][0]["max_concurrent"],
-        "best": {"id": best["id"], "params": best["params"], "metrics": best["metrics"]},
+        # The best one is compared by id, parameters and the metrics that rank it (timings differ run to run).
+        "best": {"id": best["id"], "params": best["params"],
+                 "ranked_metrics": {k: v for k, v in best["metrics"].items() if k in RANKED}},
         "candidate_table": [{"id": c["id"], "params": c["params"], "metrics": c["metrics"],
                              "duration_s": c["duration_s"]} for c in search["candidates"]],
     }
+
+
+# --- reference without Ray ---------------------------------------------------------------------------
+
+def reference(model: Path, root: Path, env: dict[str, str]) -> dict[str, Any]:
+    """What this machine gives two side-by-side candidates without Ray: the 6 candidates as one local run,
+    then as two local runs of 3 (accuracy level 1 / 4) at the same time; one thread per process either way."""
+    threads = {**env, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MODELMILL_INTRA_OP_THREADS": "1"}
+
+    def start(tag: str, levels: list[int]) -> subprocess.Popen:
+        config = config_for(model, "unused:1", root, tag)
+        del config["systems"], config["host"]
+        config["passes"] = {"builder": {**PASSES["builder"], "int4_accuracy_level": levels}}
+        path = root / f"config-{tag}.json"
+        path.write_text(json.dumps(config, indent=2))
+        return subprocess.Popen([str(BIN / "modelmill"), "run", "--config", str(path)], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, env=threads)
+
+    timings = {}
+    for label, groups in (("one process, 6 candidates", [[1, 4]]),
+                          ("two processes at once, 3 candidates each", [[1], [4]])):
+        start_time = time.perf_counter()
+        processes = [start(f"ref-{len(timings)}-{i}", levels) for i, levels in enumerate(groups)]
+        if any(process.wait() != 0 for process in processes):
+            raise SystemExit(f"the reference run '{label}' failed")
+        timings[label] = round(time.perf_counter() - start_time, 3)
+        for i in range(len(groups)):
+            shutil.rmtree(root / f"cache-ref-{len(timings) - 1}-{i}", ignore_errors=True)
+    values = list(timings.values())
+    return {"wall_s": timings, "speedup": round(values[0] / values[1], 3)}
 
 
 # --- report ------------------------------------------------------------------------------------------
@@ -253,20 +291,24 @@ def print_report(runs: list[dict[str, Any]], medians: dict[int, float], speedup:
               f"{r['load_before']:.2f} | {r['other_cpu_s']:.1f} | {best} |")
     print(f"\nmedian wall: 1 worker {medians[1]:.1f}s, 2 workers {medians[2]:.1f}s; speed-up {speedup:.2f}x "
           f"(target >= {TARGET_SPEEDUP}x)")
-    print(f"same best candidate (id, params, metrics): {'yes' if same_best else 'NO'}")
+    print(f"same best candidate (id, params, size and perplexity): {'yes' if same_best else 'NO'}")
     startups = ", ".join(f"{r['cluster_startup_s']:.1f}s" for r in runs)
     print(f"cluster start-up (not in the times above): {startups}")
     one = next(r for r in runs if r["workers"] == 1)
     two_run = next(r for r in runs if r["workers"] == 2)
     print("\ncandidates (first run of each):\n")
-    print("| id | block size | accuracy level | size MB | perplexity | time s (1 worker) | time s (2 workers) |")
-    print("|---|---|---|---|---|---|---|")
+    print("| id | block size | accuracy level | size MB | perplexity | decode tok/s (1 w / 2 w) | time s (1 worker) | "
+          "time s (2 workers) |")
+    print("|---|---|---|---|---|---|---|---|")
     two = {c["id"]: c for c in two_run["candidate_table"]}
     for c in one["candidate_table"]:
         m = c["metrics"]
         print(f"| {c['id']} | {c['params'].get('builder.int4_block_size')} | "
               f"{c['params'].get('builder.int4_accuracy_level')} | {m.get('size-bytes', 0) / 1e6:.1f} | "
-              f"{m.get('quality-perplexity') or float('nan'):.3f} | {c['duration_s']:.1f} | "
+              f"{m.get('quality-perplexity') or float('nan'):.3f} | "
+              f"{m.get('speed-decode_tokens_per_s') or float('nan'):.0f} / "
+              f"{two.get(c['id'], {}).get('metrics', {}).get('speed-decode_tokens_per_s') or float('nan'):.0f} | "
+              f"{c['duration_s']:.1f} | "
               f"{two.get(c['id'], {}).get('duration_s', float('nan')):.1f} |")
 
 
@@ -276,6 +318,8 @@ def main() -> int:
     parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
     parser.add_argument("--keep", action="store_true", help="keep the configs, events, outputs and node logs")
     parser.add_argument("--repeats", type=int, default=1, help="pairs of runs, alternating 1,2 / 2,1 (medians)")
+    parser.add_argument("--reference", action="store_true",
+                        help="also time the candidates without Ray: 1 local run vs 2 local runs side by side")
     args = parser.parse_args()
 
     from modelmill.samples import resolve_model_path
@@ -297,9 +341,16 @@ def main() -> int:
         same_candidates = all([(c["id"], c["params"]) for c in r["candidate_table"]] ==
                               [(c["id"], c["params"]) for c in runs[0]["candidate_table"]] for r in runs)
         print_report(runs, medians, speedup, same_best)
+        ref = None
+        if args.reference:
+            print("reference without Ray...", file=sys.stderr, flush=True)
+            ref = reference(model, root, env)
+            print(f"\nwithout Ray (this machine's ceiling for two candidates side by side): " + ", ".join(
+                f"{label} {value:.1f}s" for label, value in ref["wall_s"].items()) + f"; speed-up {ref['speedup']:.2f}x")
         result = {"model": str(model), "passes": PASSES, "metrics": METRICS, "runs": runs,
                   "median_wall_s": {str(w): m for w, m in medians.items()}, "speedup_wall": round(speedup, 3),
-                  "target_speedup": TARGET_SPEEDUP, "same_best": same_best, "same_candidates": same_candidates,
+                  "target_speedup": TARGET_SPEEDUP, "reference_without_ray": ref, "same_best": same_best,
+                  "same_candidates": same_candidates,
                   "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                               "python": platform.python_version()},
                   "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
