@@ -141,7 +141,6 @@ def test_cluster_search_matches_local_run_and_reports_nodes(cluster: LocalCluste
     assert summary(rerun_plan) == summary(ray_plan)
 
 
-@pytest.mark.slow
 def test_workers_share_one_prefix_without_corrupting_the_cache(cluster: LocalCluster, tiny_llama_dir: Path,
                                                                tmp_path: Path) -> None:
     # c1 and c2 start together on different nodes, both build the same fp32 model and race to commit it; c3
@@ -161,7 +160,6 @@ def test_workers_share_one_prefix_without_corrupting_the_cache(cluster: LocalClu
     assert sorted(c["params"]["rtn.block_size"] for c in _manifest(plan)["search"]["candidates"]) == [32, 64, 128]
 
 
-@pytest.mark.slow
 def test_a_killed_worker_gets_its_candidate_retried(cluster: LocalCluster, tiny_llama_dir: Path,
                                                     tmp_path: Path) -> None:
     plan = _plan(_config(tiny_llama_dir, tmp_path, BLOCK_SEARCH, cluster.address, "out"))
@@ -189,7 +187,6 @@ def test_a_killed_worker_gets_its_candidate_retried(cluster: LocalCluster, tiny_
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "out"]
 
 
-@pytest.mark.slow
 def test_cancel_cancels_the_ray_tasks(cluster: LocalCluster, tiny_llama_dir: Path, tmp_path: Path) -> None:
     plan = _plan(_config(tiny_llama_dir, tmp_path, BLOCK_SEARCH, cluster.address, "out"))
     events: list[dict] = []
