@@ -229,3 +229,23 @@ def test_unreachable_cluster_fails_fast(tiny_llama_dir: Path, tmp_path: Path) ->
     error = _of(events, "error")[0]
     assert f"no Ray cluster answers at {address}" in error["message"]
     assert error["where"] == "systems.cluster.address" and "ray start --head" in error["fix"]
+
+
+def test_a_candidate_over_its_time_limit_is_cancelled_retried_then_failed(cluster: LocalCluster, tiny_llama_dir: Path,
+                                                                         tmp_path: Path) -> None:
+    # A cold worker needs seconds to import the builder: a 2 s limit cuts every attempt, so the driver must
+    # cancel, retry once, give up and end the run instead of waiting.
+    passes = {"builder": {"type": "ModelBuilder", "precision": "int4", "int4_block_size": [16, 32]}}
+    plan = _plan(_config(tiny_llama_dir, tmp_path, passes, cluster.address, "out", candidate_timeout_s=2,
+                         max_retries=1))
+    started = time.monotonic()
+    outcome, events = _run(plan, "timeout", timeout=180)
+    assert outcome.status == "failed" and time.monotonic() - started < 120
+    retried = _of(events, "candidate.retried")
+    assert sorted(e["candidate"] for e in retried) == ["c1", "c2"]
+    assert all(e["reason"].startswith("timed out after 2s") and e["attempt"] == 2 for e in retried)
+    failed = _of(events, "candidate.failed")
+    assert sorted(e["candidate"] for e in failed) == ["c1", "c2"]
+    assert all("was lost 2 time(s)" in e["message"] and "candidate_timeout_s" in e["fix"] for e in failed)
+    assert _of(events, "error")[0]["where"] == "systems.cluster"
+    assert not plan.output_dir.exists() and _leftovers(tmp_path / "cache") == []

@@ -361,7 +361,9 @@ class RayExecutor:
         job = attempt.job
         self._clean_worker(attempt)
         if job.attempt > self.spec.max_retries:
-            return job, ClusterError(
+            from modelmill.engine.search import CandidateFailed
+
+            return job, CandidateFailed(
                 f"candidate {job.id} was lost {job.attempt} time(s), the last on node {attempt.node or '?'}: {reason}",
                 fix=f"check the nodes' memory and logs (`ray logs`, /tmp/ray/session_latest/logs); raise "
                     f"systems.{self.spec.name}.max_retries or candidate_timeout_s", where=f"systems.{self.spec.name}")

@@ -25,7 +25,16 @@ from modelmill.engine.events import EventBus
 from modelmill.engine.model import ModelRef
 from modelmill.engine.plan import Plan, PlanStep
 from modelmill.engine.versions import library_versions
-from modelmill.errors import PassError
+from modelmill.errors import ModelMillError, PassError
+
+
+class CandidateFailed(ModelMillError):
+    """A candidate that could not be finished, e.g. lost on a cluster more often than allowed: it is reported
+    and the search goes on, like a candidate whose pass rejected its parameters."""
+
+
+# What ends one candidate but not the search.
+CANDIDATE_FAILURES = (PassError, ValidationError, CandidateFailed)
 
 
 @dataclass
@@ -168,7 +177,7 @@ class LocalExecutor:
         self.running.append(job)
         try:
             self._done.append((job, execute_candidate(self.plan, self.chain, self.bus, job)))
-        except (PassError, ValidationError) as exc:
+        except CANDIDATE_FAILURES as exc:
             self._done.append((job, exc))
 
     def wait(self) -> list[tuple[CandidateJob, CandidateOutcome | BaseException]]:
@@ -306,7 +315,7 @@ class Search:
 
                 raise RunCancelled()
             for job, result in executor.wait():
-                if isinstance(result, (PassError, ValidationError)):
+                if isinstance(result, CANDIDATE_FAILURES):
                     raise result
                 self._finish(job, result)
 
@@ -385,7 +394,7 @@ class Search:
                 signature = _signature(job.params)
                 trial, _ = inflight.pop(signature)
                 waiting = [trial, *followers.pop(signature, [])]
-                if isinstance(result, (PassError, ValidationError)):
+                if isinstance(result, CANDIDATE_FAILURES):
                     # One bad combination (e.g. a quantizer with nothing left to quantize) must not end the search.
                     self._failed(job.params, result, job.id)
                     for each in waiting:
