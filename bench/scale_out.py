@@ -345,7 +345,7 @@ def main() -> int:
         if args.reference:
             print("reference without Ray...", file=sys.stderr, flush=True)
             ref = reference(model, root, env)
-            print(f"\nwithout Ray (this machine's ceiling for two candidates side by side): " + ", ".join(
+            print("\nwithout Ray (this machine's ceiling for two candidates side by side): " + ", ".join(
                 f"{label} {value:.1f}s" for label, value in ref["wall_s"].items()) + f"; speed-up {ref['speedup']:.2f}x")
         result = {"model": str(model), "passes": PASSES, "metrics": METRICS, "runs": runs,
                   "median_wall_s": {str(w): m for w, m in medians.items()}, "speedup_wall": round(speedup, 3),

@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 from config_helpers import CPU_ONLY
-
 from modelmill.config import load_workflow, parse_document, validate_document, workflow_json_schema
 from modelmill.engine.plan import plan_from_config
 from modelmill.errors import ConfigError
@@ -90,7 +89,7 @@ def test_bad_ray_settings_are_errors_at_their_place(tmp_path: Path, key: str, va
 
 def test_a_pass_level_ray_host_is_flagged(tmp_path: Path) -> None:
     config = _config(tmp_path, passes={"builder": {"type": "ModelBuilder", "precision": "int4", "host": "cluster"}})
-    text, diagnostics = _diagnose(config)
+    _, diagnostics = _diagnose(config)
     flagged = [d for d in diagnostics if d.path == ("passes", "builder", "host")]
     assert len(flagged) == 1 and flagged[0].severity == "warning" and "by itself" in flagged[0].message
     assert flagged[0].data.get("remove") is True

@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 from helpers import RecordingBus
-
 from modelmill.config.evaluation import Metric
 from modelmill.engine.model import ModelRef
 from modelmill.engine.plan import Plan, PlanStep

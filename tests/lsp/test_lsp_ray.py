@@ -6,8 +6,16 @@ from pathlib import Path
 
 import pytest
 import pytest_lsp
-from lsp_helpers import complete, diagnostics, dumps, flat_config, open_document, position_of, server_config, \
-    vscode_capabilities
+from lsp_helpers import (
+    complete,
+    diagnostics,
+    dumps,
+    flat_config,
+    open_document,
+    position_of,
+    server_config,
+    vscode_capabilities,
+)
 from lsprotocol import types
 from pytest_lsp import LanguageClient
 

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from modelmill.engine.cache import owner_tag
 from modelmill.engine.events import EventBus
-from modelmill.errors import ModelMillError, PassError
+from modelmill.errors import ModelMillError
 
 if TYPE_CHECKING:
     from modelmill.config.systems import RaySystem
@@ -347,7 +347,7 @@ class RayExecutor:
             outcome = ray.get(ref, timeout=_RELAY_TIMEOUT_S)
         except ray.exceptions.RayTaskError as exc:  # the candidate's own code raised
             cause = getattr(exc, "cause", None)
-            if isinstance(cause, (PassError, ValidationError)) or isinstance(cause, ModelMillError):
+            if isinstance(cause, (ModelMillError, ValidationError)):  # PassError, EvaluationError, ...
                 return job, cause
             return job, ClusterError(f"candidate {job.id} failed on node {attempt.node or '?'}: "
                                      f"{type(cause).__name__ if cause else 'error'}: {cause or exc}",
