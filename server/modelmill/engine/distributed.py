@@ -258,7 +258,7 @@ class RayExecutor:
         nodes = connect(self.spec)
         try:
             self.capacity = capacity(self.spec, nodes)
-            self._relay = _relay_class().options(name=None).remote()
+            self._relay = _relay_class().remote()
             options: dict[str, Any] = {"num_cpus": self.spec.num_cpus, "num_gpus": self.spec.num_gpus,
                                        "max_retries": 0, "retry_exceptions": False}
             if self.spec.memory:
