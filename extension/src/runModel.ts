@@ -24,6 +24,8 @@ export interface PassRow {
   fraction: number;
   message: string;
   durationS: number | null;
+  /** The Ray node that ran it (its IP where known), on a cluster run. */
+  node: string | null;
 }
 
 export interface CandidateRow {
@@ -35,6 +37,8 @@ export interface CandidateRow {
   isInput: boolean;
   durationS: number | null;
   message: string | null;
+  node: string | null;
+  attempt: number;
 }
 
 export interface LogLine {
@@ -207,11 +211,17 @@ function passKey(candidate: unknown, name: unknown): string {
   return `${str(candidate)}\u0000${str(name)}`;
 }
 
+/** A readable name for the Ray node an event came from: its IP, else the start of its id. */
+function nodeOf(e: RunEvent): string | null {
+  if (e.node_ip) return str(e.node_ip);
+  return e.node ? str(e.node).slice(0, 8) : null;
+}
+
 function candidateRow(run: RunState, id: string): CandidateRow {
   let row = run.candidates.get(id);
   if (!row) {
     row = { id, params: {}, metrics: {}, state: 'running', accepted: null, isInput: id === 'input', durationS: null,
-            message: null };
+            message: null, node: null, attempt: 1 };
     run.candidates.set(id, row);
     run.view.candidates.push(row);
   }
@@ -267,7 +277,8 @@ function reduce(run: RunState, e: RunEvent): void {
     case 'pass.started': {
       const key = passKey(candidate, e.pass_name);
       const row: PassRow = { name: str(e.pass_name), type: str(e.pass_type), candidate, index: num(e.index) ?? 0,
-                             total: num(e.total) ?? 1, state: 'running', fraction: 0, message: '', durationS: null };
+                             total: num(e.total) ?? 1, state: 'running', fraction: 0, message: '', durationS: null,
+                             node: nodeOf(e) };
       const old = run.passes.get(key);
       if (old) Object.assign(old, row); else { run.passes.set(key, row); view.passes.push(row); }
       run.current = old ?? row;
@@ -306,7 +317,30 @@ function reduce(run: RunState, e: RunEvent): void {
       const row = candidateRow(run, candidate ?? '?');
       row.params = (e.params ?? {}) as Record<string, unknown>;
       row.state = 'running';
-      view.step = `candidate ${row.id} started`;
+      row.node = nodeOf(e) ?? row.node;
+      row.attempt = num(e.attempt) ?? row.attempt;
+      view.step = `candidate ${row.id} started${row.attempt > 1 ? ` (attempt ${row.attempt})` : ''}`;
+      break;
+    }
+    case 'cluster.connected': {
+      const nodes = Array.isArray(e.nodes) ? e.nodes.length : 0;
+      view.step = `connected to Ray cluster ${str(e.system)} (${nodes} node${nodes === 1 ? '' : 's'})`;
+      log(view, e.ts, 'info', 'cluster', `${view.step} at ${str(e.address) || 'a local Ray instance'}, `
+        + `${str(e.max_concurrent)} candidates at once`);
+      break;
+    }
+    case 'candidate.retried': {
+      const row = candidateRow(run, candidate ?? '?');
+      row.attempt = num(e.attempt) ?? row.attempt + 1;
+      row.state = 'running';
+      row.message = `retrying (attempt ${row.attempt} of ${str(e.max_attempts)}): ${str(e.reason)}`;
+      log(view, e.ts, 'warning', row.id, `${row.message}${row.node ? ` (was on ${row.node})` : ''}`);
+      view.step = `${row.id} ${row.message}`;
+      break;
+    }
+    case 'candidate.cancelled': {
+      const row = candidateRow(run, candidate ?? '?');
+      if (row.state !== 'evaluated') { row.state = 'failed'; row.message = 'cancelled'; }
       break;
     }
     case 'evaluation.started': {
@@ -336,13 +370,15 @@ function reduce(run: RunState, e: RunEvent): void {
       row.accepted = typeof e.accepted === 'boolean' ? e.accepted : null;
       row.isInput = Boolean(e.is_input) || row.isInput;
       row.durationS = num(e.duration_s);
+      row.node = nodeOf(e) ?? row.node;
       view.evaluated = true;
       view.step = `${row.id} evaluated`;
       break;
     }
     case 'candidate.failed': {
-      // The event names no candidate: it is the one that started last and was not evaluated.
-      const row = [...run.candidates.values()].reverse().find((c) => c.state === 'running' || c.state === 'evaluating');
+      // Older engines name no candidate: then it is the one that started last and was not evaluated.
+      const row = candidate !== null ? candidateRow(run, candidate)
+        : [...run.candidates.values()].reverse().find((c) => c.state === 'running' || c.state === 'evaluating');
       const message = str(e.message);
       if (row) { row.state = 'failed'; row.message = message; }
       log(view, e.ts, 'warning', row ? row.id : 'search', `candidate failed: ${message}${e.fix ? ` (fix: ${str(e.fix)})` : ''}`);

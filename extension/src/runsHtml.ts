@@ -16,7 +16,8 @@ function passesTable(run: RunView): string {
   const rows = run.passes.map((p) => {
     const progress = p.state === 'running' ? `${Math.round(p.fraction * 100)}%` : '';
     return `<tr class="pass ${p.state}"><td>${PASS_ICON[p.state] ?? ''}</td>`
-      + `<td>${p.candidate ? `${esc(p.candidate)} · ` : ''}${p.index + 1}/${p.total} <b>${esc(p.name)}</b></td>`
+      + `<td>${p.candidate ? `${esc(p.candidate)} · ` : ''}${p.index + 1}/${p.total} <b>${esc(p.name)}</b>`
+      + `${p.node ? ` <span class="node" title="Ray node">@ ${esc(p.node)}</span>` : ''}</td>`
       + `<td>${esc(p.type)}</td><td class="state">${esc(p.state)}</td>`
       + `<td class="num">${p.durationS !== null ? esc(formatDuration(p.durationS)) : esc(progress)}</td>`
       + `<td class="msg">${esc(p.message)}</td></tr>`;
@@ -27,6 +28,7 @@ function passesTable(run: RunView): string {
 
 function metricsTable(run: RunView): string {
   if (!run.candidates.length || !run.metricKeys.length) return '';
+  const onCluster = run.candidates.some((c) => c.node);
   const head = run.metricKeys.map((k) => `<th>${esc(k)}${run.metricUnits[k] ? ` <span class="unit">(${esc(run.metricUnits[k])})</span>` : ''}</th>`).join('');
   const rows = run.candidates.map((c) => {
     const best = run.bestCandidate === c.id;
@@ -34,10 +36,12 @@ function metricsTable(run: RunView): string {
     const verdict = c.state === 'failed' ? `failed${c.message ? `: ${esc(c.message)}` : ''}`
       : c.isInput ? 'input' : c.accepted === null ? esc(c.state) : c.accepted ? 'meets goals' : 'misses a goal';
     const params = Object.keys(c.params).length ? esc(JSON.stringify(c.params)) : '';
+    const node = onCluster ? `<td class="node">${esc(c.node ?? '')}${c.attempt > 1 ? ` (try ${c.attempt})` : ''}</td>` : '';
     return `<tr class="cand${best ? ' best' : ''}"><td>${best ? '★ ' : ''}<b>${esc(c.id)}</b></td>${cells}`
-      + `<td>${verdict}</td><td class="params" title="${params}">${params}</td></tr>`;
+      + `<td>${verdict}</td>${node}<td class="params" title="${params}">${params}</td></tr>`;
   }).join('');
-  return `<table class="metrics"><thead><tr><th>candidate</th>${head}<th>verdict</th><th>params</th></tr></thead>`
+  return `<table class="metrics"><thead><tr><th>candidate</th>${head}<th>verdict</th>${onCluster ? '<th>node</th>' : ''}`
+    + `<th>params</th></tr></thead>`
     + `<tbody>${rows}</tbody></table>`;
 }
 

@@ -109,6 +109,43 @@ describe('RunStore on a real fine-tuning run', () => {
   });
 });
 
+describe('RunStore on a Ray cluster run', () => {
+  // Field names as in docs/events.md: remote events carry node, node_ip and worker.
+  const store = new RunStore();
+  const e = stream('ray');
+  const at = (ip: string) => ({ node: `${ip.replace(/\./g, '')}abcdef0123`, node_ip: ip, worker: `h-${ip}` });
+  store.apply(e('run.started', { plan: { output_dir: '/out/s' } }));
+  store.apply(e('cluster.connected', { system: 'cluster', address: '127.0.0.1:6379', max_concurrent: 2,
+                                       nodes: [{ node: 'a' }, { node: 'b' }] }));
+  store.apply(e('candidate.started', { candidate: 'c1', params: { 'q.block_size': 32 }, ...at('10.0.0.1') }));
+  store.apply(e('pass.started', { candidate: 'c1', pass_name: 'q', pass_type: 'ModelBuilder', index: 0, total: 1,
+                                  ...at('10.0.0.1') }));
+  store.apply(e('candidate.retried', { candidate: 'c1', attempt: 2, max_attempts: 3, reason: 'worker died',
+                                       ...at('10.0.0.1') }));
+  store.apply(e('candidate.started', { candidate: 'c1', params: { 'q.block_size': 32 }, attempt: 2,
+                                       ...at('10.0.0.2') }));
+  store.apply(e('pass.started', { candidate: 'c1', pass_name: 'q', pass_type: 'ModelBuilder', index: 0, total: 1,
+                                  ...at('10.0.0.2') }));
+  store.apply(e('candidate.evaluated', { candidate: 'c1', params: { 'q.block_size': 32 }, metrics: { 'size-bytes': 5 },
+                                         accepted: true, node: '100020abcdef0123', node_ip: '10.0.0.2' }));
+  store.apply(e('candidate.started', { candidate: 'c2', params: { 'q.block_size': 64 }, ...at('10.0.0.1') }));
+  store.apply(e('candidate.failed', { candidate: 'c2', message: 'lost 3 times', fix: null }));
+  const run = store.get('ray')!;
+
+  it('shows which node ran each candidate and pass, and the retry', () => {
+    const [c1, c2] = run.candidates;
+    assert.deepEqual([c1.node, c1.attempt, c1.state], ['10.0.0.2', 2, 'evaluated']);
+    assert.deepEqual([c2.state, c2.message], ['failed', 'lost 3 times']);
+    assert.equal(run.passes[0].node, '10.0.0.2');
+    assert.ok(run.logs.some((l) => l.level === 'warning' && /retrying \(attempt 2 of 3\): worker died \(was on 10\.0\.0\.1\)/.test(l.message)));
+    assert.ok(run.logs.some((l) => /connected to Ray cluster cluster \(2 nodes\)/.test(l.message)));
+    const html = renderRun(run);
+    assert.match(html, /<th>node<\/th>/);
+    assert.match(html, /<td class="node">10\.0\.0\.2 \(try 2\)<\/td>/);
+    assert.match(html, /@ 10\.0\.0\.2/);
+  });
+});
+
 describe('RunStore edge cases', () => {
   it('ignores duplicates and counts lost events', () => {
     const store = new RunStore();
