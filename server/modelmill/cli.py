@@ -458,7 +458,9 @@ def _execute(document: Any, args: argparse.Namespace, overrides: dict[str, Any])
     if warnings and args.log_level <= 2:
         console.print(format_report(warnings, document.name), markup=False)
     plan = plan_from_config(config)
-    _check_provider(plan.accelerator.execution_provider, plan.accelerator.device)
+    if plan.metrics or any("onnx" in {*step.pass_cls.accepts, step.pass_cls.produces} for step in plan.steps):
+        # Only ONNX work needs the provider: a training-only plan (finetune --device gpu) runs on torch's CUDA.
+        _check_provider(plan.accelerator.execution_provider, plan.accelerator.device)
     console.print(f"[bold]plan[/] ({plan.accelerator.device}, {plan.accelerator.execution_provider}): "
                   f"{plan.input_model.path}")
     searched = plan.search_space.dimensions

@@ -142,3 +142,12 @@ def test_lora_pass_keys_are_validated_like_every_other_pass(tiny_llama_dir: Path
     assert ("undefined-reference", "did you mean 'train_data'?") in found
     assert ("unknown-key", "did you mean 'max_steps'?") in found
     assert any(code == "invalid-value" for code, _ in found)
+
+
+def test_gpu_training_does_not_need_onnxruntime_gpu(capsys: pytest.CaptureFixture[str], tiny_llama_dir: Path) -> None:
+    # --dry_run stops after planning: the provider check (which refuses CUDA on this CPU onnxruntime) is skipped
+    # for a plan that only trains, while auto-opt for the GPU is still refused.
+    assert main(["finetune", "-m", str(tiny_llama_dir), "-d", "sample:instructions", "--text_field", "response",
+                 "--device", "gpu", "--dry_run"]) == 0
+    code = main(["auto-opt", "-m", str(tiny_llama_dir), "--device", "gpu", "--precision", "int4", "--dry_run"])
+    assert code != 0 and "CUDAExecutionProvider" in capsys.readouterr().err

@@ -127,7 +127,11 @@ def _train(model: ModelRef, params: LoRAParams, ctx: PassContext, train_spec: di
     from modelmill.finetune import dataset as data
     from modelmill.finetune import training
 
-    on_gpu = ctx.accelerator.device == "gpu" and torch.cuda.is_available()
+    on_gpu = ctx.accelerator.device == "gpu"
+    if on_gpu and not torch.cuda.is_available():
+        raise PassError(f"training on the GPU was asked for, but this torch ({torch.__version__}) sees no CUDA device",
+                        fix="install a CUDA build of torch on a machine with an NVIDIA GPU, or use --device cpu",
+                        where="systems.accelerators.device")
     ctx.progress(0.0, "loading the model")
     lora = training.LoraSettings(params.r, params.alpha, params.lora_dropout, params.target_modules,
                                  params.modules_to_save)
