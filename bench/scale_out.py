@@ -35,8 +35,6 @@ import os
 import platform
 import secrets
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -47,6 +45,10 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests" / "engine"))
+
+from ray_cluster_helpers import start_cluster  # noqa: E402 - the tests' loopback cluster, one implementation
+
 DEFAULT_RESULTS = ROOT / "bench" / "results" / "scale_out.json"
 BIN = Path(sys.executable).parent
 TARGET_SPEEDUP = 1.7
@@ -63,81 +65,6 @@ METRICS = [
         {"name": "decode_tokens_per_s", "priority": -1,
          "metric_config": {"prompt_length": 64, "new_tokens": 64, "warmup_num": 1, "repeat_test_num": 2}}]},
 ]
-
-
-# --- a local cluster ---------------------------------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Cluster:
-    """``nodes`` one-CPU Ray nodes on loopback, each a ``ray start --block`` process of its own session."""
-
-    def __init__(self, nodes: int, env: dict[str, str], logs: Path) -> None:
-        self.address = f"127.0.0.1:{free_port()}"
-        self.env, self.logs, self.processes = env, logs, []
-        self.temp = Path(tempfile.mkdtemp(prefix="mmray", dir="/tmp"))  # Ray's socket paths must stay short
-        started = time.perf_counter()
-        try:
-            self._node(head=True)
-            self._wait_port()
-            for _ in range(nodes - 1):
-                self._node(head=False)
-            self._wait_nodes(nodes)
-        except BaseException:
-            self.stop()
-            raise
-        self.startup_s = round(time.perf_counter() - started, 3)
-
-    def _node(self, head: bool) -> None:
-        flags = ["--head", "--port", self.address.rsplit(":", 1)[1], "--include-dashboard", "false",
-                 "--temp-dir", str(self.temp)] if head else ["--address", self.address]
-        log = open(self.logs / f"ray-node{len(self.processes)}.log", "w")  # noqa: SIM115 - lives with the node
-        self.processes.append(subprocess.Popen(
-            [str(BIN / "ray"), "start", *flags, "--num-cpus", "1", "--node-ip-address", "127.0.0.1",
-             "--disable-usage-stats", "--object-store-memory", str(200 << 20), "--block"],
-            stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True))
-
-    def _wait_port(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", int(self.address.rsplit(":", 1)[1])), timeout=1).close()
-                return
-            except OSError:
-                time.sleep(0.3)
-        raise TimeoutError("the Ray head did not open its port")
-
-    def _wait_nodes(self, count: int, timeout: float = 120) -> None:
-        probe = ("import ray, sys; ray.init(address=sys.argv[1], log_to_driver=False); "
-                 "print(sum(1 for n in ray.nodes() if n['Alive']))")
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            done = subprocess.run([sys.executable, "-c", probe, self.address], capture_output=True, text=True,
-                                  env=self.env, timeout=60)
-            lines = done.stdout.strip().splitlines()
-            if done.returncode == 0 and lines and int(lines[-1]) >= count:
-                return
-            time.sleep(1)
-        raise TimeoutError(f"the cluster did not reach {count} nodes")
-
-    def stop(self) -> None:
-        for process in reversed(self.processes):
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in reversed(self.processes):
-            try:
-                process.wait(timeout=40)
-            except subprocess.TimeoutExpired:
-                pass
-            try:
-                os.killpg(process.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-        shutil.rmtree(self.temp, ignore_errors=True)
 
 
 # --- other load on the machine ------------------------------------------------------------------------
@@ -196,7 +123,7 @@ def config_for(model: Path, address: str, root: Path, tag: str) -> dict[str, Any
 
 def run_once(model: Path, workers: int, root: Path, env: dict[str, str], repetition: int) -> dict[str, Any]:
     tag = f"{workers}w-{repetition}"
-    cluster = Cluster(workers, env, root)
+    cluster = start_cluster(workers, env, object_store_bytes=200 << 20, log_dir=root)
     load = os.getloadavg()[0]  # other work on the machine skews the comparison: recorded with the result
     try:
         config = root / f"config-{tag}.json"

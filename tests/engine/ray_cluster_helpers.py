@@ -22,8 +22,7 @@ from pathlib import Path
 from typing import Iterator
 
 RAY = str(Path(sys.executable).parent / "ray")
-NODE_FLAGS = ["--num-cpus", "1", "--node-ip-address", "127.0.0.1", "--disable-usage-stats",
-              "--object-store-memory", str(100 * 1024 * 1024), "--block"]
+NODE_FLAGS = ["--num-cpus", "1", "--node-ip-address", "127.0.0.1", "--disable-usage-stats", "--block"]
 
 
 def free_port() -> int:
@@ -59,16 +58,25 @@ def cluster_environment() -> Iterator[None]:
 
 @dataclass
 class LocalCluster:
+    """One-CPU Ray nodes on loopback, each a ``ray start --block`` process in its own session (also used by
+    bench/scale_out.py)."""
+
     address: str
     temp_dir: Path
+    env: dict[str, str] = field(default_factory=ray_env)
+    object_store_bytes: int = 100 << 20
+    log_dir: Path | None = None  # node logs; default: the temp dir, removed by stop()
     processes: list[subprocess.Popen] = field(default_factory=list)
+    startup_s: float = 0.0
 
     def add_node(self, head: bool = False) -> None:
         args = [RAY, "start", *(["--head", "--port", self.address.rsplit(":", 1)[1], "--include-dashboard",
                                  "false", "--temp-dir", str(self.temp_dir)] if head else
-                                ["--address", self.address]), *NODE_FLAGS]
-        log = open(self.temp_dir / f"node{len(self.processes)}.log", "w")  # noqa: SIM115 - closed with the process
-        self.processes.append(subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=ray_env(),
+                                ["--address", self.address]), *NODE_FLAGS,
+                "--object-store-memory", str(self.object_store_bytes)]
+        logs = self.log_dir or self.temp_dir
+        log = open(logs / f"node{len(self.processes)}.log", "w")  # noqa: SIM115 - closed with the process
+        self.processes.append(subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=self.env,
                                                start_new_session=True))
 
     def wait_for_nodes(self, count: int, timeout: float = 90.0) -> None:
@@ -79,10 +87,11 @@ class LocalCluster:
         while time.monotonic() < deadline:
             for process in self.processes:
                 if process.poll() is not None:
-                    raise RuntimeError(f"a ray node exited ({process.returncode}); see {self.temp_dir}/node*.log")
+                    raise RuntimeError(f"a ray node exited ({process.returncode}); see "
+                                       f"{self.log_dir or self.temp_dir}/node*.log")
             try:
                 done = subprocess.run([sys.executable, "-c", probe, self.address], capture_output=True, text=True,
-                                      timeout=30, env=ray_env())
+                                      timeout=30, env=self.env)
                 if done.returncode == 0 and int(done.stdout.strip().splitlines()[-1]) >= count:
                     return
             except (subprocess.TimeoutExpired, ValueError, IndexError):
@@ -106,9 +115,12 @@ class LocalCluster:
         shutil.rmtree(self.temp_dir, ignore_errors=True)
 
 
-def start_cluster(nodes: int = 2) -> LocalCluster:
+def start_cluster(nodes: int = 2, env: dict[str, str] | None = None, object_store_bytes: int = 100 << 20,
+                  log_dir: Path | None = None) -> LocalCluster:
+    started = time.perf_counter()
     # Ray's socket paths must stay short: a temp dir directly under /tmp.
-    cluster = LocalCluster(f"127.0.0.1:{free_port()}", Path(tempfile.mkdtemp(prefix="mmray", dir="/tmp")))
+    cluster = LocalCluster(f"127.0.0.1:{free_port()}", Path(tempfile.mkdtemp(prefix="mmray", dir="/tmp")),
+                           env if env is not None else ray_env(), object_store_bytes, log_dir)
     try:
         cluster.add_node(head=True)
         deadline = time.monotonic() + 60
@@ -125,4 +137,5 @@ def start_cluster(nodes: int = 2) -> LocalCluster:
     except BaseException:
         cluster.stop()
         raise
+    cluster.startup_s = round(time.perf_counter() - started, 3)
     return cluster
