@@ -92,8 +92,6 @@ def test_missing_template_field_names_it_and_the_fields_present() -> None:
 
 
 def test_record_text_by_template_field_and_chat_template() -> None:
-    from transformers import AutoTokenizer
-
     row = ROWS[1]
     assert data.record_text(row, data.TextSpec(text_template="Q: {instruction}\nA: {response}"), None) == "Q: q1\nA: a1"
     assert data.record_text({"text": "hi"}, data.TextSpec(text_field="text"), None) == "hi"
@@ -103,7 +101,17 @@ def test_record_text_by_template_field_and_chat_template() -> None:
             return "|".join(f"{m['role']}:{m['content']}" for m in messages)
 
     assert data.record_text(row, data.TextSpec(use_chat_template=True), ChatTokenizer()) == "user:q1|assistant:a1"
-    assert AutoTokenizer  # the real chat template path is exercised on SmolLM2 in the slow test
+
+
+def test_chat_template_of_a_real_tokenizer(tiny_llama_dir: Path) -> None:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_llama_dir))
+    row = {**ROWS[1], "context": "some context"}
+    text = data.record_text(row, data.TextSpec(use_chat_template=True), tokenizer)
+    messages = [{"role": "user", "content": "some context\n\nq1"}, {"role": "assistant", "content": "a1"}]
+    assert text == tokenizer.apply_chat_template(messages, tokenize=False)
+    assert "some context" in text and "a1" in text
 
 
 def test_chat_template_needs_a_tokenizer_that_has_one() -> None:
