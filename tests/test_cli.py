@@ -113,3 +113,22 @@ def test_schema_and_migrate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     migrated = json.loads(target.read_text())
     assert migrated["input_model"]["type"] == "HfModel" and "engine" not in migrated
     assert migrated["search_strategy"]["sampler"] == "tpe"
+
+
+def test_validate_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text('{\n  "input_model": {"type": "HfModel", "model_path": "sample:smollm2"},\n'
+                   '  "passes": {"b": {"type": "ModelBulder", "precision": "int4"}}\n}\n')
+    capsys.readouterr()
+    assert main(["validate", "--json", str(bad)]) == 1
+    found = json.loads(capsys.readouterr().out)
+    unknown = next(d for d in found if d["code"] == "unknown-pass-type")
+    assert unknown["file"] == str(bad) and unknown["severity"] == "error"
+    assert unknown["path"] == ["passes", "b", "type"]
+    assert unknown["range"]["start"]["line"] == 2
+    assert unknown["data"]["replace_with"] == "ModelBuilder"
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps({"input_model": {"type": "HfModel", "model_path": "sample:smollm2"},
+                                "passes": {"b": {"type": "ModelBuilder", "precision": "int4"}}}))
+    assert main(["validate", "--json", str(good)]) == 0
+    assert json.loads(capsys.readouterr().out) == []

@@ -281,7 +281,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     diagnostics = validate_document(document)
     errors = [d for d in diagnostics if d.severity == "error"]
     if args.json:
-        print(json.dumps([d.to_json() for d in diagnostics], indent=2))
+        print(json.dumps([d.to_json(str(path)) for d in diagnostics], indent=2))
     else:
         if diagnostics:
             print(format_report(diagnostics, str(path)))

@@ -63,6 +63,41 @@ class Diagnostic:
     path: KeyPath = ()
     data: dict[str, Any] = field(default_factory=dict)
 
+    def to_json(self, file: str | None = None) -> dict[str, Any]:
+        """The JSON form `modelmill validate --json` prints (docs/diagnostics.md, "JSON output").
+
+        Lines and columns are 0-based, as in the language server's ranges (columns count code
+        points; the server converts them to the client's encoding); ``offset`` is the character
+        offset into the text.
+        """
+        result: dict[str, Any] = {
+            "severity": self.severity, "code": self.code, "message": self.message, "hint": self.hint,
+            "path": list(self.path), "range": {"start": _position_json(self.range.start),
+                                               "end": _position_json(self.range.end)},
+            "data": _json_safe(self.data)}
+        if file is not None:
+            result = {"file": file, **result}
+        return result
+
+
+def _position_json(position: Any) -> dict[str, int]:
+    return {"line": position.line, "character": position.col, "offset": position.offset}
+
+
+def _json_safe(data: dict[str, Any]) -> dict[str, Any]:
+    """Quick-fix payloads as JSON values (anything that is not plain JSON becomes its string)."""
+
+    def plain(value: Any) -> Any:
+        if value is None or isinstance(value, (str, int, float, bool)):
+            return value
+        if isinstance(value, (list, tuple)):
+            return [plain(item) for item in value]
+        if isinstance(value, dict):
+            return {str(key): plain(item) for key, item in value.items()}
+        return str(value)
+
+    return {key: plain(value) for key, value in data.items()}
+
 
 def replacing(value: Any) -> dict[str, Any]:
     """``data`` for a quick fix that puts ``value`` in place of the flagged text (none for None)."""
