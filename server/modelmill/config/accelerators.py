@@ -120,6 +120,7 @@ def resolve_accelerator(system: dict[str, Any] | None) -> Accelerator:
     if not isinstance(accelerators, list) or not accelerators or not isinstance(accelerators[0], dict):
         return Accelerator()
     device, ep = accelerators[0].get("device"), first_ep(accelerators[0])
+    device = device.lower() if isinstance(device, str) else device  # Olive lower-cases it
     if ep is None:
         if device not in DEFAULT_EP:
             raise ValueError(f"specify the execution provider for the device: {device}")

@@ -214,6 +214,7 @@ class WorkflowConfig(StrictModel):
         """
         from pydantic import ValidationError
 
+        from modelmill.config.pass_checks import not_runnable, not_runnable_message
         from modelmill.config.pass_values import split_params
         from modelmill.passes.registry import find_pass
 
@@ -221,14 +222,21 @@ class WorkflowConfig(StrictModel):
         for name, value in self.passes.items():
             entry = value[0] if isinstance(value, list) else value
             cls = find_pass(entry.type)
+            olive = not_runnable(entry.type, {"metadata_only": entry.params.get("metadata_only")})
+            if olive is not None:
+                message, hint = not_runnable_message(olive, entry.params)
+                raise ConfigError(message, fix=hint, where=f"passes.{name}.type")
             if cls is None:
                 raise ConfigError(f"unknown pass type '{entry.type}'", where=f"passes.{name}.type")
             split = split_params(entry.params, cls.Params, self.search_enabled)
             if split.problems:
                 problem = split.problems[0]
                 raise ConfigError(problem.message, fix=problem.hint, where=f"passes.{name}.{problem.param}")
+            # Keys the Params do not model were checked (Olive parameters ModelMill does not act on, or keys Olive
+            # ignores with a warning): the run leaves them out, as Olive leaves out keys it does not know.
+            fixed = {key: value for key, value in split.fixed.items() if key in cls.Params.model_fields}
             try:
-                params = cls.Params.model_validate(split.fixed)
+                params = cls.Params.model_validate(fixed)
             except ValidationError as exc:
                 raise ConfigError(f"invalid parameters for pass '{name}' ({cls.name}): {exc}",
                                   where=f"passes.{name}") from exc

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import lru_cache
 from typing import Any
 
 from pydantic import ValidationError
@@ -11,8 +12,9 @@ from modelmill.config.accelerators import resolve_accelerator
 from modelmill.config.architectures import expected_ort_model_type, input_model_info
 from modelmill.config.diagnostics import Diagnostic, KeyPath, replacing
 from modelmill.config.input_models import MODEL_KINDS
-from modelmill.config.pass_values import split_params
-from modelmill.config.pydantic_errors import choices_hint, translate
+from modelmill.config.olive_catalog import OlivePass, all_olive_passes, find_olive_pass, params_model
+from modelmill.config.pass_values import DEFAULT_VALUE, SEARCHABLE_VALUES, is_search_parameter, split_params
+from modelmill.config.pydantic_errors import choices_hint, did_you_mean, translate
 from modelmill.config.view import ConfigView
 from modelmill.passes.base import Pass
 from modelmill.passes.registry import all_passes, find_pass, suggest_pass
@@ -46,16 +48,44 @@ def search_on(view: ConfigView) -> bool:
     return isinstance(view.get(("search_strategy",)), dict)
 
 
+def not_runnable(pass_type: str, entry: dict[str, Any]) -> OlivePass | None:
+    """The Olive pass an entry names when ModelMill cannot run it (a known pass, or a mode it lacks)."""
+    olive = find_olive_pass(pass_type)
+    cls = find_pass(pass_type)
+    if cls is None:
+        return olive
+    if cls.name == "ModelBuilder" and entry.get("metadata_only") is True:
+        return olive  # genai_config.json for an existing ONNX model: ModelMill's builder has no such mode
+    return None
+
+
+def not_runnable_message(olive: OlivePass, entry: dict[str, Any]) -> tuple[str, str]:
+    if find_pass(olive.name) is not None:  # a mode of a pass ModelMill runs
+        return (f"{olive.name} with metadata_only is an Olive pass mode; ModelMill cannot run it here",
+                "run it with Olive, or build the model with ModelBuilder from the Hugging Face model")
+    return (f"{olive.name} is an Olive pass; ModelMill cannot run it here: it needs {olive.needs()}",
+            "run this workflow with Olive (`olive run --config ...`); `modelmill run` stops before it starts")
+
+
 def check_pass_types(view: ConfigView) -> list[Diagnostic]:
     diagnostics = []
     for _, at, entry in pass_entries(view):
         pass_type = entry.get("type")
-        if isinstance(pass_type, str) and find_pass(pass_type) is None:
-            suggestion = suggest_pass(pass_type)
-            hint = f"did you mean '{suggestion}'?" if suggestion else f"known passes: {', '.join(all_passes())}"
+        if not isinstance(pass_type, str):
+            continue
+        olive = not_runnable(pass_type, entry)
+        if olive is not None:
+            message, hint = not_runnable_message(olive, entry)
+            diagnostics.append(view.diag(at + ("type",), "warning", "pass-not-runnable", message, hint,
+                                         pass_type=olive.name))
+        elif find_pass(pass_type) is None:
+            names = [*all_passes(), *(n for n in all_olive_passes() if n not in all_passes())]
+            suggestion = did_you_mean(pass_type, names)
+            hint = f"did you mean '{suggestion}'?" if suggestion else "see Olive's pass list (`modelmill schema`)"
             extra = replacing(suggestion)
             diagnostics.append(view.diag(at + ("type",), "error", "unknown-pass-type",
-                                         f"unknown pass type '{pass_type}'", hint, **extra))
+                                         f"unknown pass type '{pass_type}': neither ModelMill nor Olive has it",
+                                         hint, **extra))
     return diagnostics
 
 
@@ -63,11 +93,104 @@ def check_pass_params(view: ConfigView) -> list[Diagnostic]:
     diagnostics: list[Diagnostic] = []
     searching = search_on(view)
     for _, at, entry in pass_entries(view):
+        params = {key: value for key, value in entry.items() if key not in _ENTRY_KEYS}
         cls = _pass_class(entry)
         if cls is not None:
-            params = {key: value for key, value in entry.items() if key not in _ENTRY_KEYS}
-            diagnostics.extend(_params(view, cls, params, at, searching))
+            known, ignored = _known(view, params, cls.Params, cls.name, at)
+            olive_only, ignored = _olive_only(view, cls.name, params, ignored, at, searching)
+            diagnostics.extend(ignored)
+            diagnostics.extend(olive_only)
+            diagnostics.extend(_params(view, cls, known, at, searching))
+            continue
+        olive = find_olive_pass(entry["type"]) if isinstance(entry.get("type"), str) else None
+        if olive is not None:
+            model = params_model(olive.name)
+            known, ignored = _known(view, params, model, olive.name, at)
+            diagnostics.extend(ignored)
+            diagnostics.extend(_catalog_params(view, olive, model, known, at, searching))
     return diagnostics
+
+
+def _known(view: ConfigView, params: dict[str, Any], model: Any, pass_name: str,
+           at: KeyPath) -> tuple[dict[str, Any], list[Diagnostic]]:
+    """Split off keys the pass does not have: Olive ignores them with a warning, so they are warnings here."""
+    fields = [name for name in model.model_fields if not name.startswith("_")]
+    known = {key: value for key, value in params.items() if key in model.model_fields}
+    diagnostics = []
+    for key in params:
+        if key in known:
+            continue
+        suggestion = did_you_mean(key, fields)
+        hint = f"did you mean '{suggestion}'?" if suggestion else f"{pass_name} parameters: {', '.join(fields)}"
+        extra = replacing(suggestion) or {"remove": True}
+        diagnostics.append(view.diag(at + (key,), "warning", "ignored-key",
+                                     f"{pass_name} has no parameter '{key}'; Olive ignores it (with a warning)",
+                                     hint, key=True, **extra))
+    return known, diagnostics
+
+
+def _olive_only(view: ConfigView, name: str, params: dict[str, Any], ignored: list[Diagnostic], at: KeyPath,
+                searching: bool) -> tuple[list[Diagnostic], list[Diagnostic]]:
+    """Olive parameters of a pass ModelMill runs that its Params do not model: accepted with Olive's type
+    (ModelMill does not act on them), so only the keys Olive does not have either stay ``ignored-key``."""
+    olive = find_olive_pass(name)
+    if olive is None:
+        return [], ignored
+    model = params_model(olive.name)
+    extra = {str(d.path[-1]): params[str(d.path[-1])] for d in ignored if d.path and d.path[-1] in olive.params}
+    still = [d for d in ignored if not (d.path and d.path[-1] in olive.params)]
+    return _catalog_params(view, olive, model, extra, at, searching, partial=True), still
+
+
+def _catalog_params(view: ConfigView, olive: OlivePass, model: Any, params: dict[str, Any], at: KeyPath,
+                    searching: bool, partial: bool = False) -> list[Diagnostic]:
+    """An Olive pass's values, checked as Olive checks them (its pydantic types; search markers; candidates)."""
+    from pydantic import ValidationError
+
+    searchable = model.searchable_fields()
+    fixed: dict[str, Any] = {}
+    diagnostics = []
+    for name, value in params.items():
+        if value == DEFAULT_VALUE or is_search_parameter(value):
+            continue
+        if value == SEARCHABLE_VALUES:
+            if not searching:
+                diagnostics.append(view.diag(at + (name,), "error", "searchable-without-search",
+                                             f"'{name}': SEARCHABLE_VALUES needs search_strategy",
+                                             "add a search_strategy, or give one value"))
+            continue
+        if isinstance(value, list) and value and name in searchable and _all_valid(model, name, value):
+            continue  # Olive turns a list of valid values for a searchable parameter into search candidates
+        fixed[name] = value
+    try:
+        model.model_validate(fixed)
+    except ValidationError as exc:
+        found = translate(view, exc, model, fixed, at, section=f"for {olive.name}")
+        diagnostics.extend(d for d in found if d.code != "missing-required" or not (partial or _has_default_marker(params, d)))
+    return diagnostics
+
+
+def _all_valid(model: Any, name: str, values: list[Any]) -> bool:
+    from pydantic import ValidationError
+
+    adapter = _field_adapter(model, name)
+    try:
+        for value in values:
+            adapter.validate_python(value)
+    except ValidationError:
+        return False
+    return True
+
+
+@lru_cache(maxsize=None)
+def _field_adapter(model: Any, name: str) -> Any:
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(model.model_fields[name].annotation)
+
+
+def _has_default_marker(params: dict[str, Any], diag: Diagnostic) -> bool:
+    return bool(diag.path) and params.get(str(diag.path[-1])) == DEFAULT_VALUE
 
 
 def _params(view: ConfigView, cls: type[Pass], params: dict[str, Any], at: KeyPath,
@@ -117,8 +240,16 @@ def check_pass_flow(view: ConfigView) -> list[Diagnostic]:
     diagnostics = []
     for name, at, entry in pass_entries(view, first_only=True):
         cls = _pass_class(entry)
-        if cls is None:
-            kind = None  # unknown pass: we cannot tell what flows on
+        olive = not_runnable(entry["type"], entry) if isinstance(entry.get("type"), str) else None
+        if cls is None or olive is not None:
+            if olive is not None and kind is not None and olive.takes(kind) is False:
+                diagnostics.append(view.diag(
+                    at + ("type",), "error", "model-kind-mismatch",
+                    f"{olive.name} takes {' or '.join(olive.accepts)} models, but {source} is {kind}; "
+                    "Olive would fail when it reaches this pass",
+                    "reorder the passes, or add a conversion pass before this one"))
+            kind = None  # a pass ModelMill does not run: we cannot tell what flows on
+            fused_by = None
             continue
         if kind is not None and kind not in cls.accepts:
             diagnostics.append(view.diag(

@@ -52,6 +52,7 @@ def check_accelerators(view: ConfigView) -> list[Diagnostic]:
 def _accelerator(view: ConfigView, system: dict[str, Any], accelerator: dict[str, Any],
                  at: KeyPath) -> list[Diagnostic]:
     device, ep = accelerator.get("device"), first_ep(accelerator)
+    device = device.lower() if isinstance(device, str) else device  # Olive lower-cases it
     if ep is None:
         if isinstance(device, str) and device not in DEFAULT_EP and device != "any":
             return [view.diag(at + ("device",), "error", "missing-required",

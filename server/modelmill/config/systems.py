@@ -26,6 +26,12 @@ class AcceleratorConfig(StrictModel):
         None, description="Device memory in bytes or as text such as \"16GB\"; needed by CaptureSplitInfo's "
                           "cost_model.")
 
+    @field_validator("device", mode="before")
+    @classmethod
+    def _lower_device(cls, value: Any) -> Any:
+        """Olive lower-cases the device (``validate_lowercase``), so \"GPU\" is gpu."""
+        return value.lower() if isinstance(value, str) else value
+
     @field_validator("execution_providers")
     @classmethod
     def _one_ep(cls, value: list[Any] | None) -> list[Any] | None:

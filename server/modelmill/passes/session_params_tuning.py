@@ -33,6 +33,9 @@ from modelmill.passes import onnx_io
 from modelmill.passes.base import Pass, PassParams, searchable
 
 ExecutionMode = Literal["ORT_SEQUENTIAL", "ORT_PARALLEL"]
+# Olive types execution_mode_list as onnxruntime.ExecutionMode's integers: 0 sequential, 1 parallel.
+OliveExecutionMode = Literal[0, 1]
+_MODE_NAMES = {0: "ORT_SEQUENTIAL", 1: "ORT_PARALLEL"}
 OptLevel = Literal[0, 1, 2, 99]
 # graph_optimization_level ints → ORT enum names (also what genai_config.json takes).
 OPT_LEVEL_NAMES = {0: "ORT_DISABLE_ALL", 1: "ORT_ENABLE_BASIC", 2: "ORT_ENABLE_EXTENDED", 99: "ORT_ENABLE_ALL"}
@@ -58,7 +61,7 @@ class OrtSessionParamsTuningParams(PassParams):
         None, description="Execution providers to try, e.g. [\"CPUExecutionProvider\"]. None tries the target's.")
     provider_options_list: list[dict[str, Any]] | None = Field(
         None, description="Provider options, one dict per entry of providers_list.")
-    execution_mode_list: list[ExecutionMode] | None = searchable(
+    execution_mode_list: list[ExecutionMode | OliveExecutionMode] | OliveExecutionMode | None = searchable(
         None, [["ORT_SEQUENTIAL"], ["ORT_SEQUENTIAL", "ORT_PARALLEL"]],
         "Execution modes to try. None tries ORT_SEQUENTIAL only (ORT_PARALLEL helps only graphs with parallel branches).")
     opt_level_list: list[OptLevel] | None = searchable(
@@ -181,7 +184,9 @@ def _trials(params: OrtSessionParamsTuningParams, providers: list[tuple[str, dic
     intra = sorted({min(n, limit) if n > 0 else 0 for n in intra})
     inter = params.inter_thread_num_list or [0]
     inter = sorted({min(n, limit) if n > 0 else 0 for n in inter})
-    modes = list(dict.fromkeys(params.execution_mode_list or ["ORT_SEQUENTIAL"]))
+    given = params.execution_mode_list
+    given = [given] if isinstance(given, int) else given
+    modes = list(dict.fromkeys(_MODE_NAMES.get(m, m) for m in given or ["ORT_SEQUENTIAL"]))  # type: ignore[call-overload]
     levels = list(dict.fromkeys(params.opt_level_list or [99]))
     trials = []
     for (provider, options), mode, level, intra_n in itertools.product(providers, modes, levels, intra):
