@@ -448,6 +448,7 @@ def _execute(document: Any, args: argparse.Namespace, overrides: dict[str, Any])
     from modelmill.engine.plan import plan_from_config
     from modelmill.engine.runner import start_run
     from modelmill.engine.workflow import new_run_id
+    from modelmill.pipes import EXIT_STATUS
     from modelmill.render import EventsFile, ProgressRenderer, stderr_console
 
     console = stderr_console()
@@ -458,6 +459,8 @@ def _execute(document: Any, args: argparse.Namespace, overrides: dict[str, Any])
     if warnings and args.log_level <= 2:
         console.print(format_report(warnings, document.name), markup=False)
     plan = plan_from_config(config)
+    if getattr(args, "trust_remote_code", False):  # the flag stands in for the config's trust_remote_code
+        plan.input_model = plan.input_model.with_attributes(trust_remote_code=True)
     if plan.metrics or any("onnx" in {*step.pass_cls.accepts, step.pass_cls.produces} for step in plan.steps):
         # Only ONNX work needs the provider: a training-only plan (finetune --device gpu) runs on torch's CUDA.
         _check_provider(plan.accelerator.execution_provider, plan.accelerator.device)
@@ -478,6 +481,8 @@ def _execute(document: Any, args: argparse.Namespace, overrides: dict[str, Any])
         print(document.text if document.name.startswith("<") else json.dumps(config.model_dump(
             mode="json", exclude_none=True), indent=2))
         return 0
+    if console.output_closed.is_set():  # the reader left during the plan (`| head -1`): start nothing
+        return EXIT_STATUS
     listeners: list[Callable[[dict[str, Any]], None]] = []
     events_file = EventsFile(args.events) if getattr(args, "events", None) else None
     if events_file:
@@ -486,15 +491,19 @@ def _execute(document: Any, args: argparse.Namespace, overrides: dict[str, Any])
         with ProgressRenderer(console, args.log_level) as renderer:
             handle = start_run(plan, new_run_id(), [renderer, *listeners])
             try:
-                while not handle.done:
+                while not handle.done and not console.output_closed.is_set():
                     handle._done.wait(0.2)
             except KeyboardInterrupt:
                 console.print("[yellow]cancelling...[/]")
+                handle.cancel()
+            if console.output_closed.is_set():  # the reader is gone (`| head`): stop the worker, as SIGPIPE would
                 handle.cancel()
             outcome = handle.result()  # a cancelled worker ends within its grace period (engine/cancel.py)
     finally:
         if events_file:
             events_file.close()
+    if console.output_closed.is_set():
+        return EXIT_STATUS
     if outcome.status == "cancelled":
         console.print("cancelled; no partial output was written (finished passes stay cached)")
         return 130
@@ -541,6 +550,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("cancelled; no partial output was written", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # a plain print() to a closed pipe (`modelmill schema | head`): exit quietly
+        from modelmill.pipes import EXIT_STATUS, silence_standard_streams
+
+        silence_standard_streams()
+        return EXIT_STATUS
     except Exception:  # noqa: BLE001 - an unexpected failure still ends with a message and a nonzero exit
         import traceback
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 from pathlib import Path
 from typing import IO, Any
 
@@ -132,5 +133,25 @@ class EventsFile:
         self.handle.close()
 
 
-def stderr_console() -> Console:
-    return Console(file=sys.stderr, highlight=False)
+class PipeSafeConsole(Console):
+    """A console that goes quiet when its reader is gone, and says so through ``output_closed``.
+
+    rich's default raises SystemExit from whichever thread wrote; in the run's event thread that only
+    ended the thread, and the CLI then waited forever (``modelmill run ... | head -3``). The main
+    thread watches ``output_closed`` instead: it stops the run and exits (pipes.EXIT_STATUS).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.output_closed = threading.Event()
+
+    def on_broken_pipe(self) -> None:
+        from modelmill.pipes import silence
+
+        self.quiet = True
+        silence(self.file)
+        self.output_closed.set()
+
+
+def stderr_console() -> PipeSafeConsole:
+    return PipeSafeConsole(file=sys.stderr, highlight=False)

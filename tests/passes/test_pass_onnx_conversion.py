@@ -74,7 +74,8 @@ def test_pytorch_module_with_io_config(tmp_path: Path, dynamo: bool) -> None:
     torch.save(module, path)
     io_config = {"input_names": ["x"], "input_shapes": [[2, 16]], "input_types": ["float32"], "output_names": ["y"],
                  "dynamic_axes": {"x": {0: "batch"}, "y": {0: "batch"}}}
-    ref = ModelRef(kind="pytorch", path=path, attributes={"io_config": io_config})
+    # A whole pickled module loads only with the user's consent (tests/test_remote_code.py).
+    ref = ModelRef(kind="pytorch", path=path, attributes={"io_config": io_config, "trust_remote_code": True})
     result, _ = run_pass(OnnxConversion, ref, tmp_path, use_dynamo_exporter=dynamo)
     assert session(result).get_inputs()[0].shape[0] == "batch"
     x = np.random.default_rng(0).standard_normal((5, 16)).astype(np.float32)

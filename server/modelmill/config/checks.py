@@ -18,6 +18,7 @@ from modelmill.config.eval_checks import check_data_configs, check_metrics
 from modelmill.config.models import WorkflowConfig
 from modelmill.config.pass_checks import PASS_CHECKS, pass_entries
 from modelmill.config.pydantic_errors import did_you_mean, translate
+from modelmill.config.remote_code_checks import check_remote_code
 from modelmill.config.system_checks import check_accelerators, check_input_model, check_ray
 from modelmill.config.view import ConfigView
 
@@ -124,7 +125,8 @@ def check_search(view: ConfigView) -> list[Diagnostic]:
 
 
 SEMANTIC_CHECKS: tuple[Check, ...] = (check_input_model, check_references, check_search, check_metrics,
-                                      check_data_configs, check_accelerators, check_ray, *PASS_CHECKS)
+                                      check_data_configs, check_accelerators, check_ray, check_remote_code,
+                                      *PASS_CHECKS)
 
 
 def run_checks(view: ConfigView) -> list[Diagnostic]:

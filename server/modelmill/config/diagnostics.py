@@ -45,6 +45,7 @@ CODES: dict[str, str] = {
     "olive-incompatible": "valid for ModelMill, but Olive 0.13 fails on it",
     "ray-not-installed": "the host is a Ray cluster, but the ray package is not installed",
     "unused-system": "a Ray system that neither host nor target names",
+    "remote-code": "a key that lets code shipped with the model run",
 }
 
 

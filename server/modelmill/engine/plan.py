@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from modelmill import remote_code
 from modelmill.engine.context import Accelerator
 from modelmill.engine.model import ModelKind, ModelRef
 from modelmill.errors import ConfigError
@@ -96,6 +97,8 @@ def resolve_input_model(config: "WorkflowConfig") -> ModelRef:
     model_type = spec.type.lower()
     path = resolve_model_path(spec.model_path)
     attributes: dict[str, Any] = {"task": getattr(spec, "task", None)}
+    if _trusts_remote_code(spec):
+        attributes[remote_code.ATTRIBUTE] = True  # only when set: other models' cache keys stay as they were
     if model_type == "hfmodel":
         adapter = _input_adapter(spec, path)
         if adapter is not None:
@@ -127,6 +130,13 @@ def resolve_input_model(config: "WorkflowConfig") -> ModelRef:
         return ModelRef(kind="pytorch", path=path, attributes=attributes)
     raise ConfigError(f"input model type {spec.type} is not supported by ModelMill yet",
                       fix="use HfModel, PyTorchModel or ONNXModel", where="input_model.type")
+
+
+def _trusts_remote_code(spec: Any) -> bool:
+    """The config's consent to run the model's own code (HfModel load_kwargs, PyTorchModel model_attributes)."""
+    load_kwargs = getattr(spec, "load_kwargs", None)
+    attributes = getattr(spec, "model_attributes", None) or {}
+    return getattr(load_kwargs, "trust_remote_code", None) is True or attributes.get(remote_code.ATTRIBUTE) is True
 
 
 def _input_adapter(spec: Any, path: Path) -> tuple[Path, Path] | None:

@@ -103,8 +103,8 @@ class RunHandle:
         for listener in self.listeners:
             try:
                 listener(event)
-            except Exception:  # noqa: BLE001 - a broken listener must not stop the run's bookkeeping
-                pass
+            except BaseException:  # noqa: BLE001 - a broken listener, even one raising SystemExit, must not end
+                pass  # this thread: the run would never finish and its caller would wait forever
         with self._cond:
             self._events.append(event)
             self._cond.notify_all()

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from modelmill.engine.model import ModelRef
 from modelmill.evaluate.runtime import EvaluationError, load_hf, load_tokenizer, ort_session, output_index
+from modelmill.remote_code import is_trusted
 
 if TYPE_CHECKING:
     import numpy as np
@@ -145,7 +146,8 @@ def predict(model: ModelRef, texts: list[list[str]], max_length: int = DEFAULT_M
 
         from modelmill.evaluate.runtime import forward_arg_names
 
-        hf_model = load_hf(model.path, task=model.attributes.get("task") or "text-classification")
+        hf_model = load_hf(model.path, task=model.attributes.get("task") or "text-classification",
+                           trust_remote_code=is_trusted(model))
         accepted = forward_arg_names(hf_model)
 
         def run(feeds: dict[str, np.ndarray]) -> np.ndarray:

@@ -17,6 +17,7 @@ from modelmill.engine.model import ModelRef
 from modelmill.evaluate.runtime import (DEFAULT_BATCH_SIZE, DEFAULT_SEQUENCE_LENGTH, EvaluationError, Timings,
                                         forward_arg_names, int_option, load_hf, ort_session, random_feeds, time_runs,
                                         token_dims)
+from modelmill.remote_code import is_trusted
 
 DEFAULT_WARMUP_NUM = 10
 DEFAULT_REPEAT_TEST_NUM = 20
@@ -83,7 +84,7 @@ def measure_hf(model: ModelRef, metric_config: dict[str, Any]) -> Timings:
     import torch
 
     warmup, repeat, sleep, batch, seq = _run_settings(metric_config)
-    hf_model = load_hf(model.path, task=model.attributes.get("task"))
+    hf_model = load_hf(model.path, task=model.attributes.get("task"), trust_remote_code=is_trusted(model))
     accepted = forward_arg_names(hf_model)
     vocab = token_dims(model)["vocab_size"]
     ids = torch.from_numpy(np.random.default_rng(0).integers(0, vocab, size=(batch, seq)).astype(np.int64))

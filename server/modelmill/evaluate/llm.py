@@ -27,6 +27,7 @@ from typing import Any, Callable
 from modelmill.engine.model import ModelRef
 from modelmill.evaluate.runtime import (EvaluationError, int_option, is_causal_lm, load_hf, ort_session, output_index,
                                         text_encoder, text_token_stream, token_dims, token_feeds)
+from modelmill.remote_code import is_trusted
 
 DEFAULT_PROMPT_LENGTH = 128
 DEFAULT_NEW_TOKENS = 64
@@ -201,7 +202,7 @@ def _hf_runner(model: ModelRef, prompt_length: int, new_tokens: int) -> Callable
         raise EvaluationError(f"{model.path} is not a causal LM (config.json architectures)",
                               fix="llm metrics need a *ForCausalLM model")
     prompt_length, new_tokens = _fit(model, prompt_length, new_tokens)
-    hf_model = load_hf(model.path, class_name="AutoModelForCausalLM")
+    hf_model = load_hf(model.path, class_name="AutoModelForCausalLM", trust_remote_code=is_trusted(model))
     prompt = _prompt_ids(text_encoder(model.path), prompt_length, token_dims(model).get("vocab_size"))
     input_ids = torch.tensor([prompt], dtype=torch.long)
     pad = hf_model.config.pad_token_id if hf_model.config.pad_token_id is not None else hf_model.config.eos_token_id
@@ -314,7 +315,7 @@ def _onnx_logits(model: ModelRef, execution_provider: str) -> Callable[[list[int
 def _hf_logits(model: ModelRef) -> Callable[[list[int]], Any]:
     import torch
 
-    hf_model = load_hf(model.path, class_name="AutoModelForCausalLM")
+    hf_model = load_hf(model.path, class_name="AutoModelForCausalLM", trust_remote_code=is_trusted(model))
 
     def score(ids: list[int]) -> Any:
         with torch.inference_mode():

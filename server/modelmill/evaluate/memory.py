@@ -21,6 +21,7 @@ from typing import Any
 
 from modelmill.engine.model import ModelRef
 from modelmill.evaluate.runtime import EvaluationError, int_option
+from modelmill.remote_code import is_trusted
 
 DEFAULT_NEW_TOKENS = 8
 
@@ -93,7 +94,7 @@ def _workload(spec: dict[str, Any]) -> None:
 
         from modelmill.evaluate.runtime import forward_arg_names, is_causal_lm, load_hf, token_dims
 
-        hf_model = load_hf(model.path, task=model.attributes.get("task"))
+        hf_model = load_hf(model.path, task=model.attributes.get("task"), trust_remote_code=is_trusted(model))
         ids = torch.from_numpy(np.random.default_rng(0).integers(0, token_dims(model)["vocab_size"],
                                                                  size=(batch, seq)).astype(np.int64))
         with torch.inference_mode():

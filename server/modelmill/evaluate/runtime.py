@@ -125,8 +125,9 @@ def hf_class_name(config: dict[str, Any], task: str | None = None) -> str:
     return "AutoModel"
 
 
-def load_hf(path: Path, class_name: str | None = None, task: str | None = None) -> Any:
-    """An HF model in eval mode, loaded from a local folder only."""
+def load_hf(path: Path, class_name: str | None = None, task: str | None = None,
+            trust_remote_code: bool = False) -> Any:
+    """An HF model in eval mode, loaded from a local folder only (its own code only with the user's consent)."""
     import transformers
 
     config = json.loads((path / "config.json").read_text()) if (path / "config.json").exists() else {}
@@ -134,7 +135,8 @@ def load_hf(path: Path, class_name: str | None = None, task: str | None = None) 
         raise EvaluationError(f"{path} has no config.json", fix="point the model at a Hugging Face model folder")
     name = class_name or hf_class_name(config, task)
     try:
-        model = getattr(transformers, name).from_pretrained(str(path), local_files_only=True)
+        model = getattr(transformers, name).from_pretrained(str(path), local_files_only=True,
+                                                          trust_remote_code=trust_remote_code)
     except Exception as exc:  # noqa: BLE001
         raise EvaluationError(f"transformers could not load {path} as {name}: {exc}",
                               fix="check that the folder holds a complete Hugging Face model") from exc
@@ -179,7 +181,7 @@ def text_encoder(*folders: Path | None) -> Callable[[str], list[int]]:
         if folder is not None and (folder / "tokenizer_config.json").exists():
             from transformers import AutoTokenizer
 
-            hf_tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+            hf_tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False)
             return lambda text: list(hf_tokenizer(text, add_special_tokens=False)["input_ids"])
     raise EvaluationError(f"no tokenizer found in {', '.join(str(f) for f in folders if f is not None)}",
                           fix="keep tokenizer.json (or the HF tokenizer files) in the model folder")

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from modelmill.engine.model import ModelRef
 from modelmill.evaluate.runtime import (EvaluationError, forward_arg_names, int_option, load_hf, load_tokenizer,
                                         local_sentences, ort_session, output_index)
+from modelmill.remote_code import is_trusted
 
 if TYPE_CHECKING:
     import numpy as np
@@ -58,7 +59,7 @@ def tokenize(folders: list[Path], sentences: list[str], max_length: int) -> tupl
     else:
         from transformers import AutoTokenizer
 
-        hf_tok = AutoTokenizer.from_pretrained(str(folders[0]), local_files_only=True)
+        hf_tok = AutoTokenizer.from_pretrained(str(folders[0]), local_files_only=True, trust_remote_code=False)
         rows = [hf_tok(s, truncation=True, max_length=max_length)["input_ids"] for s in sentences]
         pad_id = hf_tok.pad_token_id or 0
     width = max(len(row) for row in rows)
@@ -114,7 +115,7 @@ def embedder(model: ModelRef, execution_provider: str = "CPUExecutionProvider",
     if model.kind == "hf":
         import torch
 
-        hf_model = load_hf(model.path, class_name="AutoModel")
+        hf_model = load_hf(model.path, class_name="AutoModel", trust_remote_code=is_trusted(model))
         accepted = forward_arg_names(hf_model)
 
         def run_hf(ids: np.ndarray, mask: np.ndarray) -> np.ndarray:

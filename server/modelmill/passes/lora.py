@@ -15,6 +15,7 @@ from modelmill.engine.context import PassContext
 from modelmill.engine.model import ModelRef
 from modelmill.errors import PassError
 from modelmill.passes.base import Pass, PassParams
+from modelmill.remote_code import is_trusted, require_trust
 
 
 # load_dataset builder names that Olive configs pass as data_name, with the files in data_files.
@@ -132,11 +133,15 @@ def _train(model: ModelRef, params: LoRAParams, ctx: PassContext, train_spec: di
         raise PassError(f"training on the GPU was asked for, but this torch ({torch.__version__}) sees no CUDA device",
                         fix="install a CUDA build of torch on a machine with an NVIDIA GPU, or use --device cpu",
                         where="systems.accelerators.device")
+    # The pass's own trust_remote_code (Olive's key) or the input model's consent lets the folder's code run.
+    trusted = params.trust_remote_code or is_trusted(model)
+    if not trusted:
+        require_trust(model, "LoRA", model.path)
     ctx.progress(0.0, "loading the model")
     lora = training.LoraSettings(params.r, params.alpha, params.lora_dropout, params.target_modules,
                                  params.modules_to_save)
     peft_model, tokenizer = training.load_peft_model(model.path, lora, training.resolve_dtype(params.torch_dtype,
-                                                     on_gpu), params.trust_remote_code)
+                                                     on_gpu), trusted)
     train_tokens = data.tokenize(train_rows, train_spec["text"], tokenizer, train_spec["max_seq_len"])
     eval_tokens = data.tokenize(eval_rows, eval_spec["text"], tokenizer, eval_spec["max_seq_len"]) \
         if eval_spec else None

@@ -16,6 +16,7 @@ from modelmill.engine.context import PassContext
 from modelmill.engine.model import ModelRef
 from modelmill.errors import PassError
 from modelmill.passes.base import Pass, PassParams, searchable
+from modelmill.remote_code import is_trusted, refuse_untrusted_option, require_trust
 
 # The builder's names for execution providers, keyed by ORT's.
 BUILDER_EPS = {
@@ -93,8 +94,12 @@ class ModelBuilder(Pass):
             raise PassError(f"ModelBuilder cannot build for {ep}",
                             fix=f"use one of: {', '.join(BUILDER_EPS)}")
         _check_precision(params.precision, builder_ep)
+        # The builder loads config, tokenizer and adapter with trust_remote_code=hf_remote.
+        refuse_untrusted_option(model, self.name, f"passes.{ctx.pass_name}.extra_options.hf_remote",
+                                params.extra_options.get("hf_remote"))
+        require_trust(model, self.name)
         num_layers = int(model.hf_config().get("num_hidden_layers") or 0)
-        options = builder_options(params)
+        options = builder_options(params, trust_remote_code=is_trusted(model))
         ctx.log(f"onnxruntime-genai builder: precision={params.precision} ep={builder_ep} options={options}")
         _build(model, params.precision, builder_ep, options, ctx, num_layers)
         if params.search:
@@ -105,9 +110,9 @@ class ModelBuilder(Pass):
                                     "execution_provider": ep})
 
 
-def builder_options(params: ModelBuilderParams) -> dict[str, str]:
+def builder_options(params: ModelBuilderParams, trust_remote_code: bool = False) -> dict[str, str]:
     """The builder's --extra_options for these params (current, non-prefixed names)."""
-    options: dict[str, Any] = {"hf_token": "false"}
+    options: dict[str, Any] = {"hf_token": "false", "hf_remote": str(trust_remote_code).lower()}
     if params.precision in ("int4", "int8"):
         options["block_size"] = params.int4_block_size
         if params.int4_accuracy_level is not None:

@@ -15,6 +15,7 @@ from modelmill.engine.model import ModelRef
 from modelmill.errors import PassError
 from modelmill.passes import onnx_io
 from modelmill.passes.base import OnnxOutputParams, Pass, PassParams
+from modelmill.remote_code import FLAG, PYTORCH_KEY, is_trusted, require_trust
 
 if TYPE_CHECKING:
     import torch
@@ -192,12 +193,13 @@ def _export_hf(model: ModelRef, params: OnnxConversionParams, opset: int, path: 
     if not config:
         raise PassError(f"OnnxConversion: {model.path} has no config.json",
                         fix="point the model path at a Hugging Face model folder (saved with save_pretrained)")
+    require_trust(model, "OnnxConversion")
     class_name = _auto_class_name(model, config)
     auto_class = getattr(transformers, class_name)
     # Eager attention exports the classic MatMul/Softmax pattern that OrtTransformersOptimization fuses
     # into Attention ops; SDPA exports a pattern it does not recognize. Numerics are the same.
     load_kwargs: dict[str, Any] = {"dtype": _torch_dtype(params.torch_dtype), "local_files_only": True,
-                                   "attn_implementation": "eager"}
+                                   "attn_implementation": "eager", "trust_remote_code": is_trusted(model)}
     transformers.utils.logging.disable_progress_bar()
     try:
         try:
@@ -250,11 +252,7 @@ def _export_pytorch(model: ModelRef, params: OnnxConversionParams, opset: int, p
     if not model.path.is_file():
         raise PassError(f"OnnxConversion: PyTorch model {model.path} is not a file saved with torch.save(module)",
                         fix="save the whole module with torch.save(module, path) and point model_path at that file")
-    try:
-        module = torch.load(str(model.path), weights_only=False, map_location=params.device)
-    except Exception as exc:  # noqa: BLE001
-        raise PassError(f"OnnxConversion could not load {model.path}: {exc}",
-                        fix="save the module with torch.save(module, path); its class must be importable") from exc
+    module = _load_module(model, params.device)
     if not isinstance(module, torch.nn.Module):
         raise PassError(f"{model.path} holds a {type(module).__name__}, not a torch.nn.Module",
                         fix="save the module itself (torch.save(module, path)), not its state_dict")
@@ -288,6 +286,27 @@ def _export_pytorch(model: ModelRef, params: OnnxConversionParams, opset: int, p
     _export(module, tuple(arg.to(params.device) for arg in args), path, params, opset, input_names, output_names,
             dynamic_axes)
     return {"io_config": io_config}
+
+
+def _load_module(model: ModelRef, device: str) -> Any:
+    """torch.load a saved module. Unpickling a whole module runs code, so only with the user's consent."""
+    import pickle
+
+    import torch
+
+    trusted = is_trusted(model)
+    try:
+        return torch.load(str(model.path), weights_only=not trusted, map_location=device)
+    except pickle.UnpicklingError as exc:
+        if trusted:
+            raise PassError(f"OnnxConversion could not load {model.path}: {exc}",
+                            fix="save the module with torch.save(module, path); its class must be importable") from exc
+        raise PassError(f"OnnxConversion: {model.path} is a pickled module, and loading it would run code from the "
+                        f"file; it was not loaded ({str(exc).splitlines()[0]})",
+                        fix=f"if you trust the file, pass {FLAG} or set {PYTORCH_KEY}: true") from exc
+    except Exception as exc:  # noqa: BLE001
+        raise PassError(f"OnnxConversion could not load {model.path}: {exc}",
+                        fix="save the module with torch.save(module, path); its class must be importable") from exc
 
 
 def _copy_hf_companions(src: Path, out_dir: Path) -> None:
