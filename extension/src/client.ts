@@ -6,7 +6,7 @@ import { checkInterpreter } from './preflight';
 import { onPythonInterpreterChange, pythonExtensionInterpreter } from './python';
 import { RunEvent } from './runModel';
 import {
-  diagnoseCheck, Interpreter, resolveInterpreter, RUN_EVENT, SECTION, serverCommand, SET_TRUSTED, SetupProblem,
+  diagnoseCheck, Interpreter, pythonEnv, resolveInterpreter, RUN_EVENT, SECTION, serverCommand, SET_TRUSTED, SetupProblem,
 } from './settings';
 import { ServerState } from './status';
 import { currentSettings } from './workspaceSettings';
@@ -76,7 +76,7 @@ export class ServerManager {
       { workspaceFolder: folder?.uri.fsPath, userHome: os.homedir(), env: process.env },
       () => pythonExtensionInterpreter(folder?.uri));
     this.interpreter = interpreter;
-    const env = { ...process.env, PYTHONUNBUFFERED: '1' };
+    const env = pythonEnv(process.env);
     const started = Date.now();
     this.problem = diagnoseCheck(interpreter, await checkInterpreter(interpreter.path, env));
     if (this.problem) {

@@ -77,6 +77,15 @@ export function serverCommand(interpreter: Interpreter, settings: ClientSettings
   return { command: interpreter.path, args: ['-m', 'modelmill', 'lsp', ...settings.serverArgs] };
 }
 
+/**
+ * The environment of every Python the extension starts. PYTHONSAFEPATH (Python 3.11+'s `-P`) keeps the working
+ * folder, the user's workspace, off sys.path: a `modelmill/` package or an `attr.py` there would otherwise be
+ * imported, and run, before any trust was given. (On 3.10 the server drops it itself, see safe_path.py.)
+ */
+export function pythonEnv(base: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  return { ...base, PYTHONUNBUFFERED: '1', PYTHONSAFEPATH: '1' };
+}
+
 /** What the pre-flight check runs: it tells "no such interpreter" from "modelmill is not installed". */
 export const CHECK_ARGS = ['-c', 'import modelmill, sys; sys.stdout.write(getattr(modelmill, "__version__", "?"))'];
 

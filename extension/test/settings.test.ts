@@ -2,10 +2,12 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { spawn } from 'node:child_process';
 import { describe, it } from 'node:test';
 import { checkInterpreter } from '../src/preflight';
 import {
   cancelArgs, DEFAULT_PATTERNS, diagnoseCheck, evaluateArgs, expandVars, looksLikeConfig, optimizeArgs, planArgs, planMarkdown,
+  pythonEnv,
   readSettings, resolveInterpreter, runsArgs, serverCommand, validateArgs,
 } from '../src/settings';
 
@@ -96,6 +98,34 @@ describe('interpreter discovery', () => {
     const result = await checkInterpreter(venv, process.env);
     assert.equal(diagnoseCheck({ path: venv, source: 'setting' }, result), undefined, result.stderr);
     assert.match(result.stdout, /^\d+\.\d+/);
+  });
+
+  it('starts Python so that a workspace cannot shadow modelmill or its libraries', async (t) => {
+    const venv = path.join(ROOT, '.venv', 'bin', 'python');
+    if (!fs.existsSync(venv)) { t.skip('no .venv'); return; }
+    // a hostile repository: its own modelmill/ package and an attr.py (pygls imports attrs' `attr`)
+    const ws = fs.mkdtempSync(path.join(os.tmpdir(), 'planted-'));
+    const marker = path.join(ws, 'ran.txt');
+    const plant = `open(${JSON.stringify(marker)}, 'a').write(__name__ + '\\n')\n`;
+    fs.mkdirSync(path.join(ws, 'modelmill'));
+    fs.writeFileSync(path.join(ws, 'modelmill', '__init__.py'), plant);
+    fs.writeFileSync(path.join(ws, 'attr.py'), plant);
+    const env = pythonEnv(process.env);
+    const { command, args } = serverCommand({ path: venv, source: 'setting' }, settingsFrom({}));
+    await new Promise<void>((resolve, reject) => {
+      // the server reads its first message from stdin: closing it at once ends the server after start-up
+      const child = spawn(command, args, { cwd: ws, env, stdio: ['pipe', 'ignore', 'ignore'] });
+      child.stdin.end();
+      const timer = setTimeout(() => { child.kill(); reject(new Error('server did not exit')); }, 30000);
+      child.on('exit', () => { clearTimeout(timer); resolve(); });
+    });
+    const check = await new Promise<number | null>((resolve) => {
+      spawn(venv, ['-c', 'import modelmill, attr, sys; sys.exit(0 if "site-packages" in attr.__file__ else 3)'],
+        { cwd: ws, env }).on('exit', resolve);
+    });
+    assert.equal(check, 0);
+    assert.equal(fs.existsSync(marker), false, fs.existsSync(marker) ? fs.readFileSync(marker, 'utf8') : '');
+    fs.rmSync(ws, { recursive: true, force: true });
   });
 
   it('reports another import failure with its last line', () => {

@@ -25,6 +25,9 @@ def _add_model_flags(parser: argparse.ArgumentParser, required: bool = True) -> 
     parser.add_argument("--log_level", type=int, default=3, choices=range(5),
                         help="0 debug, 1 info, 2 warning, 3 error (default), 4 critical")
     parser.add_argument("--dry_run", action="store_true", help="print the plan and the config, then stop")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing output folder even if ModelMill did not write it (its files are "
+                             "lost); without it such a folder is refused")
     parser.add_argument("--save_config_file", action="store_true", help="write the generated config.json to the output folder's parent")
     parser.add_argument("--events", default=None, metavar="FILE", help="write every run event as JSON lines to FILE")
 
@@ -259,7 +262,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
 
     from modelmill.paths import default_cache_dir
 
-    cache = Cache(Path(args.cache_dir).resolve() if args.cache_dir else default_cache_dir())
+    cache = Cache(Path(args.cache_dir).resolve() if args.cache_dir else default_cache_dir(), create=False)
     if args.action == "clean":
         print(f"removed {cache.clean()} cache entries from {cache.root}")
         return 0
@@ -444,7 +447,9 @@ def _run_generated(config: dict[str, Any], args: argparse.Namespace) -> int:
 
 def _execute(document: Any, args: argparse.Namespace, overrides: dict[str, Any]) -> int:
     """Validate, plan, check the hardware, run with progress; the one path every run takes."""
-    from modelmill.config import format_report, load_workflow
+    from dataclasses import replace
+
+    from modelmill.config import Environment, format_report, load_workflow
     from modelmill.engine.plan import plan_from_config
     from modelmill.engine.runner import start_run
     from modelmill.engine.workflow import new_run_id
@@ -452,13 +457,14 @@ def _execute(document: Any, args: argparse.Namespace, overrides: dict[str, Any])
     from modelmill.render import EventsFile, ProgressRenderer, stderr_console
 
     console = stderr_console()
-    config = load_workflow(document, overrides or None)  # raises with every error, file:line:col
+    env = replace(Environment.current(), overwrite_output=bool(getattr(args, "overwrite", False)))
+    config = load_workflow(document, overrides or None, env)  # raises with every error, file:line:col
     if getattr(args, "ray_address", None):
         config.use_ray_cluster(args.ray_address)
     warnings = [d for d in config.diagnostics if d.severity == "warning"]
     if warnings and args.log_level <= 2:
         console.print(format_report(warnings, document.name), markup=False)
-    plan = plan_from_config(config)
+    plan = plan_from_config(config, overwrite=getattr(args, "overwrite", False))
     if getattr(args, "trust_remote_code", False):  # the flag stands in for the config's trust_remote_code
         plan.input_model = plan.input_model.with_attributes(trust_remote_code=True)
     if plan.metrics or any("onnx" in {*step.pass_cls.accepts, step.pass_cls.produces} for step in plan.steps):

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from modelmill.config.diagnostics import Diagnostic, KeyPath, replacing
 from modelmill.config.eval_checks import check_data_configs, check_metrics
 from modelmill.config.models import WorkflowConfig
+from modelmill.config.output_checks import check_output_dir
 from modelmill.config.pass_checks import PASS_CHECKS, pass_entries
 from modelmill.config.pydantic_errors import did_you_mean, translate
 from modelmill.config.remote_code_checks import check_remote_code
@@ -124,8 +125,8 @@ def check_search(view: ConfigView) -> list[Diagnostic]:
     return diagnostics
 
 
-SEMANTIC_CHECKS: tuple[Check, ...] = (check_input_model, check_references, check_search, check_metrics,
-                                      check_data_configs, check_accelerators, check_ray, check_remote_code,
+SEMANTIC_CHECKS: tuple[Check, ...] = (check_input_model, check_output_dir, check_references, check_search,
+                                      check_metrics, check_data_configs, check_accelerators, check_ray, check_remote_code,
                                       *PASS_CHECKS)
 
 

@@ -42,6 +42,8 @@ CODES: dict[str, str] = {
     "model-type-mismatch": "a model_type that does not match the model's architecture",
     "hub-id-not-local": "a Hugging Face hub id where only local folders can be read",
     "path-not-found": "a local path that does not exist",
+    "unsafe-output-dir": "an output_dir a run must not replace (holds files ModelMill did not write, a link, "
+                         "or a folder such as the workspace, home or the input model)",
     "olive-incompatible": "valid for ModelMill, but Olive 0.13 fails on it",
     "ray-not-installed": "the host is a Ray cluster, but the ray package is not installed",
     "unused-system": "a Ray system that neither host nor target names",

@@ -21,6 +21,8 @@ class Environment:
     installed_eps: frozenset[str] | None = None
     """EPs the installed onnxruntime provides; None = onnxruntime is not installed."""
     cwd: Path = field(default_factory=Path.cwd)
+    overwrite_output: bool = False
+    """The run was asked to replace an existing output folder (``--overwrite``)."""
 
     @classmethod
     def current(cls) -> Environment:

@@ -3,9 +3,30 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
+import uuid
+from collections.abc import Iterable
 from pathlib import Path
+
+from modelmill.errors import ConfigError, ModelMillError
+from modelmill.output_guard import MANIFEST_NAME, output_refusal
+
+
+class CorruptFile(ModelMillError):
+    """A cached file no longer matches the digest recorded when it was written."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(f"{path} does not match the sha256 recorded in the cache",
+                         fix="nothing to do: ModelMill drops the damaged cache entry and rebuilds it")
+        self.path = path
+
+
+def check_output_target(target: Path, overwrite: bool = False,
+                        protected: Iterable[tuple[Path, str]] = ()) -> None:
+    """Refuse (before any work) an output folder whose replacement could lose files ModelMill did not write."""
+    refusal = output_refusal(target, overwrite=overwrite, protected=protected)
+    if refusal is not None:
+        raise ConfigError(refusal.message, fix=refusal.fix, where="output_dir")
 
 
 def temp_sibling(target: Path, run_id: str) -> Path:
@@ -20,12 +41,18 @@ def partial_name(target: Path, run_id: str) -> str:
     return f".{target.name}.partial-{run_id}"
 
 
-def place(tmp: Path, target: Path) -> None:
-    """Replace ``target`` with the finished ``tmp`` folder; an old output is removed only after."""
+def place(tmp: Path, target: Path, overwrite: bool = False, protected: Iterable[tuple[Path, str]] = ()) -> None:
+    """Replace ``target`` with the finished ``tmp`` folder; an old output is removed only after.
+
+    The target is checked again here, not only when the plan was made: files may have appeared in it
+    during the run.
+    """
+    check_output_target(target, overwrite, protected)
     old = None
-    if target.exists():
-        old = target.parent / f".{target.name}.old-{os.getpid()}"
-        shutil.rmtree(old, ignore_errors=True)
+    if target.is_dir() and not any(target.iterdir()):
+        target.rmdir()
+    elif target.exists():
+        old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:12]}"
         target.rename(old)
     tmp.rename(target)
     if old is not None:
@@ -42,6 +69,22 @@ def copy_contents(source: Path, dest: Path, skip: set[str] = frozenset()) -> Non
             shutil.copytree(item, dest / item.name)
         else:
             shutil.copy2(item, dest / item.name)
+
+
+def copy_verified(source: Path, dest: Path, files: dict[str, dict[str, object]]) -> None:
+    """Copy the listed files of ``source`` into ``dest``, hashing each while copying (the bytes are read once)
+    and comparing with its recorded sha256; raises ``CorruptFile`` on the first mismatch."""
+    for name, info in files.items():
+        src, out = source / name, dest / name
+        out.parent.mkdir(parents=True, exist_ok=True)
+        digest = hashlib.sha256()
+        with src.open("rb") as reader, out.open("wb") as writer:
+            for block in iter(lambda: reader.read(1 << 20), b""):
+                digest.update(block)
+                writer.write(block)
+        shutil.copystat(src, out)
+        if digest.hexdigest() != info.get("sha256"):
+            raise CorruptFile(src)
 
 
 def file_digest(path: Path) -> str:

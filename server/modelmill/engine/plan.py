@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -55,9 +56,17 @@ class Plan:
     """Folder of the config file: user scripts and relative data paths resolve against it."""
     cluster: "ClusterSpec | None" = None
     """The Ray cluster that runs the candidates (the workflow's host is a Ray system); None = this process."""
+    overwrite: bool = False
+    """Replace an existing output folder that ModelMill did not write (``--overwrite``)."""
+    protected: list[tuple[Path, str]] = field(default_factory=list)
+    """Folders the output may neither be nor contain (see ``output_guard``), with what each is."""
 
     def check(self) -> None:
-        """Fail before any work when a pass cannot take the model the previous one produces."""
+        """Fail before any work when the output folder is unsafe to replace, or a pass cannot take the model
+        the previous one produces."""
+        from modelmill.engine.output import check_output_target
+
+        check_output_target(self.output_dir, self.overwrite, self.protected)
         if not self.steps:
             raise ConfigError("the workflow has no passes", fix="add at least one entry under 'passes'")
         kind: ModelKind = self.input_model.kind
@@ -160,7 +169,10 @@ def _input_adapter(spec: Any, path: Path) -> tuple[Path, Path] | None:
     return (adapter_base(found), found) if found else None
 
 
-def plan_from_config(config: "WorkflowConfig", output_dir: str | Path | None = None) -> Plan:
+def plan_from_config(config: "WorkflowConfig", output_dir: str | Path | None = None, overwrite: bool = False,
+                     protected: list[tuple[Path, str]] | None = None) -> Plan:
+    """The plan of a validated config; ``protected`` adds folders the output must keep clear of (the editor's
+    workspace folders)."""
     steps = [PlanStep(name, cls, params) for name, cls, params in config.pass_chain()]
     data_configs = {dc.name: dc.model_dump(mode="json", exclude_none=True) for dc in (config.data_configs or [])}
     cache_dir = config.cache_config.cache_dir if config.cache_config and config.cache_config.cache_dir \
@@ -168,11 +180,18 @@ def plan_from_config(config: "WorkflowConfig", output_dir: str | Path | None = N
     if isinstance(cache_dir, list):
         cache_dir = cache_dir[0]
     evaluator = config.resolved_evaluator()
+    input_model = resolve_input_model(config)
+    base_dir = Path(config.source).resolve().parent if config.source and not config.source.startswith("<") else None
+    resolved_cache = Path(cache_dir or ".olive-cache").expanduser().resolve()
+    guarded = [*(protected or []), (input_model.path, "the input model"), (resolved_cache, "the cache folder")]
+    if base_dir is not None:
+        guarded.append((base_dir, "the config's folder"))
     plan = Plan(
-        input_model=resolve_input_model(config),
+        input_model=input_model,
         steps=steps,
-        output_dir=Path(output_dir or config.output_dir or "models/output").expanduser().resolve(),
-        cache_dir=Path(cache_dir or ".olive-cache").expanduser().resolve(),
+        # not resolved: a symbolic link must stay visible to the output check
+        output_dir=Path(os.path.abspath(Path(output_dir or config.output_dir or "models/output").expanduser())),
+        cache_dir=resolved_cache,
         accelerator=config.target_accelerator(),
         data_configs=data_configs,
         source_config=config.model_dump(mode="json", exclude_none=True),
@@ -180,8 +199,10 @@ def plan_from_config(config: "WorkflowConfig", output_dir: str | Path | None = N
         search=config.search_strategy.model_dump(mode="json") if config.search_enabled else None,
         search_space=_search_space(config, steps),
         evaluate_input_model=config.evaluate_input_model,
-        base_dir=Path(config.source).resolve().parent if config.source and not config.source.startswith("<") else None,
+        base_dir=base_dir,
         cluster=_cluster(config),
+        overwrite=overwrite,
+        protected=guarded,
     )
     plan.check()
     return plan

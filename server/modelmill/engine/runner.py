@@ -145,7 +145,7 @@ def _all_cached(plan: Plan) -> bool:
     if plan.search_space.dimensions or plan.metrics:
         return False  # candidates and evaluations: leave it to the worker
     try:
-        cache = Cache(plan.cache_dir)
+        cache = Cache(plan.cache_dir, create=False)
         known = known_fingerprint(plan.input_model.path, cache.root / FINGERPRINTS)
         return known is not None and all(cache.contains(key) for key in chain_keys(plan, known, plan.steps))
     except OSError:
@@ -164,7 +164,13 @@ def _run_in_thread(handle: RunHandle) -> None:
 
 
 def _run_in_child(handle: RunHandle) -> None:
+    from modelmill.engine.cache import Cache
+
     started = time.perf_counter()
+    try:
+        Cache(handle.plan.cache_dir)  # before the child writes its log there: a new cache folder gets its marker
+    except OSError:
+        pass  # the child reports what is wrong with the folder
     context = multiprocessing.get_context("spawn")
     receiver, sender = context.Pipe(duplex=False)
     process = context.Process(target=_child_main, args=(handle.plan, handle.run_id, sender),

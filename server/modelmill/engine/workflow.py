@@ -16,18 +16,18 @@ from pathlib import Path
 from typing import Any, Callable
 
 from modelmill import __version__
-from modelmill.engine.cache import ENTRY_FILE, FINGERPRINTS, Cache, CacheEntry, fingerprint, known_fingerprint
+from modelmill.engine.cache import ENTRY_FILE, FINGERPRINTS, Cache, CacheEntry, fingerprint, known_fingerprint, \
+    pass_code_digest
 from modelmill.engine.cache import step_key as cache_step_key
 from modelmill.engine.context import PassContext
 from modelmill.engine.events import EventBus
 from modelmill.engine.model import ModelRef
-from modelmill.engine.output import copy_contents, describe_files, place, temp_sibling
+from modelmill.engine.output import MANIFEST_NAME, CorruptFile, copy_verified, place, temp_sibling
 from modelmill.engine.plan import Plan, PlanStep
 from modelmill.engine.versions import library_versions
 from modelmill.passes.onnx_io import working_directory
 from modelmill.errors import ModelMillError
 
-MANIFEST_NAME = "modelmill_run.json"
 
 
 class RunCancelled(ModelMillError):
@@ -84,7 +84,11 @@ class Chain:
             self.bus.emit("pass.started", pass_name=step.name, pass_type=step.pass_cls.name, index=index,
                           total=len(steps), params=step.params.model_dump(mode="json"), cache_key=key, **tag)
             start = time.perf_counter()
-            entry = self.cache.get(key) if key else None
+            # An entry whose bytes the next pass reads is re-hashed first (cheap beside the pass itself):
+            # a damaged file must not flow into a new output. The last entry is hashed as it is copied out.
+            read_next = key is not None and index + 1 < len(steps) and not self.cache.contains(keys.known[index + 1])
+            entry = self.cache.get(key, full=read_next) if key else None
+            self._report_dropped()
             cached = entry is not None
             if entry is None:
                 entry = self._run_step(step, model, lambda i=index: keys.resolve()[i],
@@ -96,6 +100,11 @@ class Chain:
             self.bus.emit("pass.finished", pass_name=step.name, pass_type=step.pass_cls.name, index=index,
                           duration_s=duration, output=str(model.path), cached=cached, cache_key=entry.key, **tag)
         return model, keys.resolve()
+
+    def _report_dropped(self) -> None:
+        while self.cache.dropped:
+            key, reason = self.cache.dropped.pop(0)
+            self.bus.emit("cache.corrupt", cache_key=key, reason=reason)
 
     def _keys(self, steps: list[PlanStep]) -> "_StepKeys":
         """The steps' cache keys. When the input is new to the fingerprint index, hashing it (seconds for a
@@ -157,7 +166,7 @@ def chain_keys(plan: Plan, key: str, steps: list[PlanStep]) -> list[str]:
     keys = []
     for step in steps:
         key = cache_step_key(key, step.pass_cls.name, step.params.model_dump(mode="json"), accelerator,
-                             library_versions())
+                             library_versions(), pass_code_digest(step.pass_cls))
         keys.append(key)
     return keys
 
@@ -167,21 +176,30 @@ def run_plan(plan: Plan, bus: EventBus, cancel: threading.Event | None = None) -
     cancel = cancel or threading.Event()
     started = time.perf_counter()
     work_root = plan.cache_dir / "runs" / bus.run_id
+    chain = Chain(plan, bus, cancel, work_root)  # opens (and, when new, marks) the cache folder first
     work_root.mkdir(parents=True, exist_ok=True)
     bus.emit("run.started", plan=plan.describe(), config=plan.source_config)
-    chain = Chain(plan, bus, cancel, work_root)
     try:
-        if plan.metrics or plan.search or plan.cluster:  # a Ray host runs even one candidate remotely
-            result, entry = _run_search(plan, bus, cancel, chain)
-        else:
-            model, _ = chain(plan.steps)
-            result, entry = RunResult(bus.run_id, plan.output_dir, model, list(chain.records)), chain.last_entry
-        assert entry is not None
-        result.files = {name: info for name, info in entry.meta["files"].items() if name != ENTRY_FILE}
-        if cancel.is_set():
-            raise RunCancelled()
-        result.duration_s = round(time.perf_counter() - started, 3)
-        result.model = _write_output(plan, result)
+        for attempt in range(2):
+            if plan.metrics or plan.search or plan.cluster:  # a Ray host runs even one candidate remotely
+                result, entry = _run_search(plan, bus, cancel, chain)
+            else:
+                model, _ = chain(plan.steps)
+                result, entry = RunResult(bus.run_id, plan.output_dir, model, list(chain.records)), chain.last_entry
+            assert entry is not None
+            if cancel.is_set():
+                raise RunCancelled()
+            result.duration_s = round(time.perf_counter() - started, 3)
+            try:
+                result.model = _write_output(plan, result, entry)
+                break
+            except CorruptFile as exc:
+                # The served entry was damaged after it was written: drop it and run again (once); the
+                # other steps come from the cache, this one is rebuilt.
+                chain.cache.drop(entry.key, str(exc.path))
+                chain._report_dropped()
+                if attempt:
+                    raise
         bus.emit("run.finished", status="succeeded", output_dir=str(plan.output_dir),
                  duration_s=result.duration_s, best_candidate=(result.search or {}).get("best"))
         return result
@@ -211,15 +229,23 @@ def _run_search(plan: Plan, bus: EventBus, cancel: threading.Event, chain: Chain
     return RunResult(bus.run_id, plan.output_dir, best.model, best.records, search=summary), best.entry
 
 
-def _write_output(plan: Plan, result: RunResult) -> ModelRef:
+def _write_output(plan: Plan, result: RunResult, entry: CacheEntry) -> ModelRef:
+    """Copy the final entry's files into a new folder (each hashed as it is copied and checked against the
+    entry's record), add the manifest and reports, and rename it into place."""
     tmp = temp_sibling(plan.output_dir, result.run_id)
     try:
         final = result.model
         tmp.mkdir(parents=True)
-        if final.path.is_dir():
-            copy_contents(final.path, tmp, skip={ENTRY_FILE})
-        else:
-            shutil.copy2(final.path, tmp / final.path.name)
+        base = final.path if final.path.is_dir() else final.path.parent
+        within = base.relative_to(entry.folder) if base.is_relative_to(entry.folder) else Path(".")
+        prefix = "" if str(within) == "." else f"{within}/"
+        # Only the files recorded in the entry (under the model's folder) go out; their names in the output
+        # drop that folder.
+        result.files = {name[len(prefix):]: {"bytes": info["bytes"], "sha256": info["sha256"]}
+                        for name, info in entry.meta["files"].items()
+                        if name != ENTRY_FILE and name.startswith(prefix)
+                        and (final.path.is_dir() or name[len(prefix):] == final.path.name)}
+        copy_verified(entry.folder / within, tmp, result.files)
         manifest: dict[str, Any] = {
             "modelmill_version": __version__,
             "run_id": result.run_id,
@@ -230,8 +256,8 @@ def _write_output(plan: Plan, result: RunResult) -> ModelRef:
             "passes": [record.__dict__ for record in result.passes],
             "duration_s": result.duration_s,
             "libraries": library_versions(),
-            # Hashes come from the cache entry, verified when it was read: no second pass over the bytes.
-            "files": result.files or describe_files(tmp),
+            # Hashes come from the cache entry, checked while the files were copied: no second pass over the bytes.
+            "files": result.files,
             "config": plan.source_config,
         }
         if result.search is not None:
@@ -243,7 +269,7 @@ def _write_output(plan: Plan, result: RunResult) -> ModelRef:
                 reports = write_reports(evaluations, tmp)
                 manifest["reports"] = {name: str(path.relative_to(tmp)) for name, path in reports.items()}
         (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, default=str))
-        place(tmp, plan.output_dir)
+        place(tmp, plan.output_dir, plan.overwrite, plan.protected)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

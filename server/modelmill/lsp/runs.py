@@ -190,9 +190,7 @@ class RunManager:
         output_dir = _absolute(output, base) if isinstance(output, str) else None
         return overrides, output_dir, flat
 
-    def _base_dir(self, snap: Snapshot) -> Path:
-        """Relative output and cache folders resolve against the workspace folder holding the config."""
-        config_dir = snap.base_dir or Path.cwd()
+    def _workspace_folders(self) -> list[Path]:
         folders: list[Path] = []
         if self.ls.protocol.workspace is not None:
             for folder in (self.ls.workspace.folders or {}).values():
@@ -201,6 +199,12 @@ class RunManager:
                     folders.append(Path(path))
             if self.ls.workspace.root_path:
                 folders.append(Path(self.ls.workspace.root_path))
+        return folders
+
+    def _base_dir(self, snap: Snapshot) -> Path:
+        """Relative output and cache folders resolve against the workspace folder holding the config."""
+        config_dir = snap.base_dir or Path.cwd()
+        folders = self._workspace_folders()
         for folder in sorted(folders, key=lambda p: len(str(p)), reverse=True):
             try:
                 config_dir.resolve().relative_to(folder.resolve())
@@ -229,11 +233,14 @@ class RunManager:
                                     "(a run fetches it too)")
         try:
             config = load_workflow(snap.doc, overrides, self.ls.env)
-            return plan_from_config(config, output_dir=output_dir)
+            # a run replaces its output folder: never a workspace folder or one that holds it
+            protected = [(folder, "a workspace folder") for folder in self._workspace_folders()]
+            return plan_from_config(config, output_dir=output_dir, protected=protected)
         except ModelMillError as exc:
             raise RequestFailed(_message(exc)) from exc
 
     def _dry_run(self, snap: Snapshot) -> dict[str, Any]:
+        from modelmill.errors import ModelMillError
         from modelmill.lsp.estimate import estimate_steps, parameter_count
 
         plan = self._plan(snap, False)
@@ -243,9 +250,9 @@ class RunManager:
             from modelmill.engine.workflow import step_keys
 
             try:
-                cache = Cache(plan.cache_dir)
+                cache = Cache(plan.cache_dir, create=False)
                 cached = [cache.contains(key) for key in step_keys(plan, cache)]
-            except OSError:
+            except (OSError, ModelMillError):
                 pass
         count, precision = parameter_count(plan.input_model.path, plan.input_model.kind)
         steps = [(step.name, step.pass_cls.name, step.params.model_dump(mode="json", exclude_defaults=False),
