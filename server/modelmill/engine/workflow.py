@@ -104,7 +104,8 @@ class Chain:
     def _report_dropped(self) -> None:
         while self.cache.dropped:
             key, reason = self.cache.dropped.pop(0)
-            self.bus.emit("cache.corrupt", cache_key=key, reason=reason)
+            self.bus.emit("warning", message=f"cache entry {key[:12]} was damaged ({reason}); it is rebuilt",
+                          cache_key=key, reason=reason)
 
     def _keys(self, steps: list[PlanStep]) -> "_StepKeys":
         """The steps' cache keys. When the input is new to the fingerprint index, hashing it (seconds for a
