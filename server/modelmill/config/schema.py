@@ -1,7 +1,8 @@
 """JSON Schema (draft-07, what VS Code's JSON support handles best) for workflow configs.
 
-Generated from the pydantic models, with one parameter schema per registered pass chosen
-by the entry's ``type``. The schema describes the flat form; the old ``engine:`` and
+Generated from the pydantic models, with one parameter schema per pass chosen by the entry's
+``type``: ModelMill's own passes from their ``Params``, every other Olive pass from the catalogue
+(olive_passes.json: Olive's types, defaults, allowed and searchable values). The schema describes the flat form; the old ``engine:`` and
 ``config:`` blocks are allowed but marked with a ``deprecationMessage`` so editors show
 them as outdated rather than wrong.
 """
@@ -12,8 +13,9 @@ import copy
 from typing import Any
 
 from modelmill.config.models import WorkflowConfig
+from modelmill.config.olive_catalog import OlivePass, all_olive_passes
 from modelmill.passes.base import Pass
-from modelmill.passes.registry import all_passes
+from modelmill.passes.registry import all_passes, find_pass
 
 SCHEMA_ID = "https://modelmill.dev/schemas/workflow-config.schema.json"
 DRAFT_07 = "http://json-schema.org/draft-07/schema#"
@@ -54,6 +56,15 @@ def _pass_definitions(definitions: dict[str, Any]) -> None:
             descriptions.append(f"Older name of {cls.name}.")
         branches.append({"if": {"properties": {"type": {"enum": [cls.name, *cls.aliases]}}, "required": ["type"]},
                          "then": {"$ref": f"#/definitions/{key}"}})
+    for olive in all_olive_passes().values():
+        if find_pass(olive.name) is not None:
+            continue  # ModelMill's own Params are the source of truth for the passes it runs
+        key = f"pass.{olive.name}"
+        definitions[key] = _catalog_entry(olive, shared)
+        names.append(olive.name)
+        descriptions.append(f"{olive.description} (Olive pass; ModelMill cannot run it here.)")
+        branches.append({"if": {"properties": {"type": {"enum": [olive.name]}}, "required": ["type"]},
+                         "then": {"$ref": f"#/definitions/{key}"}})
     definitions["PassEntry"] = {
         "type": "object",
         "title": "Pass",
@@ -92,6 +103,68 @@ def _pass_entry(cls: type[Pass], shared: dict[str, Any], definitions: dict[str, 
     if required:
         entry["anyOf"] = [{"required": required}, {"required": ["config"]}]
     return entry
+
+
+def _catalog_entry(olive: OlivePass, shared: dict[str, Any]) -> dict[str, Any]:
+    """The entry of an Olive pass ModelMill does not run, from the catalogue (Olive's types and defaults)."""
+    properties: dict[str, Any] = {}
+    required = []
+    for name, info in olive.params.items():
+        description = f"Olive type: {info.get('type', 'Any')}."
+        if info.get("default_expr"):
+            description += f" Olive computes the default ({info['default_expr']})."
+        value = catalog_value_schema(info.get("schema") or {})
+        if name.endswith("data_config"):
+            # Olive resolves a name from data_configs in any pass key ending in data_config (_resolve_all_data_configs)
+            value = {"anyOf": [{"type": "string"}, {"type": "object"}, {"type": "null"}]}
+            description += " Or the name of an entry in data_configs."
+        prop = {**value, "description": description}
+        if info.get("required"):
+            required.append(name)
+        elif info.get("default") is not None or "default_expr" not in info:
+            prop["default"] = info.get("default")
+        if info.get("searchable"):
+            values = list(info.get("search_values") or [])
+            prop = _searchable({**prop, "searchable": values}, values)
+        properties[name] = prop
+    entry: dict[str, Any] = {
+        "type": "object",
+        "title": olive.name,
+        "description": olive.description,
+        "properties": {
+            "type": {"type": "string", "description": olive.description},
+            **copy.deepcopy(shared),
+            **properties,
+            "config": {"type": "object", "properties": copy.deepcopy(properties), "additionalProperties": False,
+                       "description": _OLD_BLOCK.format("config"), "deprecationMessage": _OLD_BLOCK.format("config")},
+        },
+        "required": ["type"],
+        "additionalProperties": False,
+    }
+    if required:
+        entry["anyOf"] = [{"required": required}, {"required": ["config"]}]
+    return entry
+
+
+_JSON_KINDS = {"bool": "boolean", "int": "integer", "float": "number", "str": "string", "path": "string",
+               "null": "null", "dict": "object"}
+
+
+def catalog_value_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """JSON Schema for a catalogue parameter type (the same kinds ``olive_catalog.python_type`` reads)."""
+    kind = schema.get("kind")
+    if kind in _JSON_KINDS:
+        return {"type": _JSON_KINDS[kind]}
+    if kind == "list":
+        return {"type": "array", "items": catalog_value_schema(schema.get("items") or {})}
+    if kind == "enum" and schema.get("values"):
+        values = list(schema["values"])
+        kinds = {"boolean" if isinstance(v, bool) else "integer" if isinstance(v, int) else
+                 "number" if isinstance(v, float) else "string" for v in values}
+        return {"type": kinds.pop(), "enum": values} if len(kinds) == 1 else {"enum": values}
+    if kind == "union":
+        return {"anyOf": [catalog_value_schema(item) for item in schema.get("anyOf", [])]}
+    return {}
 
 
 def _searchable(prop: dict[str, Any], values: list[Any]) -> dict[str, Any]:

@@ -112,10 +112,14 @@ def _value_hover(path: tuple[Any, ...], value: Any, facet: Facet, root: Node,
 
 def pass_doc(pass_type: str) -> str:
     """A pass's description, what it takes and makes, and its parameters (from its schema)."""
+    from modelmill.config.olive_catalog import find_olive_pass
     from modelmill.passes.registry import find_pass, suggest_pass
 
     cls = find_pass(pass_type)
     if cls is None:
+        olive = find_olive_pass(pass_type)
+        if olive is not None:
+            return _olive_pass_doc(olive)
         suggestion = suggest_pass(pass_type)
         return f"**{pass_type}**: no such pass" + (f" — did you mean `{suggestion}`?" if suggestion else "")
     lines = [f"**{cls.name}**" + (f" (also: {', '.join(cls.aliases)})" if cls.aliases else ""), cls.description]
@@ -125,21 +129,39 @@ def pass_doc(pass_type: str) -> str:
     if cls.supported_providers:
         facts.append(f"providers: {', '.join(cls.supported_providers)}")
     lines.append(" · ".join(facts))
+    lines.append(_params_table(cls.name))
+    return "\n\n".join(line for line in lines if line)
+
+
+def _olive_pass_doc(olive: Any) -> str:
+    """A catalogue pass ModelMill does not run: what Olive says about it, and that it runs in Olive only."""
+    facts = [f"takes: {' / '.join(olive.accepts)}"]
+    for key in ("precisions", "providers", "accelerators"):
+        values = [v for v in olive.info.get(key, []) if v != "*"]
+        if values:
+            facts.append(f"{key}: {', '.join(values)}")
+    lines = [f"**{olive.name}** (Olive pass)", olive.description, " · ".join(facts),
+             f"ModelMill cannot run it here: it needs {olive.needs()}. Run the workflow with Olive.",
+             _params_table(olive.name)]
+    return "\n\n".join(line for line in lines if line)
+
+
+def _params_table(name: str) -> str:
     index = schema_index()
-    entry = index.facet([{"$ref": f"#/definitions/pass.{cls.name}"}], {"type": cls.name})
+    entry = index.facet([{"$ref": f"#/definitions/pass.{name}"}], {"type": name})
     rows = []
-    for name, schemas in entry.properties.items():
-        if name in ("type", "host", "evaluator", "config"):
+    for key, schemas in entry.properties.items():
+        if key in ("type", "host", "evaluator", "config"):
             continue
         sub = index.facet(schemas, MISSING)
         default = json.dumps(sub.default) if sub.default is not MISSING else ""
         text = (sub.description or "").replace("|", "\\|").replace("\n", " ")
         if len(text) > 120:
             text = text[:117] + "…"
-        rows.append(f"| `{name}` | {sub.type_label()} | {default} | {text} |")
-    if rows:
-        lines.append("| parameter | type | default | |\n|---|---|---|---|\n" + "\n".join(rows))
-    return "\n\n".join(lines)
+        rows.append(f"| `{key}` | {sub.type_label()} | {default} | {text} |")
+    if not rows:
+        return ""
+    return "| parameter | type | default | |\n|---|---|---|---|\n" + "\n".join(rows)
 
 
 def provider_doc(ep: str, installed_eps: frozenset[str] | None) -> str:

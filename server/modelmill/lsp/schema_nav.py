@@ -94,6 +94,8 @@ class SchemaIndex:
     def __init__(self, schema: dict[str, Any]) -> None:
         self.root = schema
         self.definitions: dict[str, Any] = schema.get("definitions", {})
+        self._dispatch: dict[int, dict[str, list[Any]] | None] = {}
+        """id(allOf list) → lower-cased ``type`` → branches, for lists of ``if type in [...] then ...``."""
 
     # -- schema plumbing ---------------------------------------------------------------------
 
@@ -136,8 +138,16 @@ class SchemaIndex:
         if not schema:
             return
         self._own(schema, facet, certain)
-        for sub in schema.get("allOf", ()):
-            self._collect(sub, value, facet, certain, depth + 1)
+        all_of = schema.get("allOf", ())
+        dispatch = self._type_dispatch(all_of) if len(all_of) > 8 else None
+        if dispatch is not None:
+            # one branch per pass type: look the type up instead of testing every 'if' (same result)
+            tag = value.get("type") if isinstance(value, dict) else None
+            for branch in dispatch.get(tag.lower(), []) if isinstance(tag, str) else []:
+                self._collect(branch, value, facet, certain, depth + 1)
+        else:
+            for sub in all_of:
+                self._collect(sub, value, facet, certain, depth + 1)
         for key in ("anyOf", "oneOf"):
             if key in schema:
                 alternatives = [self.resolve(alt) for alt in schema[key]]
@@ -207,6 +217,25 @@ class SchemaIndex:
             facet.minimum = schema["minimum"]
         if "maximum" in schema and facet.maximum is None:
             facet.maximum = schema["maximum"]
+
+    def _type_dispatch(self, all_of: list[Any]) -> dict[str, list[Any]] | None:
+        """For an allOf made only of ``{"if": {type in enum, required type}, "then": X}``: type → [X]."""
+        key = id(all_of)
+        if key not in self._dispatch:
+            table: dict[str, list[Any]] | None = {}
+            for sub in all_of:
+                condition = sub.get("if") if isinstance(sub, dict) else None
+                if not (isinstance(condition, dict) and set(sub) <= {"if", "then"} and "then" in sub
+                        and set(condition) == {"properties", "required"} and condition["required"] == ["type"]
+                        and set(condition["properties"]) == {"type"}
+                        and set(condition["properties"]["type"]) == {"enum"}):
+                    table = None
+                    break
+                for name in condition["properties"]["type"]["enum"]:
+                    folded = name.lower() if isinstance(name, str) else name
+                    table.setdefault(folded, []).append(sub["then"])
+            self._dispatch[key] = table
+        return self._dispatch[key]
 
     # -- branch choice ---------------------------------------------------------------------------
 
