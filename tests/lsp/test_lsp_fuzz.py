@@ -174,3 +174,98 @@ async def test_random_edits_through_the_server_are_all_answered(client: Language
     assert requests >= 600 and info["heavyModulesLoaded"] == []
     errors = [m.message for m in client.log_messages if m.type == types.MessageType.Error]
     assert errors == []
+
+
+# ------------------------------------------------------------------ hostile inputs
+
+_ANCHORS = 'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n' + "".join(
+    f"{n}: &{n} [{','.join(['*' + p] * 9)}]\n" for p, n in zip("abcdefgh", "bcdefghi"))
+HOSTILE = {
+    "alias bomb": ("yaml", _ANCHORS),
+    "six-level bomb": ("yaml", "\n".join(_ANCHORS.splitlines()[:6]) + "\ninput_model: *f\npasses: {}\n"),
+    "merge bomb": ("yaml", "x0: &x0 {k0: v, k1: v, k2: v, k3: v, k4: v, k5: v, k6: v, k7: v, k8: v, k9: v}\n" + "".join(
+        f"x{i}: &x{i} {{<<: [{', '.join(['*x' + str(i - 1)] * 10)}]}}\n" for i in range(1, 7))),
+    "deep json": ("json", '{"passes": ' + "[" * 10_000 + "]" * 10_000 + "}"),
+    "deep json, unclosed": ("json", '{"passes": ' + "[{" * 5_000),
+    "deep yaml": ("yaml", "passes: " + "[" * 10_000 + "]" * 10_000),
+    "deep yaml blocks": ("yaml", "passes:\n" + "".join(" " * (i + 1) + "- \n" for i in range(900))),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+def test_hostile_documents_are_analysed_fast(name: str) -> None:
+    import time
+
+    fmt, text = HOSTILE[name]
+    for cursor in (0, len(text) // 2, len(text)):
+        started = time.perf_counter()
+        _analyse(text, fmt, cursor)
+        assert time.perf_counter() - started < 1.5, name
+
+
+@settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@given(st.sampled_from(sorted(HOSTILE)), st.data())
+def test_random_edits_of_hostile_documents_never_crash_the_analysis(name: str, data: st.DataObject) -> None:
+    fmt, text = HOSTILE[name]
+    for _ in range(data.draw(st.integers(1, 3))):
+        at = data.draw(st.integers(0, len(text)))
+        text = text[:at] + data.draw(st.text(ALPHABET + "&*<", max_size=6)) + text[at + data.draw(st.integers(0, 6)):]
+    _analyse(text, fmt, data.draw(st.integers(0, len(text))))
+
+
+def test_hostile_traffic_gets_every_request_answered(tmp_path: Path) -> None:
+    """Through a server process: hostile documents, files that are /dev/zero, broken frames and wrong parameter
+    types, interleaved with ordinary requests; each ordinary request must be answered."""
+    import time
+
+    from raw_rpc import BROKEN, RawServer, frame
+
+    (tmp_path / "zero.json").symlink_to("/dev/zero")
+    (tmp_path / "bomb.yaml").write_text(HOSTILE["alias bomb"][1])
+    rng = random.Random(12)
+    server = RawServer(str(tmp_path))
+    try:
+        server.initialize(tmp_path.as_uri())
+        uris = []
+        for index, (name, (fmt, text)) in enumerate(sorted(HOSTILE.items())):
+            uri = (tmp_path / f"olive_{index}.{fmt}").as_uri()
+            uris.append((uri, text))
+            server.notify("textDocument/didOpen", {"textDocument": {"uri": uri, "languageId": fmt, "version": 1,
+                                                                    "text": text}})
+        wrong_params: list[Any] = [{"textDocument": {"uri": 5}, "position": {"line": "x", "character": 0}}, [1],
+                                   None, {"position": {"line": -1, "character": 2 ** 40}}]
+        sent: list[int] = []
+        for step in range(120):
+            uri, text = rng.choice(uris)
+            choice = rng.random()
+            message_id = 10_000 + step
+            if choice < 0.25:
+                server.send(rng.choice(list(BROKEN.values()))({"jsonrpc": "2.0", "id": f"x{step}",
+                                                               "method": "textDocument/hover", "params": {}}))
+            elif choice < 0.45:
+                method = rng.choice(["textDocument/hover", "textDocument/completion", "textDocument/documentSymbol"])
+                server.send(frame({"jsonrpc": "2.0", "id": message_id, "method": method,
+                                   "params": rng.choice(wrong_params)}))
+                sent.append(message_id)
+            elif choice < 0.6:
+                target = rng.choice(["zero.json", "bomb.yaml"])
+                server.send(frame({"jsonrpc": "2.0", "id": message_id, "method": "workspace/executeCommand",
+                                   "params": {"command": rng.choice(["modelmill.validate", "modelmill.plan"]),
+                                              "arguments": [{"uri": (tmp_path / target).as_uri()}]}}))
+                sent.append(message_id)
+            else:
+                lines = text.split("\n")
+                line = rng.randrange(len(lines))
+                server.send(frame({"jsonrpc": "2.0", "id": message_id, "method": rng.choice(
+                    ["textDocument/hover", "textDocument/completion"]), "params": {
+                        "textDocument": {"uri": uri},
+                        "position": {"line": line, "character": rng.randint(0, len(lines[line]))}}}))
+                sent.append(message_id)
+        started = time.perf_counter()
+        for message_id in sent:
+            server.reply(message_id, wait=30)
+        assert time.perf_counter() - started < 30
+        assert server.request("workspace/executeCommand", {"command": "modelmill.runs", "arguments": [{}]})["result"] \
+            == []
+    finally:
+        assert server.close() == 0

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from modelmill.config.diagnostics import Diagnostic, KeyPath
+from modelmill.config.limits import read_config_text
 from modelmill.config.positions import (
     ZERO,
     ArrayNode,
@@ -122,13 +123,9 @@ def parse_document(text: str, path_or_name: str | Path = "<config>", format: For
 
 
 def load_document(path: str | Path) -> Document:
-    """Read and parse a .json/.yaml/.yml file (Olive refuses other suffixes, and so do we)."""
+    """Read (bounded: see ``limits``) and parse a .json/.yaml/.yml file (Olive refuses other suffixes, and so do we)."""
     path = Path(path)
     if path.suffix.lower() not in (".json", ".yaml", ".yml"):
         raise ConfigError(f"unsupported config file type '{path.suffix}'", fix="use a .json, .yaml or .yml file",
                           where=str(path))
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except OSError as exc:
-        raise ConfigError(f"cannot read the config: {exc.strerror or exc}", where=str(path)) from exc
-    return parse_document(text, path)
+    return parse_document(read_config_text(path), path)

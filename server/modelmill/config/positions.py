@@ -17,6 +17,8 @@ from typing import Any, Callable
 
 import yaml
 
+from modelmill.config import limits
+
 
 @dataclass(frozen=True)
 class Position:
@@ -378,6 +380,12 @@ class _JsonParser:
 
 def parse_json(text: str) -> tuple[Node | None, list[SyntaxIssue]]:
     """Parse JSON tolerantly: the nodes parsed so far, and every syntax problem with its range."""
+    too_big = limits.text_problem(text)
+    if too_big:
+        return None, [SyntaxIssue(too_big, ZERO)]
+    deep = limits.json_depth_offset(text)
+    if deep is not None:  # refused before parsing: the parser and every check recurse per level
+        return None, [SyntaxIssue(limits.depth_problem(), _Lines(text).range(deep, deep + 1))]
     parser = _JsonParser(text)
     root = parser.parse()
     return root, parser.issues + duplicate_key_issues(root)
@@ -462,17 +470,29 @@ def parse_yaml(text: str) -> tuple[Node | None, list[SyntaxIssue]]:
     PyYAML stops at the first error; to still give positions for the keys above it, the text
     up to the line of the error is composed again on its own.
     """
+    too_big = limits.text_problem(text)
+    if too_big:
+        return None, [SyntaxIssue(too_big, ZERO)]
     lines = _Lines(text)
+    deep = limits.json_depth_offset(text)
+    if deep is not None:  # deep flow brackets: PyYAML's pure-Python scanner takes seconds before it recurses out
+        return None, [SyntaxIssue(limits.depth_problem(), lines.range(deep, deep + 1))]
     issues: list[SyntaxIssue] = []
     try:
-        composed = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as exc:
-        issues.append(yaml_issue(exc, text, lines.range))
-        composed = _compose_prefix(text, exc, lines)
+        try:
+            composed = yaml.compose(text, Loader=yaml.SafeLoader)
+        except yaml.YAMLError as exc:
+            issues.append(yaml_issue(exc, text, lines.range))
+            composed = _compose_prefix(text, exc, lines)
+    except RecursionError:  # PyYAML's pure-Python composer recurses per level
+        return None, [SyntaxIssue(limits.depth_problem(), ZERO)]
     if composed is None:
         if not issues:
             issues.append(SyntaxIssue("the file is empty: expected a mapping of config keys", ZERO))
         return None, issues
+    expanded = limits.yaml_graph_problem(composed)
+    if expanded:  # checked before conversion, which copies every alias
+        return None, issues + [SyntaxIssue(expanded, ZERO)]
     converter = _YamlConverter(text)
     root = converter.convert(composed)
     return root, issues + converter.issues + duplicate_key_issues(root)

@@ -7,12 +7,15 @@ says why and what to do (code -32803, RequestFailed).
 
 from __future__ import annotations
 
+import json
 import statistics
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from pygls.exceptions import JsonRpcException
+from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
 
+from modelmill.config.limits import read_config_text
+from modelmill.errors import ConfigError
 from modelmill.lsp.documents import Snapshot, format_of, uri_to_path
 
 if TYPE_CHECKING:
@@ -30,14 +33,22 @@ class RequestFailed(JsonRpcException):
     MESSAGE = "Request failed"
 
 
-def argument(args: tuple[Any, ...], key: str, default: Any = None, required: bool = False) -> Any:
-    """A field of the single argument object (a dict, or pygls's attribute object)."""
+def argument(args: tuple[Any, ...], key: str, default: Any = None, required: bool = False,
+             kind: type | tuple[type, ...] | None = None) -> Any:
+    """A field of the single argument object (a dict, or pygls's attribute object).
+
+    A value of the wrong type (``kind``) is a JSON-RPC InvalidParams error (-32602).
+    """
     first = args[0] if args else None
     if hasattr(first, "_asdict"):
         first = first._asdict()
     value = first.get(key, default) if isinstance(first, dict) else default
     if required and (value is None or value == ""):
         raise RequestFailed(f"missing argument '{key}': pass one object such as {{\"{key}\": ...}}")
+    if kind is not None and value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+        expected = " or ".join(t.__name__ for t in (kind if isinstance(kind, tuple) else (kind,)))
+        raise JsonRpcInvalidParams(f"argument '{key}' must be a {expected.replace('str', 'string')}, "
+                                   f"not {json.dumps(value)[:60]}")
     return value
 
 
@@ -51,9 +62,9 @@ def config_snapshot(ls: ModelMillServer, uri: str) -> Snapshot:
     if path is None or fmt is None:
         raise RequestFailed(f"not a JSON/YAML config file: {uri}")
     try:
-        text = Path(path).read_text(encoding="utf-8-sig")
-    except OSError as exc:
-        raise RequestFailed(f"cannot read {path}: {exc.strerror or exc}") from exc
+        text = read_config_text(path)
+    except ConfigError as exc:
+        raise RequestFailed(f"{exc.where}: {exc.message}; fix: {exc.fix}") from exc
     uri = Path(path).resolve().as_uri() if "://" not in uri else uri
     return Snapshot(uri, None, text, fmt, ls.encoding)
 
@@ -64,7 +75,7 @@ def register(server: ModelMillServer, guard: Callable[..., Any]) -> None:
     async def optimize(ls, *args: Any) -> dict[str, Any]:
         if not ls.settings.trusted:
             raise RequestFailed(UNTRUSTED)
-        uri = argument(args, "uri", required=True)
+        uri = argument(args, "uri", required=True, kind=str)
         run_id = await ls.runs.start_optimize(config_snapshot(ls, uri))
         return {"runId": run_id}
 
@@ -73,7 +84,7 @@ def register(server: ModelMillServer, guard: Callable[..., Any]) -> None:
     async def evaluate(ls, *args: Any) -> dict[str, Any]:
         if not ls.settings.trusted:
             raise RequestFailed(UNTRUSTED)
-        path = argument(args, "path", required=True)
+        path = argument(args, "path", required=True, kind=str)
         metrics = argument(args, "metrics")
         if metrics is not None and (not isinstance(metrics, list) or not all(isinstance(m, str) for m in metrics)):
             raise RequestFailed("metrics must be a list of names such as [\"llm\", \"size\"]")
@@ -83,7 +94,7 @@ def register(server: ModelMillServer, guard: Callable[..., Any]) -> None:
     @server.command(CANCEL)
     @guard(CANCEL)
     async def cancel(ls, *args: Any) -> dict[str, Any]:
-        run_id = argument(args, "runId", required=True)
+        run_id = argument(args, "runId", required=True, kind=(str, int))
         return {"cancelled": ls.runs.cancel(str(run_id))}
 
     @server.command(VALIDATE)
@@ -91,7 +102,7 @@ def register(server: ModelMillServer, guard: Callable[..., Any]) -> None:
     async def validate(ls, *args: Any) -> dict[str, Any]:
         from modelmill.lsp.diagnostics import analyze, to_json, to_lsp
 
-        snap = config_snapshot(ls, argument(args, "uri", required=True))
+        snap = config_snapshot(ls, argument(args, "uri", required=True, kind=str))
         found, _ = analyze(snap, ls.env)
         diagnostics = [to_json(d) for d in to_lsp(found, snap, ls.settings)]
         return {"diagnostics": diagnostics, "errors": sum(1 for d in found if d.severity == "error"),
@@ -100,7 +111,7 @@ def register(server: ModelMillServer, guard: Callable[..., Any]) -> None:
     @server.command(PLAN)
     @guard(PLAN)
     async def plan(ls, *args: Any) -> dict[str, Any]:
-        snap = config_snapshot(ls, argument(args, "uri", required=True))
+        snap = config_snapshot(ls, argument(args, "uri", required=True, kind=str))
         return await ls.runs.dry_run(snap)
 
     @server.command(RUNS)

@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from modelmill.config import Document, parse_document
+from modelmill.config import Document, limits, parse_document
 from modelmill.config.document import detect_format
 from modelmill.config.positions import (
     ZERO,
@@ -163,6 +163,9 @@ def _document(name: str, text: str, fmt: str, root: Node | None, issues: list[Sy
 def parse(text: str, name: str = "<config>", fmt: str | None = None) -> LspDocument:
     """Parse like ``modelmill.config.parse_document``, fast; never raises on bad syntax."""
     fmt = fmt or detect_format(text, name)
+    too_big = limits.text_problem(text)
+    if too_big:
+        return _document(name, text, fmt, None, [SyntaxIssue(too_big, ZERO)])
     if fmt == "json":
         data: list[Any] = []
         root = fast_json(text, data)
@@ -250,6 +253,8 @@ def fast_json(text: str, data: list[Any] | None = None) -> Node | None:
         else:
             stack[-1].items.append(node)
         if kind == 3:
+            if len(stack) >= limits.MAX_DEPTH:
+                return None  # the tolerant parser reports it
             stack.append(node)
             starts.append(start)
             entries = node.entries if token == "{" else None
@@ -322,6 +327,9 @@ def _compose(text: str) -> Any:
 def fast_yaml(text: str) -> tuple[Node | None, list[SyntaxIssue]]:
     """Like ``modelmill.config.positions.parse_yaml``, composed by libyaml where it is installed."""
     lines = LineIndex(text)
+    deep = limits.json_depth_offset(text)
+    if deep is not None:  # as the config layer does (libyaml would stop at 1,000 levels with its own message)
+        return None, [SyntaxIssue(limits.depth_problem(), LazyRange.make(lines, deep, deep + 1))]
     issues: list[SyntaxIssue] = []
     try:
         composed = _compose(text)
@@ -337,11 +345,14 @@ def fast_yaml(text: str) -> tuple[Node | None, list[SyntaxIssue]]:
             except yaml.YAMLError:
                 continue
     except RecursionError:
-        return None, [SyntaxIssue("the YAML is nested too deeply", ZERO)]
+        return None, [SyntaxIssue(limits.depth_problem(), ZERO)]
     if composed is None:
         if not issues:
             issues.append(SyntaxIssue("the file is empty: expected a mapping of config keys", ZERO))
         return None, issues
+    expanded = limits.yaml_graph_problem(composed)
+    if expanded:  # checked before conversion, which copies every alias
+        return None, issues + [SyntaxIssue(expanded, ZERO)]
     converter = _YamlConverter(lines)
     root = converter.convert(composed)
     return root, issues + converter.issues + duplicate_key_issues(root)

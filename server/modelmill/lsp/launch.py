@@ -82,28 +82,28 @@ def run_stdio(fast: bool = True) -> None:
 
 
 def read_message(stream: BinaryIO) -> tuple[bytes, Any]:
-    """One JSON-RPC message: (its raw bytes, the parsed body or None)."""
-    raw = b""
-    length = None
-    while True:
-        line = stream.readline()
-        if not line:
-            return raw, None
-        raw += line
-        if line.lower().startswith(b"content-length:"):
-            try:
-                length = int(line.split(b":", 1)[1].strip())
-            except ValueError:
-                length = None
-        if line in (b"\r\n", b"\n"):
-            if length is not None:
-                break
-    body = stream.read(length) if length else b""
-    raw += body
+    """One JSON-RPC message, read with the server's framing rules (``framing.FrameReader``: bounded,
+    resynchronising): (every byte read so far, the parsed body or None).
+
+    All the bytes read are replayed into the server, which frames them again, so a malformed first
+    message is reported and recovered from exactly as a later one would be.
+    """
+    from modelmill.lsp.framing import FrameReader
+
+    read_some = getattr(stream, "read1", None) or stream.read
+    raw = bytearray()
+
+    def read(size: int) -> bytes:
+        chunk = read_some(size)
+        raw.extend(chunk)
+        return chunk
+
+    frame = FrameReader(read).next()
     try:
-        return raw, json.loads(body)
-    except ValueError:
-        return raw, None
+        message = json.loads(frame.body) if frame is not None and frame.body is not None else None
+    except (ValueError, RecursionError):
+        message = None
+    return bytes(raw), message
 
 
 def answer_initialize(stdin: BinaryIO, stdout: BinaryIO) -> tuple[bytes, Any]:
@@ -130,23 +130,13 @@ class _Replay:
         self.prefix = prefix
         self.stream = stream
 
-    def readline(self) -> bytes:
+    def read1(self, size: int = -1) -> bytes:
+        """Up to ``size`` bytes: the replayed ones first, then what the stream has."""
         if self.prefix:
-            end = self.prefix.find(b"\n")
-            if end >= 0:
-                line, self.prefix = self.prefix[:end + 1], self.prefix[end + 1:]
-                return line
-            line, self.prefix = self.prefix, b""
-            return line + self.stream.readline()
-        return self.stream.readline()
-
-    def read(self, size: int = -1) -> bytes:
-        if self.prefix:
+            size = len(self.prefix) if size < 0 else size
             chunk, self.prefix = self.prefix[:size], self.prefix[size:]
-            if len(chunk) < size:
-                chunk += self.stream.read(size - len(chunk))
             return chunk
-        return self.stream.read(size)
+        return self.stream.read1(size)  # type: ignore[attr-defined]
 
 
 class _DropReply:

@@ -20,14 +20,15 @@ import threading
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, BinaryIO, Callable
 from urllib.parse import unquote
 
 from lsprotocol import types
+from pygls.exceptions import JsonRpcException
 from pygls.lsp.server import LanguageServer
 
 from modelmill import __version__
-from modelmill.lsp import commands, runs
+from modelmill.lsp import commands, framing, runs
 from modelmill.lsp.code_actions import code_actions
 from modelmill.lsp.completion import TRIGGER_CHARACTERS, CompletionEnv, complete
 from modelmill.lsp.diagnostics import analyze, to_lsp
@@ -109,6 +110,30 @@ class ModelMillServer(LanguageServer):
                 logger.exception("warm-up failed")
 
         threading.Thread(target=work, name="modelmill-lsp-warmup", daemon=True).start()
+
+    # -- transport --------------------------------------------------------------------------------
+
+    def _start_io_async(self, stdin: BinaryIO | None = None, stdout: BinaryIO | None = None) -> None:
+        """pygls's stdio server with ``framing.serve`` as its reading loop (bounded message size, resynchronising
+        after a framing error, every request answered)."""
+        from pygls.io_ import StdoutWriter
+
+        self._stop_event = threading.Event()
+        self.protocol.set_writer(StdoutWriter(stdout or sys.stdout.buffer))
+        source: Any = stdin or sys.stdin.buffer
+        try:
+            asyncio.run(framing.serve(self.protocol, source.read1, self._stop_event, self.report_framing))
+        except BrokenPipeError:
+            logger.error("the connection to the client is lost; shutting down")
+        except (KeyboardInterrupt, SystemExit):
+            pass
+        finally:
+            self.shutdown()
+
+    def report_framing(self, problem: str) -> None:
+        message = f"malformed message from the client: {problem}; reading resumed at the next message"
+        print(f"modelmill lsp: {message}", file=sys.stderr, flush=True)
+        self.log(message, types.MessageType.Warning)
 
     # -- logging ----------------------------------------------------------------------------------
 
@@ -236,7 +261,7 @@ def guard(name: str, default: Any = None) -> Callable[[Callable[..., Any]], Call
             async def run_async(ls: ModelMillServer, *args: Any) -> Any:
                 try:
                     return await fn(ls, *args)
-                except commands.RequestFailed:
+                except JsonRpcException:
                     raise
                 except Exception:  # noqa: BLE001
                     ls.log_exception(name)
@@ -247,7 +272,7 @@ def guard(name: str, default: Any = None) -> Callable[[Callable[..., Any]], Call
         def run(ls: ModelMillServer, *args: Any) -> Any:
             try:
                 return fn(ls, *args)
-            except commands.RequestFailed:
+            except JsonRpcException:  # RequestFailed, InvalidParams: the client gets the error
                 raise
             except Exception:  # noqa: BLE001
                 ls.log_exception(name)

@@ -6,7 +6,7 @@ import contextlib
 import os
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, BinaryIO, Iterator
 
 from modelmill.engine.model import ModelRef
 from modelmill.errors import PassError
@@ -27,6 +27,52 @@ def require_onnx(model: ModelRef, pass_name: str) -> None:
     if not model.model_file.exists():
         raise PassError(f"{pass_name}: ONNX file {model.model_file} does not exist",
                         fix="check the model path (an ONNX model is a .onnx file or a folder holding one)")
+    problem = onnx_file_problem(model.model_file)
+    if problem is not None:
+        fix = ("the file is incomplete (an interrupted download, copy or export?): download or export it again"
+               if "truncated" in problem or "empty" in problem else "point model_path at an .onnx model file")
+        raise PassError(f"{pass_name}: ONNX file {model.model_file} {problem}", fix=fix)
+
+
+def onnx_file_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be a whole ONNX ModelProto, or None. Reads only the top-level protobuf field
+    headers (a dozen; the graph's bytes are skipped with a seek), so it is cheap even for a 2 GB file."""
+    size = path.stat().st_size
+    if size == 0:
+        return "is empty"
+    offset = 0
+    with path.open("rb") as handle:
+        while offset < size:
+            handle.seek(offset)
+            key, offset = _varint(handle, offset)
+            wire = (key or 0) & 7
+            if key is not None and (key >> 3 == 0 or wire not in (0, 1, 2, 5)):
+                return "is not an ONNX model (its bytes are not a protobuf ModelProto)"
+            if key is not None and wire == 0:
+                key, offset = _varint(handle, offset)
+            elif key is not None and wire == 2:
+                length, offset = _varint(handle, offset)
+                offset += length or 0
+                key = length
+            elif key is not None:
+                offset += 8 if wire == 1 else 4
+            if key is None or offset > size:
+                return f"is truncated: it ends at byte {size:,}, inside a field that runs to byte {offset:,}"
+    return None
+
+
+def _varint(handle: BinaryIO, offset: int) -> tuple[int | None, int]:
+    """A protobuf varint at the handle's position: (value or None at end of file, the offset after it)."""
+    value = 0
+    for shift in range(0, 70, 7):
+        byte = handle.read(1)
+        if not byte:
+            return None, offset
+        offset += 1
+        value |= (byte[0] & 0x7F) << shift
+        if not byte[0] & 0x80:
+            return value, offset
+    return None, offset
 
 
 def load(model: ModelRef, load_external_data: bool = True) -> "onnx.ModelProto":
