@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import atexit
 import json
+import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+# Every test starts in an empty working folder of its own session, not in the checkout: checks that look at the
+# file system relative to the working folder (an output_dir "out" that exists, a default .olive-cache) must not
+# depend on what a developer's checkout holds (TypeScript's out/, earlier runs' models/). Done at import time,
+# before test modules build their Environment objects (whose cwd is read then).
+_WORKING_FOLDER = tempfile.mkdtemp(prefix="modelmill-tests-")
+os.chdir(_WORKING_FOLDER)
+atexit.register(shutil.rmtree, _WORKING_FOLDER, ignore_errors=True)
 
 from helpers import make_context  # noqa: E402
 from modelmill.engine.model import ModelRef  # noqa: E402
