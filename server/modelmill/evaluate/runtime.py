@@ -63,6 +63,12 @@ def ort_session(model_file: Path, execution_provider: str = "CPUExecutionProvide
     try:
         return ort.InferenceSession(str(model_file), options, providers=providers)
     except Exception as exc:  # noqa: BLE001 - ORT raises several types
+        from modelmill.passes.onnx_io import onnx_file_problem
+
+        problem = onnx_file_problem(Path(model_file))
+        if problem is not None:  # the file itself is broken: say so, not "something is missing"
+            raise EvaluationError(f"{model_file} {problem}: it is not a whole ONNX model",
+                                  fix="download or export the model again") from exc
         raise EvaluationError(f"onnxruntime could not load {model_file}: {exc}",
                               fix="check that the model folder is complete (ONNX file and its external data)") from exc
 
