@@ -165,3 +165,20 @@ async def test_client_without_progress_gets_log_lines(minimal_client: LanguageCl
     lines = [m.message for m in minimal_client.log_messages if run_id in m.message]
     assert any("%" in line and "builder (ModelBuilder)" in line for line in lines), lines
     assert any("succeeded" in line for line in lines)
+
+
+@pytest.mark.parametrize("output_dir", [".", ".."])
+async def test_optimize_into_the_workspace_is_refused_and_deletes_nothing(client: LanguageClient, tiny_llama_dir: Path,
+                                                                         output_dir: str) -> None:
+    from pygls.exceptions import JsonRpcException
+
+    root: Path = STATE["root"]
+    path = _config(tiny_llama_dir, "wipe")
+    config = path.read_text().replace('"out-wipe"', f'"{output_dir}"')
+    path.write_text(config)
+    (root / "keep.txt").write_text("the user's work")
+    before = sorted(p.name for p in root.iterdir())
+    with pytest.raises(JsonRpcException) as refused:
+        await _command(client, "modelmill.optimize", uri=path.as_uri())
+    assert "unsafe-output-dir" in str(refused.value) and "workspace" in str(refused.value)
+    assert sorted(p.name for p in root.iterdir()) == before and (root / "keep.txt").read_text() == "the user's work"
