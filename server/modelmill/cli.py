@@ -39,20 +39,27 @@ def build_parser() -> argparse.ArgumentParser:
                     "Accepts Microsoft Olive's commands, flags and workflow configs.")
     parser.add_argument("--version", action="version", version=f"modelmill {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    from modelmill.commands import olive_compat  # flags only: the module imports nothing heavy
+    from modelmill.commands.common import OLIVE_PRECISIONS
 
     p = sub.add_parser("auto-opt", help="pick and run the best passes for a model, device and precision")
     _add_model_flags(p)
     p.add_argument("--device", default="cpu", choices=["cpu", "gpu", "npu"])
     p.add_argument("--provider", default=None, help="execution provider, e.g. CUDAExecutionProvider")
-    p.add_argument("--precision", default="int4", choices=PRECISIONS)
+    p.add_argument("--precision", default="int4", choices=OLIVE_PRECISIONS,
+                   help="int4 (default), int8, fp16 or fp32 run here; Olive's other precisions are refused")
     p.add_argument("--use_ort_genai", action="store_true", help="produce an ORT GenAI model (default for LLMs)")
     p.add_argument("--use_model_builder", action="store_true", default=None,
                    help="force onnxruntime-genai's model builder")
-    p.add_argument("--adapter_path", default=None,
+    p.add_argument("-a", "--adapter_path", default=None,
                    help="LoRA adapter folder (e.g. a finetune output's adapter/) applied to the model")
     p.add_argument("--adapter_format", default="embedded", choices=["embedded", "onnx_adapter"],
                    help="with an adapter: build it into the model (embedded), or keep the base model and write the "
                         "adapter to a separate .onnx_adapter file that chat activates at run time")
+    p.add_argument("--no_tune", action="store_true",
+                   help="skip session tuning (LLMs on CPU: after the build, a few seconds of probes pick the fastest "
+                        "ONNX Runtime thread settings for this machine and write them into genai_config.json)")
+    olive_compat.add_auto_opt(p)
     p.set_defaults(func=cmd_auto_opt)
 
     p = sub.add_parser("run", help="run a workflow config (Olive JSON/YAML, old or new form)")
@@ -61,16 +68,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ray-address", dest="ray_address", default=None, metavar="ADDRESS",
                    help="run the search's candidates on this Ray cluster: auto, HOST:PORT or ray://HOST:PORT "
                         "(overrides the address of a Ray host system; see docs/scale-out.md)")
+    olive_compat.add_run(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("quantize", help="quantize a model (int4 weight-only or int8)")
     _add_model_flags(p)
-    p.add_argument("--algorithm", default="rtn", choices=["rtn", "hqq", "kquant", "k_quant", "default"])
-    p.add_argument("--precision", default="int4", choices=["int4", "int8", "uint8"])
-    p.add_argument("--implementation", default="ort", choices=["ort", "olive"])
+    p.add_argument("--algorithm", default="rtn", choices=["rtn", "hqq", "kquant", "k_quant", "default", "awq", "gptq",
+                                                          "spinquant", "quarot", "lpbq", "seqmse", "adaround"],
+                   help="rtn, hqq, kquant run here; awq, gptq, spinquant, quarot, lpbq, seqmse, adaround need Olive")
+    p.add_argument("--precision", default="int4", choices=OLIVE_PRECISIONS,
+                   help="int4 (default), int8, uint8; int16/uint16 with calibration (static quantization)")
+    p.add_argument("--implementation", default="ort", help="ort or olive (both use onnxruntime's quantizers)")
     p.add_argument("--block_size", type=int, default=32)
     p.add_argument("--device", default="cpu", choices=["cpu", "gpu"])
     p.add_argument("--provider", default=None)
+    olive_compat.add_quantize(p)
     p.set_defaults(func=cmd_quantize)
 
     p = sub.add_parser("finetune", help="fine-tune a Hugging Face LLM with LoRA adapters on local data")
@@ -78,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     from modelmill.finetune.command import add_arguments as add_finetune_arguments
 
     add_finetune_arguments(p)
+    olive_compat.add_finetune(p)
     p.set_defaults(func=cmd_finetune)
 
     p = sub.add_parser("capture-onnx-graph", help="export a Hugging Face or PyTorch model to ONNX")
@@ -86,13 +99,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--use_ort_genai", action="store_true", help="same as --use_model_builder")
     p.add_argument("--use_dynamo_exporter", action="store_true")
     p.add_argument("--target_opset", type=int, default=17)
-    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int4", "int8"])
+    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int4", "int8", "bf16"])
     p.add_argument("--int4_block_size", type=int, default=32, choices=[16, 32, 64, 128, 256])
     p.add_argument("--int4_accuracy_level", type=int, default=None, choices=range(5))
-    p.add_argument("--exclude_embeds", action="store_true")
-    p.add_argument("--exclude_lm_head", action="store_true")
+    olive_compat.add_bool_flag(p, "--exclude_embeds", "builder: leave out the embedding layer")
+    olive_compat.add_bool_flag(p, "--exclude_lm_head", "builder: leave out the language-model head")
     p.add_argument("--device", default="cpu", choices=["cpu", "gpu"])
     p.add_argument("--provider", default=None)
+    olive_compat.add_capture(p)
     p.set_defaults(func=cmd_capture)
 
     p = sub.add_parser("evaluate", help="measure a model (latency, tokens/s, size, memory, quality)")
@@ -158,6 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "generate":
             p.add_argument("--chat", action="store_true", help="apply the chat template")
         p.set_defaults(func=cmd_chat if name == "chat" else cmd_generate)
+    from modelmill.commands import register
+
+    register(sub)  # Olive's other commands, one module each (modelmill/commands/)
     return parser
 
 
@@ -165,23 +182,38 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_auto_opt(args: argparse.Namespace) -> int:
+    from modelmill.commands import common, olive_compat
     from modelmill.engine.autoopt import AutoOptRequest, build_config
+
+    common.check_common(args)
+    if args.precision not in PRECISIONS:
+        common.refuse("--precision", f"auto-opt runs int4, int8, fp16 or fp32 here, not {args.precision}",
+                      "pick one of those, or `modelmill quantize` for uint8/int16")
+    common.resolve_test_model(args)
 
     request = AutoOptRequest(model=args.model, output_path=args.output_path or "models/auto-opt", device=args.device,
                              provider=args.provider, precision=args.precision,
                              use_model_builder=args.use_model_builder, task=args.task,
                              trust_remote_code=args.trust_remote_code, log_level=args.log_level,
-                             adapter_path=args.adapter_path, adapter_format=args.adapter_format)
+                             adapter_path=args.adapter_path, adapter_format=args.adapter_format,
+                             tune_session=not args.no_tune)
     config = build_config(request, _local_model(args.model))
+    olive_compat.apply_auto_opt(args, config)
     return _run_generated(config, args)
 
 
 def cmd_quantize(args: argparse.Namespace) -> int:
+    from modelmill.commands import common, olive_compat
     from modelmill.engine.autoopt import AutoOptRequest, build_config
+
+    common.check_common(args)
+    olive_compat.check_quantize(args)
+    common.resolve_test_model(args)
 
     model_dir = _local_model(args.model)
     request = AutoOptRequest(model=args.model, output_path=args.output_path or "models/quantized", device=args.device,
-                             provider=args.provider, precision="int8" if args.precision == "uint8" else args.precision,
+                             provider=args.provider,
+                             precision="int8" if args.precision in ("uint8", "int16", "uint16") else args.precision,
                              log_level=args.log_level)
     config = build_config(request, model_dir)
     algorithm = {"kquant": "k_quant"}.get(args.algorithm, args.algorithm)
@@ -199,20 +231,30 @@ def cmd_quantize(args: argparse.Namespace) -> int:
                 algorithm, "OnnxBlockWiseRtnQuantization")
             entry["block_size"] = args.block_size
         if entry["type"] == "OnnxDynamicQuantization":
-            entry["precision"] = args.precision
+            entry["precision"] = "int8" if args.precision in ("int16", "uint16") else args.precision
+    olive_compat.apply_quantize(args, config)
     return _run_generated(config, args)
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
+    from modelmill.commands import common, olive_compat
     from modelmill.finetune.command import build_config
 
+    common.check_common(args)
     _local_model(args.model)  # fetch a sample / refuse a hub id before anything else
-    return _run_generated(build_config(args), args)
+    common.resolve_test_model(args)
+    config = build_config(args)
+    olive_compat.apply_finetune(args, config)
+    return _run_generated(config, args)
 
 
 def cmd_capture(args: argparse.Namespace) -> int:
+    from modelmill.commands import common, olive_compat
     from modelmill.engine.autoopt import DEFAULT_EP
     from modelmill.paths import default_cache_dir
+
+    common.check_common(args)
+    common.resolve_test_model(args)
 
     ep = args.provider or DEFAULT_EP(args.device)
     model: dict[str, Any] = {"type": "HfModel", "model_path": args.model}
@@ -233,14 +275,25 @@ def cmd_capture(args: argparse.Namespace) -> int:
                                            "accelerators": [{"device": args.device, "execution_providers": [ep]}]}},
               "passes": passes, "target": "local_system", "output_dir": args.output_path or "models/onnx",
               "cache_dir": str(default_cache_dir()), "log_severity_level": args.log_level}
+    olive_compat.apply_capture(args, config)
     return _run_generated(config, args)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from modelmill.commands import common, olive_compat
     from modelmill.config import load_document
 
+    common.refuse_azure(args)  # a script model is fine here: run's input_model takes model_script
     document = load_document(Path(args.config))
+    if args.list_required_packages:
+        print("\n".join(olive_compat.required_packages(document)))
+        return 0
     overrides: dict[str, Any] = {}
+    olive_compat.apply_run(args, overrides)
+    if args.test not in (None, False):
+        if not args.model:
+            common.refuse("--test", "run --test needs the model to shrink", "add -m HF_FOLDER with --test")
+        common.resolve_test_model(args)
     if args.model:
         overrides["input_model.model_path"] = args.model
     if args.output_path:

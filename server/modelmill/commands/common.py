@@ -1,0 +1,184 @@
+"""Flags Olive shares between commands, and the clear refusals for those that cannot work here."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+PROVIDERS = ["CPUExecutionProvider", "CUDAExecutionProvider", "DmlExecutionProvider", "JsExecutionProvider",
+             "MIGraphXExecutionProvider", "NvTensorRTRTXExecutionProvider", "OpenVINOExecutionProvider",
+             "QNNExecutionProvider", "ROCMExecutionProvider", "TensorrtExecutionProvider", "VitisAIExecutionProvider",
+             "WebGpuExecutionProvider"]
+OLIVE_PRECISIONS = ["int4", "int8", "int16", "int32", "uint4", "uint8", "uint16", "uint32", "fp4", "fp8", "fp16",
+                    "fp32", "nf4", "bf16"]
+
+
+def str2bool(value: str) -> bool:
+    """Olive's `type=bool` flags take a value (`--exclude_embeds True`); read it as people mean it."""
+    lowered = str(value).strip().lower()
+    if lowered in {"1", "true", "yes", "y", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "n", "off", ""}:
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got '{value}'")
+
+
+def add_bool_flag(parser: Any, flag: str, help_text: str, default: bool | None = False) -> None:
+    """A flag that works both as Olive's `--flag True` and as a bare switch `--flag`."""
+    parser.add_argument(flag, type=str2bool, nargs="?", const=True, default=default, metavar="BOOL", help=help_text)
+
+
+def add_telemetry_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--disable_telemetry", action="store_true",
+                        help="accepted for Olive compatibility; ModelMill sends no telemetry")
+
+
+def add_azure_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("Olive shared cache (Azure; not provided by ModelMill)")
+    group.add_argument("--account_name", default=None,
+                       help="Azure storage account of Olive's shared cache; ModelMill refuses it (local cache only)")
+    group.add_argument("--container_name", default=None,
+                       help="Azure blob container of Olive's shared cache; ModelMill refuses it (local cache only)")
+
+
+def add_model_source_flags(parser: argparse.ArgumentParser, adapter: bool = True, script: bool = True) -> None:
+    """Olive's model flags that _add_model_flags in cli.py does not have: --test, -a, --model_script, --script_dir."""
+    parser.add_argument("--test", nargs="?", const=True, default=None, metavar="DIR",
+                        help="replace the model with a randomly initialized copy of its architecture with 2 layers "
+                             "(a quick trial); DIR keeps that test model for reuse")
+    if adapter:
+        parser.add_argument("-a", "--adapter_path", default=None,
+                            help="LoRA adapter folder (PEFT) applied on top of the Hugging Face model")
+    if script:
+        parser.add_argument("--model_script", default=None,
+                            help="Python file with the PyTorch model's loader (_model_loader) and input functions")
+        parser.add_argument("--script_dir", default=None, help="folder added to sys.path for --model_script")
+
+
+def add_memory_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--memory", default=None, metavar="SIZE",
+                        help="device memory in bytes or as text such as 16GB (used to split a model to fit)")
+
+
+def refuse(flag: str, message: str, fix: str) -> None:
+    from modelmill.errors import ConfigError
+
+    raise ConfigError(message, fix=fix, where=flag)
+
+
+def refuse_azure(args: argparse.Namespace) -> None:
+    """Olive's shared cache lives in Azure Blob storage; ModelMill's cache is local only."""
+    for flag in ("account_name", "container_name"):
+        if getattr(args, flag, None):
+            refuse(f"--{flag}", "Olive's shared cache needs an Azure storage account and blob container (and the "
+                   "azure-storage-blob and azure-identity packages); ModelMill does not provide a shared cache",
+                   "drop --account_name/--container_name: ModelMill caches pass outputs locally "
+                   "(`modelmill cache ls`)")
+
+
+def refuse_script_model(args: argparse.Namespace) -> None:
+    if getattr(args, "model_script", None) or getattr(args, "script_dir", None):
+        flag = "--model_script" if getattr(args, "model_script", None) else "--script_dir"
+        refuse(flag, "a PyTorch model from a script is given in a workflow config here (input_model type "
+               "PyTorchModel with model_script/model_loader)",
+               "write a config with input_model {type: PyTorchModel, model_script: ..., model_loader: ...} and "
+               "run it with `modelmill run --config FILE`")
+
+
+def check_common(args: argparse.Namespace) -> None:
+    """The refusals every Olive-style command shares; call before any work."""
+    refuse_azure(args)
+    refuse_script_model(args)
+
+
+def resolve_test_model(args: argparse.Namespace) -> None:
+    """--test: replace args.model with a random 2-layer copy of its architecture (made once, then reused)."""
+    test = getattr(args, "test", None)
+    if test in (None, False):
+        return
+    from pathlib import Path
+
+    from modelmill.cli import _local_model
+    from modelmill.paths import default_cache_dir
+
+    source = _local_model(args.model)
+    if not (source / "config.json").exists():
+        refuse("--test", f"--test needs a Hugging Face model folder (with config.json); {args.model} is not one",
+               "pass -m HF_FOLDER, or drop --test")
+    target = Path(test) if isinstance(test, str) else default_cache_dir() / "test-models" / source.name
+    if not (target / "config.json").exists():
+        make_test_model(source, target)
+    args.model = str(target)
+
+
+def make_test_model(source: Any, target: Any) -> None:
+    import shutil
+
+    import transformers
+
+    config = transformers.AutoConfig.from_pretrained(source)
+    for key in ("num_hidden_layers", "n_layer", "num_layers"):
+        if hasattr(config, key):
+            setattr(config, key, 2)
+    model = transformers.AutoModelForCausalLM.from_config(config) if any(
+        a.endswith("ForCausalLM") for a in (config.architectures or [])) else transformers.AutoModel.from_config(config)
+    target.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(target)
+    for item in source.iterdir():  # tokenizer and generation files: everything that is not weights or config
+        if item.is_file() and item.suffix not in {".safetensors", ".bin", ".pt"} and item.name != "config.json":
+            shutil.copy2(item, target / item.name)
+
+
+def run_config(config: dict[str, Any], args: argparse.Namespace) -> int:
+    """Run a generated workflow config the way every command does (cli._run_generated)."""
+    from modelmill.cli import _run_generated
+
+    return _run_generated(config, args)
+
+
+def local_system(device: str, provider: str, memory: Any = None) -> dict[str, Any]:
+    accelerator: dict[str, Any] = {"device": device, "execution_providers": [provider]}
+    if memory is not None:
+        accelerator["memory"] = memory
+    return {"local_system": {"type": "LocalSystem", "accelerators": [accelerator]}}
+
+
+def base_config(input_model: dict[str, Any], passes: dict[str, Any], output_dir: str, log_level: int,
+                device: str = "cpu", provider: str = "CPUExecutionProvider", memory: Any = None) -> dict[str, Any]:
+    from modelmill.paths import default_cache_dir
+
+    return {"input_model": input_model, "systems": local_system(device, provider, memory), "passes": passes,
+            "target": "local_system", "host": "local_system", "output_dir": output_dir,
+            "cache_dir": str(default_cache_dir()), "log_severity_level": log_level}
+
+
+def add_run_flags(parser: argparse.ArgumentParser, output_default: str) -> None:
+    """Output, logging and the run controls every workflow-running command shares."""
+    parser.add_argument("-o", "--output_path", default=output_default, help=f"output folder (default {output_default})")
+    parser.add_argument("--log_level", type=int, default=3, choices=range(5),
+                        help="0 debug, 1 info, 2 warning, 3 error (default), 4 critical")
+    parser.add_argument("--save_config_file", action="store_true",
+                        help="write the generated config to the output folder's parent")
+    parser.add_argument("--dry_run", action="store_true", help="print the plan and the config, then stop")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing output folder even if ModelMill did not write it")
+    parser.add_argument("--events", default=None, metavar="FILE", help="write every run event as JSON lines to FILE")
+
+
+def input_model_for(model: str, task: str | None = None, trust_remote_code: bool = False,
+                    adapter_path: str | None = None) -> tuple[dict[str, Any], str]:
+    """The input_model entry for a local model, and its kind (hf or onnx)."""
+    from modelmill.cli import _local_model
+    from modelmill.engine.autoopt import _inspect
+
+    kind, _ = _inspect(_local_model(model))
+    if kind == "onnx":
+        return {"type": "ONNXModel", "model_path": model}, kind
+    entry: dict[str, Any] = {"type": "HfModel", "model_path": model}
+    if task:
+        entry["task"] = task
+    if trust_remote_code:
+        entry["load_kwargs"] = {"trust_remote_code": True}
+    if adapter_path:
+        entry["adapter_path"] = adapter_path
+    return entry, kind

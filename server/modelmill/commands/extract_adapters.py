@@ -1,0 +1,44 @@
+"""extract-adapters: save the LoRA adapter weights of a model (a PEFT adapter or a finetune output) to a file."""
+
+from __future__ import annotations
+
+import argparse
+
+from modelmill.commands.adapter_files import FORMATS
+from modelmill.commands.common import add_model_source_flags, add_telemetry_flag
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-m", "--model_name_or_path", dest="model", required=True,
+                        help="local folder with a LoRA adapter (adapter_config.json), e.g. a finetune output")
+    parser.add_argument("-t", "--task", default=None, help="accepted for Olive compatibility (not needed here)")
+    parser.add_argument("--trust_remote_code", action="store_true", help="accepted for Olive compatibility")
+    add_model_source_flags(parser, adapter=False)
+    parser.add_argument("-o", "--output_path", default="adapters",
+                        help="folder for the weights: one file per adapter (default adapters)")
+    parser.add_argument("-f", "--format", required=True, choices=FORMATS, help="file format to write")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "float16"], help="weight type")
+    parser.add_argument("--cache_dir", default=None,
+                        help="Hugging Face cache folder (accepted; ModelMill reads local folders only)")
+    parser.add_argument("--log_level", type=int, default=3, choices=range(5))
+    add_telemetry_flag(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    import sys
+    from pathlib import Path
+
+    from modelmill.cli import _local_model
+    from modelmill.commands.adapter_files import find_peft_adapter, lora_weights, save_weights
+    from modelmill.commands.common import check_common, refuse
+
+    check_common(args)
+    if args.test not in (None, False):
+        refuse("--test", "a randomly initialized test model has no trained adapter to extract",
+               "drop --test and pass the adapter folder with -m")
+    adapter_dir = find_peft_adapter(_local_model(args.model), "-m")
+    weights = lora_weights(adapter_dir, args.dtype, "-m")
+    name = "default"  # peft's name for a single adapter, as Olive names the file
+    target = save_weights(weights, str(Path(args.output_path) / name), args.format)
+    print(f"wrote {len(weights)} adapter tensors to {target}", file=sys.stderr)
+    return 0
