@@ -1,7 +1,7 @@
 // E2E: in an untrusted workspace (Restricted Mode) the server only validates; Optimize says why it is refused.
 import fs from 'fs';
 import path from 'path';
-import { checks, openFile, openWorkbench, runCommand, runsPanel } from './helpers.mjs';
+import { checks, goTo, openFile, openWorkbench, runCommand, runsPanel } from './helpers.mjs';
 
 const SHOTS = process.env.SHOTS;
 fs.mkdirSync(SHOTS, { recursive: true });
@@ -9,6 +9,7 @@ const { check, summary } = checks();
 const { browser, page } = await openWorkbench(process.env.VSC_URL);
 try {
   await openFile(page, 'broken_config.json');
+  await goTo(page, '41');   // the errors are on lines 39-43: in view (the editor renders the lines in view only)
   const squiggles = page.locator('.monaco-editor .squiggly-error');
   check('diagnostics still work untrusted', await squiggles.first().waitFor({ timeout: 60000 }).then(() => true, () => false));
   await openFile(page, 'tiny_optimize.json');

@@ -1,7 +1,7 @@
 // E2E: with `modelmill.interpreter` pointing nowhere, the user sees an actionable message with a settings button.
 import fs from 'fs';
 import path from 'path';
-import { checks, openFile, openWorkbench } from './helpers.mjs';
+import { checks, findListRow, openFile, openWorkbench } from './helpers.mjs';
 
 const SHOTS = process.env.SHOTS;
 fs.mkdirSync(SHOTS, { recursive: true });
@@ -17,8 +17,10 @@ try {
   check('status bar item shows the failure', /error/.test(await item.innerHTML()));
   await page.screenshot({ path: path.join(SHOTS, 'wrong-python.png') });
   await toast.locator('a.monaco-button, .monaco-button', { hasText: 'Open Settings' }).first().click();
-  const setting = page.locator('.settings-editor .setting-item', { hasText: 'Interpreter' }).first();
-  await setting.waitFor({ timeout: 15000 });
+  // the settings editor's list of settings is virtualized: look through all of it (the search shows one or a few)
+  const tree = page.locator('.settings-editor .settings-tree-container .monaco-list').first();
+  await tree.waitFor({ timeout: 15000 });
+  const setting = await findListRow(tree, { has: page.locator('.setting-item', { hasText: 'Interpreter' }) }, { timeout: 15000 });
   check('"Open Settings" opens modelmill.interpreter', /Modelmill: Interpreter|ModelMill/i.test(await setting.innerText()));
 } catch (e) {
   check('no exception', false, String(e).split('\n')[0]);
