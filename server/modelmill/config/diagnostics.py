@@ -31,6 +31,7 @@ CODES: dict[str, str] = {
     "unsupported-precision": "a precision the pass does not support",
     "unsupported-provider": "a pass that does not support the target's execution provider",
     "unsupported-model-type": "an Olive model type ModelMill does not run",
+    "unsupported-system": "an AzureML system or azureml_client, which Olive 0.13 and ModelMill do not have",
     "searchable-without-search": "a search-only value used without search_strategy",
     "undefined-reference": "a name that refers to no system, evaluator or data config",
     "duplicate-name": "two data configs or metrics with the same name",

@@ -16,6 +16,7 @@ from typing import Any
 
 from modelmill.config.diagnostics import KeyPath, Severity
 from modelmill.config.evaluation import USER_CONFIG_KEYS
+from modelmill.config import old_forms
 from modelmill.config.input_models import MODEL_TYPES
 from modelmill.config.systems import SYSTEM_TYPES
 from modelmill.passes.registry import find_pass
@@ -62,6 +63,9 @@ class Normalized:
     data: Any
     path_map: PathMap
     notes: list[Note]
+    unmigrated: list[tuple[KeyPath, Any]] = field(default_factory=list)
+    """(flat path, original value) of what ModelMill reads differently but ``migrate`` must not rewrite
+    (an AzureML system is checked as a local one, yet stays AzureML in the migrated file)."""
 
     def __iter__(self) -> Iterator[Any]:  # flat, path_map, notes = normalize(data)
         return iter((self.data, self.path_map, self.notes))
@@ -71,6 +75,7 @@ class _Normalizer:
     def __init__(self) -> None:
         self.paths = PathMap()
         self.notes: list[Note] = []
+        self.unmigrated: list[tuple[KeyPath, Any]] = []
 
     def note(self, flat: KeyPath, severity: Severity, message: str, hint: str | None = None,
              code: str = "old-schema", key: bool = True, source: KeyPath | None = None, **data: Any) -> None:
@@ -106,6 +111,7 @@ class _Normalizer:
     def root(self, data: dict[str, Any]) -> dict[str, Any]:
         flat = self.engine(data)
         flat = self.engine_accelerators(flat)
+        old_forms.azureml_client(self, flat)
         if isinstance(flat.get("input_model"), dict):
             flat["input_model"] = self.input_model(flat["input_model"], ("input_model",))
         if isinstance(flat.get("systems"), dict):
@@ -115,8 +121,13 @@ class _Normalizer:
         for key in ("host", "target"):
             if isinstance(flat.get(key), dict):
                 flat[key] = self.system(flat[key], (key,))
+        old_forms.split_accelerators(self, flat)
         if isinstance(flat.get("data_configs"), dict):
             flat["data_configs"] = self.data_config_map(flat["data_configs"])
+        if isinstance(flat.get("data_configs"), list):
+            flat["data_configs"] = [old_forms.params_config(self, item, ("data_configs", index))
+                                    if isinstance(item, dict) else item
+                                    for index, item in enumerate(flat["data_configs"])]
         if isinstance(flat.get("evaluators"), dict):
             for name, evaluator in flat["evaluators"].items():
                 if isinstance(evaluator, dict):
@@ -125,6 +136,7 @@ class _Normalizer:
             self.evaluator(flat["evaluator"], ("evaluator",))
         if isinstance(flat.get("passes"), dict):
             self.passes(flat["passes"])
+        old_forms.old_data_keys(self, flat)
         if isinstance(flat.get("search_strategy"), dict):
             flat["search_strategy"] = self.search_strategy(flat["search_strategy"], ("search_strategy",))
         self.packaging(flat)
@@ -246,6 +258,8 @@ class _Normalizer:
         system_type = entry.get("type")
         if isinstance(system_type, str) and system_type.lower() in _SYSTEM_TYPES:
             entry["type"] = _SYSTEM_TYPES[system_type.lower()]
+        if isinstance(system_type, str) and system_type.lower() == "azureml":
+            return old_forms.azureml_system(self, entry, at)
         accelerators = entry.get("accelerators")
         if isinstance(accelerators, list):
             for index, item in enumerate(accelerators):
@@ -328,7 +342,7 @@ class _Normalizer:
         for block in ("search_algorithm_config", "sampler_config"):
             if isinstance(strategy.get(block), dict):
                 strategy = self.lift(strategy, block, at, "search_strategy")
-        return strategy
+        return old_forms.num_samples(self, strategy, at)
 
     def packaging(self, flat: dict[str, Any]) -> None:
         value = flat.get("packaging_config")
@@ -348,4 +362,4 @@ def normalize(data: Any) -> Normalized:
     if not isinstance(data, dict):
         return Normalized(data, normalizer.paths, [])
     flat = normalizer.root(copy.deepcopy(data))
-    return Normalized(flat, normalizer.paths, normalizer.notes)
+    return Normalized(flat, normalizer.paths, normalizer.notes, normalizer.unmigrated)
