@@ -104,7 +104,8 @@ def test_tutorial_report_format() -> None:
     assert "tutorial_config.json:40:5: warning redundant-pass: pass 'optimization' (OrtTransformersOptimization)" \
         in report
     hub_line = next(i for i, line in enumerate(lines) if "hub-id-not-local" in line)
-    assert lines[hub_line + 1] == "    hint: pass a local folder, or sample:smollm2"
+    assert lines[hub_line + 1].startswith("    hint: download it once (`huggingface-cli download Qwen/")
+    assert lines[hub_line + 1].endswith("or try sample:smollm2, a small sample of the same kind")
 
 
 def test_model_type_mismatch_on_a_local_llama(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from modelmill.config.output_checks import check_output_dir
 from modelmill.config.pass_checks import PASS_CHECKS, pass_entries
 from modelmill.config.pydantic_errors import did_you_mean, translate
 from modelmill.config.remote_code_checks import check_remote_code
+from modelmill.config.script_checks import check_scripts
 from modelmill.config.system_checks import check_accelerators, check_input_model, check_ray
 from modelmill.config.view import ConfigView
 
@@ -127,7 +128,7 @@ def check_search(view: ConfigView) -> list[Diagnostic]:
 
 SEMANTIC_CHECKS: tuple[Check, ...] = (check_input_model, check_output_dir, check_references, check_search,
                                       check_metrics, check_data_configs, check_accelerators, check_ray, check_remote_code,
-                                      *PASS_CHECKS)
+                                      check_scripts, *PASS_CHECKS)
 
 
 def run_checks(view: ConfigView) -> list[Diagnostic]:

@@ -11,12 +11,15 @@ from modelmill.config.accelerators import (
     DEFAULT_EP, DEVICE_EPS, EP_PACKAGES, EXECUTION_PROVIDERS, ep_runs_on, first_ep, infer_device,
 )
 from modelmill.config.diagnostics import Diagnostic, KeyPath, replacing
+from modelmill.config.hub_hints import hub_id_hint
 from modelmill.config.input_models import OTHER_MODEL_TYPES
 from modelmill.config.pydantic_errors import choices_hint
 from modelmill.config.view import ConfigView
 from modelmill.samples import SAMPLE_PREFIX, SAMPLES
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
+# A path ending like a model file is a missing local file, not a hub id (models/resnet.pt).
+_FILE_SUFFIX = re.compile(r"\.(pt|pth|onnx|bin|safetensors|gguf|ckpt|h5|tflite|json)$", re.I)
 
 
 # ------------------------------------------------------------------ systems and accelerators
@@ -157,8 +160,8 @@ def check_input_model(view: ConfigView) -> list[Diagnostic]:
             return [view.diag(at, "warning", "path-not-found", f"'{path}' has no config.json: it is not a "
                               "Hugging Face model folder")]
         return []
-    if model["type"] == "HfModel" and _HUB_ID.match(path):
-        return [view.diag(at, "warning", "hub-id-not-local",
-                          f"'{path}' looks like a Hugging Face hub id and is not found locally",
-                          "pass a local folder, or sample:smollm2", replace_with="sample:smollm2")]
+    if model["type"] in ("HfModel", "PyTorchModel") and _HUB_ID.match(path) and not _FILE_SUFFIX.search(path):
+        message, hint, sample = hub_id_hint(model, path)
+        return [view.diag(at, "warning", "hub-id-not-local", message, hint,
+                          **({"replace_with": sample} if sample else {}))]
     return [view.diag(at, "warning", "path-not-found", f"model_path '{path}' does not exist")]
