@@ -93,7 +93,8 @@ export class ServerManager {
     const clientOptions: LanguageClientOptions = {
       documentSelector: ['json', 'jsonc', 'yaml'].flatMap((language) => [{ scheme: 'file', language }, { scheme: 'untitled', language }]),
       outputChannel: this.output,
-      initializationOptions: { trusted: vscode.workspace.isTrusted },
+      // triggerSuggestCommand: completions of a key with choices reopen the list with this VS Code command.
+      initializationOptions: { trusted: vscode.workspace.isTrusted, triggerSuggestCommand: 'editor.action.triggerSuggest' },
       synchronize: { configurationSection: SECTION },
     };
     const client = new LanguageClient(SECTION, 'ModelMill', serverOptions, clientOptions);

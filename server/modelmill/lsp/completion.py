@@ -35,8 +35,9 @@ _MAX_FILES = 200
 class CompletionEnv:
     installed_eps: frozenset[str] | None = None
     snippets: bool = True
-    retrigger: bool = False
-    """Attach VS Code's ``editor.action.triggerSuggest`` after inserting a key whose value has choices."""
+    retrigger: str | None = None
+    """The client's command that opens the suggestion list again (``editor.action.triggerSuggest`` in VS Code),
+    attached after inserting a key whose value has choices; None: the client named none, attach nothing."""
 
 
 def complete(snap: Snapshot, line: int, character: int, env: CompletionEnv | None = None,
@@ -290,7 +291,7 @@ def _escape_choice(text: str) -> str:
 
 def _retrigger(env: CompletionEnv, facet: Facet) -> types.Command | None:
     if env.retrigger and (facet.values or facet.types == {"boolean"}):
-        return types.Command(title="Suggest", command="editor.action.triggerSuggest")
+        return types.Command(title="Suggest", command=env.retrigger)
     return None
 
 
@@ -482,26 +483,29 @@ def _path_items(snap: Snapshot, loc: Location, edit_range: types.Range,
                                        if is_dir and (folder / entry.name / "config.json").exists() else "")),
             insert_text_format=types.InsertTextFormat.Snippet if is_dir and env.snippets else None,
             text_edit=types.TextEdit(range=edit_range, new_text=new_text),
-            command=types.Command(title="Suggest", command="editor.action.triggerSuggest")
-            if is_dir and env.retrigger else None))
+            command=types.Command(title="Suggest", command=env.retrigger) if is_dir and env.retrigger else None))
     return items
 
 
 def _skeleton(snap: Snapshot, loc: Location, index: SchemaIndex, env: CompletionEnv,
               edit_range: types.Range) -> list[types.CompletionItem]:
-    """An empty document: a workflow with its required sections and an empty pass list."""
-    if loc.fmt != "json":
+    """An empty document: a workflow with its required sections and an empty pass list (a snippet only for
+    clients that take snippets; never offered in a document that has text already)."""
+    if loc.fmt != "json" or snap.text.strip():
         return []
     facet = index.facet_at((), lambda prefix: MISSING)
     counter = _Counter(1)
     parts = []
     for key in [*facet.required, "passes"]:
         sub = index.facet(facet.properties.get(key, []), MISSING)
-        value = "{\n\t\t$0\n\t}" if key == "passes" else _value_snippet(loc, sub, index, env.snippets, counter, 1)
+        if key == "passes":
+            value = "{\n\t\t$0\n\t}" if env.snippets else "{}"
+        else:
+            value = _value_snippet(loc, sub, index, env.snippets, counter, 1)
         parts.append(f'\t"{key}": {value}')
     text = "{\n" + ",\n".join(parts) + "\n}"
     return [types.CompletionItem(
         label="ModelMill workflow", kind=types.CompletionItemKind.Snippet,
         detail="input_model and passes", documentation=_markdown(facet.description),
-        insert_text_format=types.InsertTextFormat.Snippet,
+        insert_text_format=types.InsertTextFormat.Snippet if env.snippets else types.InsertTextFormat.PlainText,
         text_edit=types.TextEdit(range=edit_range, new_text=text))]

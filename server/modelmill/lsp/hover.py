@@ -155,13 +155,18 @@ def _params_table(name: str) -> str:
             continue
         sub = index.facet(schemas, MISSING)
         default = json.dumps(sub.default) if sub.default is not MISSING else ""
-        text = (sub.description or "").replace("|", "\\|").replace("\n", " ")
+        text = (sub.description or "").replace("\n", " ")
         if len(text) > 120:
             text = text[:117] + "…"
-        rows.append(f"| `{key}` | {sub.type_label()} | {default} | {text} |")
+        rows.append(f"| `{key}` | {_cell(sub.type_label())} | {_cell(default)} | {_cell(text)} |")
     if not rows:
         return ""
     return "| parameter | type | default | |\n|---|---|---|---|\n" + "\n".join(rows)
+
+
+def _cell(text: str) -> str:
+    """A Markdown table cell: a '|' inside (``array | boolean``, a default string) must not end the cell."""
+    return text.replace("\\", "\\\\").replace("|", "\\|")
 
 
 def provider_doc(ep: str, installed_eps: frozenset[str] | None) -> str:

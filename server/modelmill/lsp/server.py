@@ -43,7 +43,27 @@ _WARM_UP = ('{"input_model": {"type": "HfModel", "model_path": "model"}, "system
             '"accelerators": [{"device": "cpu", "execution_providers": ["CPUExecutionProvider"]}]}}, "evaluators": '
             '{"e": {"metrics": [{"name": "l", "type": "latency", "sub_types": [{"name": "avg"}]}]}}, "passes": '
             '{"b": {"type": "ModelBuilder"}, "q": {"type": "OnnxDynamicQuantization"}}, "target": "s", "evaluator": "e"}')
+TRIGGER_SUGGEST = "editor.action.triggerSuggest"
 logger = logging.getLogger("modelmill.lsp")
+
+
+class _OneLineRefusals(logging.Filter):
+    """pygls logs every error answer with its traceback (``logger.exception``). A JSON-RPC error a handler raises
+    on purpose (-32803 untrusted / config has errors, -32602 a bad argument) is an answer, not a crash: one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, JsonRpcException):
+            message_id = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
+            lines = str(error).splitlines()
+            record.msg = "modelmill lsp: request %s answered with error %s: %s"
+            record.args = (message_id, getattr(error, "code", ""), lines[0] if lines else type(error).__name__)
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+logging.getLogger("pygls.protocol.json_rpc").addFilter(_OneLineRefusals())
 
 
 class ModelMillServer(LanguageServer):
@@ -76,6 +96,20 @@ class ModelMillServer(LanguageServer):
             if value is None:
                 return False
         return bool(value)
+
+    def suggest_command(self) -> str | None:
+        """The client's command that reopens the suggestion list, as the client says it has one: the extension
+        passes ``initializationOptions.triggerSuggestCommand``; other clients list it in the capabilities'
+        ``experimental.commands.commands`` (rust-analyzer's convention). Never guessed from the client's name."""
+        named = self.initialization_options.get("triggerSuggestCommand")
+        if isinstance(named, str) and named:
+            return named
+        experimental = _plain(getattr(self.protocol.client_capabilities, "experimental", None))
+        listed = experimental.get("commands") if isinstance(experimental, dict) else None
+        commands = listed.get("commands") if isinstance(listed, dict) else None
+        if isinstance(commands, list) and TRIGGER_SUGGEST in commands:
+            return TRIGGER_SUGGEST
+        return None
 
     @property
     def env(self) -> Any:
@@ -355,7 +389,7 @@ def create_server() -> ModelMillServer:
             return None
         env = CompletionEnv(installed_eps=ls.env.installed_eps,
                             snippets=ls.client_supports("text_document.completion.completion_item.snippet_support"),
-                            retrigger="code" in ls.client_name.lower())
+                            retrigger=ls.suggest_command())
         context = params.context
         trigger = context.trigger_character if context is not None and \
             context.trigger_kind == types.CompletionTriggerKind.TriggerCharacter else None
