@@ -38,6 +38,7 @@ class AutoOptRequest:
     log_level: int = 3
     adapter_path: str | None = None
     adapter_format: str = "embedded"  # or "onnx_adapter": LoRA weights in a separate run-time adapter file
+    tune_session: bool = True  # ModelBuilder on CPU: time session settings on this machine, write the fastest
 
 
 def build_config(request: AutoOptRequest, model_dir: Path | None) -> dict[str, Any]:
@@ -144,6 +145,8 @@ def _choose_passes(kind: str, hf_config: dict[str, Any], request: AutoOptRequest
             params.update({"int4_block_size": 32, "int4_op_types_to_quantize": ["MatMul", "Gather"]})
             if ep == "CPUExecutionProvider":
                 params["int4_accuracy_level"] = 4
+        if request.tune_session and ep == "CPUExecutionProvider":
+            params["tune_session"] = True
         return {"model_builder": {"type": "ModelBuilder", **params}}
     passes: dict[str, Any] = {"conversion": {"type": "OnnxConversion", "target_opset": 17}}
     opt_type = ENCODER_OPT_TYPES.get(str(hf_config.get("model_type", "")))

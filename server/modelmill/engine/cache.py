@@ -51,10 +51,14 @@ def owner_tag(pid: int | None = None) -> str:
 
 
 def step_key(input_key: str, pass_type: str, params: dict[str, Any], accelerator: dict[str, str],
-             versions: dict[str, str | None], code: str = "") -> str:
-    blob = json.dumps({"format": CACHE_FORMAT, "input": input_key, "pass": pass_type, "code": code,
-                       "params": params, "accelerator": accelerator, "versions": versions},
-                      sort_keys=True, default=str)
+             versions: dict[str, str | None], code: str = "", context: dict[str, Any] | None = None) -> str:
+    """``context``: what else the pass's output depends on (``Pass.cache_context``, e.g. the machine a
+    measured setting was tuned on); None leaves the key as it was without it."""
+    fields: dict[str, Any] = {"format": CACHE_FORMAT, "input": input_key, "pass": pass_type, "code": code,
+                              "params": params, "accelerator": accelerator, "versions": versions}
+    if context is not None:
+        fields["context"] = context
+    blob = json.dumps(fields, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 

@@ -33,6 +33,9 @@ class PassContext:
     data_configs: dict[str, Any] = field(default_factory=dict)
     cancel: threading.Event = field(default_factory=threading.Event)
     """Set when the run is cancelled; passes that can stop cleanly poll it (see engine/cancel.py)."""
+    reports: dict[str, Any] = field(default_factory=dict)
+    """What the pass measured or decided (JSON values): kept in the cache entry, so a cached rerun reports it
+    too, and written to the run's manifest (``passes[i].report``)."""
 
     def progress(self, fraction: float, message: str = "") -> None:
         self.bus.emit("pass.progress", pass_name=self.pass_name, fraction=max(0.0, min(1.0, fraction)),
@@ -40,6 +43,10 @@ class PassContext:
 
     def log(self, message: str, level: str = "info") -> None:
         self.bus.emit("log", pass_name=self.pass_name, level=level, message=message)
+
+    def report(self, key: str, value: Any) -> None:
+        """Record a JSON value under ``key`` in this pass's report (see ``reports``)."""
+        self.reports[key] = value
 
     def warn(self, message: str) -> None:
         self.bus.emit("warning", pass_name=self.pass_name, message=message)

@@ -45,6 +45,7 @@ class PassRecord:
     duration_s: float
     cached: bool = False
     cache_key: str = ""
+    report: dict[str, Any] | None = None
 
 
 @dataclass
@@ -95,10 +96,13 @@ class Chain:
                                        self.work_root / f"{index:02d}-{step.name}.work")
             model, self.last_entry = entry.model, entry
             duration = round(time.perf_counter() - start, 3)
+            report = entry.meta.get("report") or None
             self.records.append(PassRecord(step.name, step.pass_cls.name, step.params.model_dump(mode="json"),
-                                           duration, cached, entry.key))
+                                           duration, cached, entry.key, report))
+            extra = {"report": report} if report else {}
             self.bus.emit("pass.finished", pass_name=step.name, pass_type=step.pass_cls.name, index=index,
-                          duration_s=duration, output=str(model.path), cached=cached, cache_key=entry.key, **tag)
+                          duration_s=duration, output=str(model.path), cached=cached, cache_key=entry.key, **tag,
+                          **extra)
         return model, keys.resolve()
 
     def _report_dropped(self) -> None:
@@ -130,9 +134,11 @@ class Chain:
         with working_directory(scratch):
             output = step.pass_cls().run(model, step.params, ctx)
         shutil.rmtree(scratch, ignore_errors=True)
-        return self.cache.commit(key(), staging, output, {"pass_type": step.pass_cls.name, "pass_name": step.name,
-                                                         "params": step.params.model_dump(mode="json"),
-                                                         "duration_s": round(time.perf_counter() - start, 3)})
+        meta = {"pass_type": step.pass_cls.name, "pass_name": step.name,
+                "params": step.params.model_dump(mode="json"), "duration_s": round(time.perf_counter() - start, 3)}
+        if ctx.reports:
+            meta["report"] = ctx.reports
+        return self.cache.commit(key(), staging, output, meta)
 
 
 @dataclass
@@ -167,7 +173,8 @@ def chain_keys(plan: Plan, key: str, steps: list[PlanStep]) -> list[str]:
     keys = []
     for step in steps:
         key = cache_step_key(key, step.pass_cls.name, step.params.model_dump(mode="json"), accelerator,
-                             library_versions(), pass_code_digest(step.pass_cls))
+                             library_versions(), pass_code_digest(step.pass_cls),
+                             step.pass_cls.cache_context(step.params))
         keys.append(key)
     return keys
 

@@ -81,6 +81,12 @@ class Pass(ABC):
     cancel_grace_s: ClassVar[float] = 0.0
     """Seconds a cancelled run waits for this pass to stop on its own (see engine/cancel.py); 0 = kill at once."""
 
+    @classmethod
+    def cache_context(cls, params: PassParams) -> dict[str, Any] | None:
+        """Inputs of the output besides the model, params, accelerator, libraries and the pass's code, for the
+        cache key (e.g. the machine a measured setting was tuned on). None: nothing else."""
+        return None
+
     @abstractmethod
     def run(self, model: ModelRef, params: PassParams, ctx: PassContext) -> ModelRef:
         """Transform ``model`` into a new model written under ``ctx.output_dir``."""

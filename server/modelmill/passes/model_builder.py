@@ -67,6 +67,15 @@ class ModelBuilderParams(PassParams):
         None, description="Execution provider to build for. None takes it from the target system's accelerator.")
     search: dict[str, Any] | None = Field(
         None, description="Generation defaults merged into genai_config.json 'search' (e.g. max_length, top_k).")
+    tune_session: bool = Field(
+        False, description="After the build, time a few ONNX Runtime session settings (intra-op threads, "
+        "spinning) for this model on this machine with short prefill + decode probes and write the fastest into "
+        "genai_config.json's decoder session_options; keeps the builder's settings unless a candidate is faster "
+        "beyond noise. CPU only. The cached output is per machine (CPU model and count are part of its key); "
+        "what was tried and measured is in modelmill_run.json. auto-opt turns it on (--no_tune turns it off).")
+    tune_session_budget_s: float = Field(
+        20.0, gt=0, description="Time budget of tune_session in seconds (probes stop after the round that "
+        "reaches it; at least one round runs).")
     extra_options: dict[str, Any] = Field(
         default_factory=dict, description="Raw builder --extra_options key=value pairs; they override the fields above.")
 
@@ -82,6 +91,16 @@ class ModelBuilder(Pass):
     produces = "onnx"
     supported_precisions = ("int4", "int8", "fp16", "fp32", "bf16")
     output_is_fused = True
+
+    @classmethod
+    def cache_context(cls, params: PassParams) -> dict[str, Any] | None:
+        """A tuned output holds settings measured on this machine: key it by the machine and the tuner's code."""
+        if not getattr(params, "tune_session", False):
+            return None
+        from modelmill import genai_tuning
+        from modelmill.engine.cache import pass_code_digest
+
+        return {"machine": genai_tuning.machine_fingerprint(), "tuner": pass_code_digest(genai_tuning.Trial)}
 
     def run(self, model: ModelRef, params: PassParams, ctx: PassContext) -> ModelRef:
         assert isinstance(params, ModelBuilderParams)
@@ -105,6 +124,8 @@ class ModelBuilder(Pass):
         if params.search:
             _merge_search(ctx.output_dir / "genai_config.json", params.search)
         _copy_generation_files(model, ctx)
+        if params.tune_session:
+            _tune_session(params, builder_ep, ctx)
         return ModelRef(kind="onnx", path=ctx.output_dir, onnx_file="model.onnx",
                         attributes={**model.attributes, "genai": True, "precision": params.precision,
                                     "execution_provider": ep})
@@ -537,6 +558,25 @@ def _malloc_trim() -> None:
         ctypes.CDLL(None).malloc_trim(0)
     except (OSError, AttributeError):
         pass
+
+
+def _tune_session(params: ModelBuilderParams, builder_ep: str, ctx: PassContext) -> None:
+    """Measure session settings for the built model and write the fastest (see modelmill/genai_tuning.py)."""
+    from modelmill import genai_tuning
+
+    if builder_ep != "cpu":
+        ctx.log(f"session tuning skipped: it tunes CPU threads, this model is built for {builder_ep}")
+        ctx.report("session_tuning", {"chosen": None, "note": f"not tuned: built for {builder_ep}"})
+        return
+    ctx.progress(0.96, "session tuning")
+    result = genai_tuning.tune(ctx.output_dir, budget_s=params.tune_session_budget_s,
+                               progress=lambda fraction, message: ctx.progress(0.96 + 0.04 * fraction, message))
+    summary = result.to_json()
+    ctx.report("session_tuning", summary)
+    trials = ", ".join(f"{t['name']}: {t['prefill_tokens_per_s']} / {t['decode_tokens_per_s']} tok/s"
+                       for t in summary["trials"])
+    ctx.log(f"session tuning ({summary['duration_s']} s, prefill / decode): {trials}; chose {result.chosen}"
+            + (f" ({result.note})" if result.note else ""))
 
 
 def _merge_search(genai_config_path: Any, search: dict[str, Any]) -> None:
