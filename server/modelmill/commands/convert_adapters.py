@@ -1,4 +1,7 @@
-"""convert-adapters: a PEFT LoRA adapter → weights file (onnx_adapter, safetensors, npz, pt), optionally int4."""
+"""convert-adapters: a PEFT LoRA adapter → weights file (onnx_adapter, safetensors, npz, pt), optionally int4.
+
+The weights carry the names of generate-adapter's model inputs, so an onnx_adapter file written here can be activated
+on that model with onnxruntime-genai (any rank: the model's rank dimension is dynamic)."""
 
 from __future__ import annotations
 
@@ -42,4 +45,8 @@ def run(args: argparse.Namespace) -> int:
         weights = quantized
     target = save_weights(weights, args.output_path, args.adapter_format)
     print(f"wrote {len(weights)} adapter tensors to {target}", file=sys.stderr)
+    if args.quantize_int4:
+        print("note: models built here (generate-adapter) take float LoRA weights; this int4 file is for a model "
+              "whose LoRA MatMuls are MatMulNBits (.quant.weight/.quant.scale inputs), as Olive builds them",
+              file=sys.stderr)
     return 0

@@ -10,7 +10,8 @@ from modelmill.commands.common import add_model_source_flags, add_telemetry_flag
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-m", "--model_name_or_path", dest="model", required=True,
-                        help="local folder with a LoRA adapter (adapter_config.json), e.g. a finetune output")
+                        help="local folder with LoRA adapters: a peft adapter folder, a model folder with one adapter "
+                             "per subfolder (one file each, named after the folder), or a finetune output")
     parser.add_argument("-t", "--task", default=None, help="accepted for Olive compatibility (not needed here)")
     parser.add_argument("--trust_remote_code", action="store_true", help="accepted for Olive compatibility")
     add_model_source_flags(parser, adapter=False)
@@ -25,20 +26,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Olive's extract-adapters: every adapter under -m (a folder holding adapter_config.json, or a model folder with
+    one adapter per subfolder) → OUTPUT/<adapter name>.<format>, weights named as generate-adapter's model inputs."""
     import sys
     from pathlib import Path
 
     from modelmill.cli import _local_model
-    from modelmill.commands.adapter_files import find_peft_adapter, lora_weights, save_weights
+    from modelmill.commands.adapter_files import find_peft_adapters, lora_weights, save_weights
     from modelmill.commands.common import check_common, refuse
 
     check_common(args)
     if args.test not in (None, False):
         refuse("--test", "a randomly initialized test model has no trained adapter to extract",
                "drop --test and pass the adapter folder with -m")
-    adapter_dir = find_peft_adapter(_local_model(args.model), "-m")
-    weights = lora_weights(adapter_dir, args.dtype, "-m")
-    name = "default"  # peft's name for a single adapter, as Olive names the file
-    target = save_weights(weights, str(Path(args.output_path) / name), args.format)
-    print(f"wrote {len(weights)} adapter tensors to {target}", file=sys.stderr)
+    model_dir = _local_model(args.model)
+    config_dir = model_dir if (model_dir / "config.json").exists() else None
+    skip = Path(args.cache_dir) if args.cache_dir else None
+    for name, adapter_dir in find_peft_adapters(model_dir, "-m", skip).items():
+        weights = lora_weights(adapter_dir, args.dtype, "-m", config_dir)
+        target = save_weights(weights, str(Path(args.output_path) / name), args.format)
+        print(f"wrote the {name} adapter's {len(weights)} tensors to {target}", file=sys.stderr)
     return 0
