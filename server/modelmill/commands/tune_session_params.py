@@ -69,12 +69,13 @@ def run(args: argparse.Namespace) -> int:
                          args.device, providers[0], args.memory)
     code = run_config(config, args)
     if code == 0 and not args.dry_run:
-        _write_olive_settings_file(args.output_path, args.device, providers[0])
+        _write_olive_settings_file(args.output_path, args.device)
     return code
 
 
-def _write_olive_settings_file(output_path: str, device: str, provider: str) -> None:
-    """Olive names the tuned settings <device>-<provider>.json (cpu-cpu.json); write that copy too."""
+def _write_olive_settings_file(output_path: str, device: str) -> None:
+    """Olive names the tuned settings <device>-<provider>.json (cpu-cpu.json), after the provider that won."""
+    import json
     import shutil
     import sys
     from pathlib import Path
@@ -83,6 +84,7 @@ def _write_olive_settings_file(output_path: str, device: str, provider: str) -> 
 
     settings = Path(output_path) / SETTINGS_FILE
     if settings.exists():
+        provider = str((json.loads(settings.read_text()).get("execution_provider") or ["CPUExecutionProvider"])[0])
         olive_name = Path(output_path) / f"{device}-{provider.removesuffix('ExecutionProvider').lower()}.json"
         shutil.copyfile(settings, olive_name)
         print(f"tuned session settings: {olive_name}", file=sys.stderr)
