@@ -91,42 +91,82 @@ def check_common(args: argparse.Namespace) -> None:
     refuse_script_model(args)
 
 
+TEST_MODEL_MARKER = "olive_test_model.json"  # Olive's marker: a folder --test made, safe to reuse
+WEIGHT_FILES = {".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgpack", ".onnx", ".data", ".onnx_data", ".gguf"}
+
+
 def resolve_test_model(args: argparse.Namespace) -> None:
-    """--test: replace args.model with a random 2-layer copy of its architecture (made once, then reused)."""
+    """--test: replace args.model with a random 2-layer copy of its architecture (made once, then reused).
+
+    As Olive: `--test DIR` keeps it in DIR (an empty or new folder, or one --test made before); a bare `--test` keeps
+    it under ModelMill's cache, keyed by the source model's folder and config."""
     test = getattr(args, "test", None)
     if test in (None, False):
         return
+    import hashlib
     from pathlib import Path
 
     from modelmill.cli import _local_model
     from modelmill.paths import default_cache_dir
 
     source = _local_model(args.model)
-    if not (source / "config.json").exists():
+    if source.is_file() or any(source.glob("*.onnx")) or not (source / "config.json").exists():
         refuse("--test", f"--test needs a Hugging Face model folder (with config.json); {args.model} is not one",
                "pass -m HF_FOLDER, or drop --test")
-    target = Path(test) if isinstance(test, str) else default_cache_dir() / "test-models" / source.name
-    if not (target / "config.json").exists():
+    if isinstance(test, str):
+        target = Path(test)
+        if target.exists() and (not target.is_dir() or any(target.iterdir())) \
+                and not (target / TEST_MODEL_MARKER).exists():
+            refuse("--test", f"{target} exists and is not a test model folder (no {TEST_MODEL_MARKER})",
+                   "give --test an empty or new folder, or one an earlier --test run made")
+    else:
+        key = hashlib.sha256(f"{source.resolve()}\n{(source / 'config.json').read_text()}".encode()).hexdigest()[:12]
+        target = default_cache_dir() / "test-models" / f"{source.name}-{key}"
+    if not (target / TEST_MODEL_MARKER).exists():
         make_test_model(source, target)
     args.model = str(target)
 
 
-def make_test_model(source: Any, target: Any) -> None:
+def make_test_model(source: Any, target: Any, layers: int = 2) -> None:
+    """A randomly initialized (seeded) copy of ``source``'s architecture with ``layers`` layers, plus its tokenizer
+    and generation files, written to ``target`` in one step (a crash leaves no half model to reuse)."""
+    import json
     import shutil
 
+    import torch
     import transformers
 
+    from modelmill.errors import ConfigError
+
     config = transformers.AutoConfig.from_pretrained(source)
-    for key in ("num_hidden_layers", "n_layer", "num_layers"):
-        if hasattr(config, key):
-            setattr(config, key, 2)
-    model = transformers.AutoModelForCausalLM.from_config(config) if any(
-        a.endswith("ForCausalLM") for a in (config.architectures or [])) else transformers.AutoModel.from_config(config)
-    target.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(target)
-    for item in source.iterdir():  # tokenizer and generation files: everything that is not weights or config
-        if item.is_file() and item.suffix not in {".safetensors", ".bin", ".pt"} and item.name != "config.json":
-            shutil.copy2(item, target / item.name)
+    text = getattr(config, "text_config", None) or config
+    keys = [key for key in ("num_hidden_layers", "num_layers", "n_layer", "n_layers") if hasattr(text, key)]
+    if not keys:
+        raise ConfigError(f"{source}'s config has no layer count (num_hidden_layers, n_layer, ...) to shrink",
+                          fix="drop --test", where="--test")
+    for key in keys:
+        setattr(text, key, layers)
+    if isinstance(getattr(text, "layer_types", None), (list, tuple)):
+        text.layer_types = list(text.layer_types)[:layers]
+    causal = any(a.endswith("ForCausalLM") for a in (config.architectures or []))
+    auto = transformers.AutoModelForCausalLM if causal else transformers.AutoModel
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = auto.from_config(config)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp-test-model")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    for item in source.iterdir():  # tokenizer and generation files: not weights, their index, or the config
+        if item.is_file() and item.suffix not in WEIGHT_FILES and not item.name.endswith(".index.json") \
+                and item.name not in ("config.json", TEST_MODEL_MARKER) and not (tmp / item.name).exists():
+            shutil.copy2(item, tmp / item.name)
+    (tmp / TEST_MODEL_MARKER).write_text(json.dumps({"type": "olive_hf_test_model",
+                                                     "test_model_config": {"hidden_layers": layers},
+                                                     "source": str(source.resolve())}, indent=2))
+    if target.exists():
+        shutil.rmtree(target)  # empty, or a test model without its marker (an interrupted older version)
+    tmp.replace(target)
 
 
 def run_config(config: dict[str, Any], args: argparse.Namespace) -> int:
