@@ -152,16 +152,20 @@ def apply_auto_opt(args: argparse.Namespace, config: dict[str, Any]) -> None:
 
 
 def hf_data_config(args: argparse.Namespace) -> dict[str, Any]:
+    """Olive's dataset flags → its HuggingfaceContainer data config (cli/base.py update_dataset_options)."""
     load: dict[str, Any] = {"data_name": args.data_name}
-    for key in ("subset", "split", "data_files"):
+    for key in ("subset", "split"):
         if getattr(args, key, None):
             load[key] = getattr(args, key)
+    if getattr(args, "data_files", None):
+        load["data_files"] = args.data_files.split(",")
     pre: dict[str, Any] = {}
-    for key in ("input_cols", "text_field", "text_template", "max_samples", "max_seq_len"):
-        if getattr(args, key, None) not in (None, False):
-            pre[key] = getattr(args, key)
+    for flag, key in (("input_cols", "input_cols"), ("text_field", "text_cols"), ("text_template", "text_template"),
+                      ("max_samples", "max_samples"), ("max_seq_len", "max_seq_len")):
+        if getattr(args, flag, None) not in (None, False):
+            pre[key] = getattr(args, flag)
     if getattr(args, "use_chat_template", False):
-        pre["use_chat_template"] = True
+        pre["chat_template"] = True
     if getattr(args, "add_special_tokens", False):
         pre["add_special_tokens"] = True
     return {"name": "default_data_config", "type": "HuggingfaceContainer", "load_dataset_config": load,

@@ -309,14 +309,14 @@ def calibration_feeds(model: ModelRef, data_config: dict[str, Any] | None, input
     container = data_config.get("type", "DataContainer")
     if container in DUMMY_CONTAINERS or load_type in DUMMY_DATASETS:
         return _dummy_config_feeds(load_params, input_specs, max_samples, sequence_length, dims, seed)
-    if load_type == "local_dataset" or (load_type is None and "data_files" in load_params):
-        files = load_params.get("data_files")
+    local = _local_data_files(load_params)
+    if local is not None or load_type == "local_dataset" or (load_type is None and "data_files" in load_params):
+        data_dir, files = local or (Path(load_params.get("data_dir") or "."), _file_list(load_params.get("data_files")))
         if not files:
             raise PassError("data_config: local_dataset needs data_files", fix="set load_dataset_config.params.data_files")
-        files = [files] if isinstance(files, str) else list(files)
-        data_dir = Path(load_params.get("data_dir") or ".")
+        # Olive's text_field arrives as text_cols; input_cols name the columns the tokenizer reads.
         text_field = (load_params.get("text_cols") or load_params.get("text_field") or pre_params.get("text_cols")
-                      or pre_params.get("text_field"))
+                      or pre_params.get("text_field") or pre_params.get("input_cols"))
         if isinstance(text_field, list):
             text_field = text_field[0] if text_field else None
         texts = [text for name in files for text in _read_texts(data_dir / name, text_field)]
@@ -327,6 +327,36 @@ def calibration_feeds(model: ModelRef, data_config: dict[str, Any] | None, input
     raise PassError(f"data_config {name!r}: {load_type or container} needs a download or a user script, which "
                     "modelmill does not run", fix="use a local_dataset (data_files: a local .txt/.jsonl/.json file), a "
                     "DummyDataContainer, or leave data_config out to calibrate on built-in text")
+
+
+def _file_list(files: Any) -> list[str]:
+    """data_files as Olive writes them: a list, or one string (comma-separated on the command line)."""
+    if not files:
+        return []
+    if isinstance(files, str):
+        return [part.strip() for part in files.split(",") if part.strip()]
+    return [str(f) for f in files]
+
+
+def _local_data_files(load_params: dict[str, Any]) -> tuple[Path, list[str]] | None:
+    """A HuggingfaceContainer's data_name as `load_dataset` reads it locally: a data file, a folder (its data_files,
+    or every .txt/.jsonl/.json in it), or a format name (json, text) with data_files. None for a hub dataset name."""
+    name = load_params.get("data_name")
+    if not isinstance(name, str) or not name:
+        return None
+    files = _file_list(load_params.get("data_files"))
+    path = Path(name).expanduser()
+    if path.is_file():
+        return path.parent, [path.name]
+    if path.is_dir():
+        found = files or sorted(p.name for p in path.iterdir() if p.suffix in (".txt", ".jsonl", ".json"))
+        if not found:
+            raise PassError(f"data_config: the folder {path} has no .txt, .jsonl or .json data file",
+                            fix="put the calibration data in a .jsonl file there, or name it with data_files")
+        return path, found
+    if name in ("json", "text") and files:
+        return Path(load_params.get("data_dir") or "."), files
+    return None
 
 
 def _text_feeds(model: ModelRef, texts: list[str], specs: list[InputSpec], max_samples: int, sequence_length: int,
