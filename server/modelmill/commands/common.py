@@ -77,12 +77,13 @@ def refuse_azure(args: argparse.Namespace) -> None:
 
 
 def refuse_script_model(args: argparse.Namespace) -> None:
+    """Olive's PyTorch model from a script (model_script's loader): ModelMill's engine does not load those."""
     if getattr(args, "model_script", None) or getattr(args, "script_dir", None):
         flag = "--model_script" if getattr(args, "model_script", None) else "--script_dir"
-        refuse(flag, "a PyTorch model from a script is given in a workflow config here (input_model type "
-               "PyTorchModel with model_script/model_loader)",
-               "write a config with input_model {type: PyTorchModel, model_script: ..., model_loader: ...} and "
-               "run it with `modelmill run --config FILE`")
+        refuse(flag, "ModelMill does not load PyTorch models from a Python script (Olive's model_script/"
+               "model_loader); it runs Hugging Face folders and ONNX models",
+               "save the model as a Hugging Face folder (save_pretrained) or export it yourself with "
+               "torch.onnx.export, then pass that with -m")
 
 
 def check_common(args: argparse.Namespace) -> None:

@@ -50,10 +50,9 @@ def apply_run(args: argparse.Namespace, overrides: dict[str, Any]) -> None:
                "ModelMill runs its own passes and cannot load Olive's", "drop --package-config")
     if args.adapter_path:
         overrides["input_model.adapter_path"] = args.adapter_path
-    if args.model_script:
-        overrides["input_model.model_script"] = args.model_script
-    if args.script_dir:
-        overrides["input_model.script_dir"] = args.script_dir
+    from modelmill.commands.common import refuse_script_model
+
+    refuse_script_model(args)
     if args.tempdir:
         folder = Path(args.tempdir).resolve()
         folder.mkdir(parents=True, exist_ok=True)
