@@ -60,7 +60,8 @@ s = lap("import_cli", s)
 from modelmill.config import load_workflow, parse_document, validate_document
 from modelmill.engine.autoopt import AutoOptRequest, build_config
 from modelmill.engine.plan import plan_from_config
-from modelmill.engine.workflow import run_plan, step_keys  # noqa: F401 (the run's own imports)
+from modelmill.engine.chain import step_keys  # noqa: F401 (the run's own imports)
+from modelmill.engine.workflow import run_plan  # noqa: F401
 from modelmill.engine.runner import start_run  # noqa: F401
 from modelmill.render import ProgressRenderer  # noqa: F401
 s = lap("import_run_modules", s)

@@ -33,3 +33,12 @@ class ConfigError(ModelMillError):
 
 class PassError(ModelMillError):
     """A pass could not transform its input model."""
+
+
+class RunCancelled(ModelMillError):
+    """The user cancelled the run (Ctrl-C, the editor's Cancel); nothing partial was written."""
+
+    exit_code = 130
+
+    def __init__(self) -> None:
+        super().__init__("the run was cancelled", fix="run it again; no partial output was written")

@@ -81,7 +81,7 @@ def test_clean_removes_everything(tiny_llama_dir: Path, tmp_path: Path) -> None:
 def test_how_the_input_is_read_is_part_of_the_key(tiny_llama_dir: Path, tmp_path: Path) -> None:
     from dataclasses import replace
 
-    from modelmill.engine.workflow import step_keys
+    from modelmill.engine.chain import step_keys
 
     plan = _plan(tiny_llama_dir, tmp_path)
     cache = Cache(tmp_path / "cache")

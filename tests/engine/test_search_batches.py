@@ -13,7 +13,9 @@ from helpers import RecordingBus
 from modelmill.config.evaluation import Metric
 from modelmill.engine.model import ModelRef
 from modelmill.engine.plan import Plan, PlanStep
-from modelmill.engine.search import CandidateJob, CandidateOutcome, Search, SearchSpace
+from modelmill.engine.candidate import CandidateJob, CandidateOutcome
+from modelmill.engine.plan import SearchSpace
+from modelmill.engine.search import Search
 from modelmill.evaluate.results import EvaluationResult, MetricValue
 from modelmill.passes.model_builder import ModelBuilder, ModelBuilderParams
 
@@ -57,9 +59,8 @@ def _search(sampler: str, capacity: int, order: str, **strategy: Any) -> tuple[S
                 Path("/tmp/modelmill-test-unused-cache"), metrics=[metric], evaluate_input_model=False,
                 search={"execution_order": "joint", "sampler": sampler, "seed": 3, **strategy},
                 search_space=SearchSpace(dict(SPACE)))
-    search = Search(plan, RecordingBus("r"), threading.Event(), run_chain=None)
     executor = FakeExecutor(capacity, order)
-    search.executor = executor
+    search = Search(plan, RecordingBus("r"), threading.Event(), executor)
     search.run(plan.search_space)
     return search, executor
 

@@ -8,9 +8,9 @@ import multiprocessing
 import os
 from pathlib import Path
 
-from modelmill.engine.cache import Cache, owner_tag
+from modelmill.engine.cache import Cache
+from modelmill.engine.output import owner_tag, write_atomic
 from modelmill.engine.model import ModelRef
-from modelmill.engine.search import write_atomic
 
 WRITERS = 6
 

@@ -11,7 +11,8 @@ from helpers import RecordingBus
 
 from modelmill.engine.model import ModelRef
 from modelmill.engine.plan import Plan, PlanStep
-from modelmill.engine.workflow import MANIFEST_NAME, RunCancelled, run_plan
+from modelmill.engine.workflow import MANIFEST_NAME, run_plan
+from modelmill.errors import RunCancelled
 from modelmill.errors import ConfigError, PassError
 from modelmill.passes.dynamic_quantization import OnnxDynamicQuantization
 from modelmill.passes.model_builder import ModelBuilder, ModelBuilderParams

@@ -112,7 +112,7 @@ def test_adapter_path_flag_and_changed_adapter_changes_the_cache_key(tiny_llama_
     from modelmill.config import load_workflow, parse_document
     from modelmill.engine.cache import Cache
     from modelmill.engine.plan import plan_from_config
-    from modelmill.engine.workflow import step_keys
+    from modelmill.engine.chain import step_keys
 
     assert main(["finetune", "-m", str(tiny_llama_dir), "-d", "sample:instructions", "--text_template",
                  TUTORIAL_TEMPLATE, "--max_steps", "1", "--lora_r", "2", "-o", "ft"]) == 0

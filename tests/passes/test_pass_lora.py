@@ -13,7 +13,7 @@ from helpers import events, make_context, run_pass
 from modelmill.engine.model import ModelRef
 from modelmill.engine.plan import Plan, PlanStep
 from modelmill.engine.runner import start_run
-from modelmill.engine.workflow import RunCancelled
+from modelmill.errors import RunCancelled
 from modelmill.errors import PassError
 from modelmill.passes.lora import LoRA, LoRAParams
 

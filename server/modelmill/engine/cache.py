@@ -21,7 +21,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from modelmill.engine.model import ModelRef
-from modelmill.engine.output import file_digest
+from modelmill.engine.output import file_digest, owner_tag
 from modelmill.errors import ModelMillError
 
 ENTRY_FILE = "entry.json"
@@ -41,13 +40,6 @@ CACHE_FORMAT = 2
 OWN_NAMES = frozenset({"entries", "evaluations", "logs", "runs", FINGERPRINTS, MARKER})
 _KEY = re.compile(r"[0-9a-f]{32}")
 _RUN_ID = re.compile(r"\d{8}-\d{6}-[0-9a-f]{6}")
-
-
-def owner_tag(pid: int | None = None) -> str:
-    """``host-pid``: names a process's temporary files; on a cache shared by several machines a pid alone
-    is not unique, and one machine's clean-up must never remove another's work in progress."""
-    host = socket.gethostname().replace("-", "_").replace("/", "_") or "host"
-    return f"{host}-{pid if pid is not None else os.getpid()}"
 
 
 def step_key(input_key: str, pass_type: str, params: dict[str, Any], accelerator: dict[str, str],

@@ -22,16 +22,15 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from modelmill.engine.cache import owner_tag
+from modelmill.engine.candidate import CandidateJob, CandidateOutcome, execute_candidate
+from modelmill.engine.chain import Chain
 from modelmill.engine.events import EventBus
+from modelmill.engine.logbridge import EventLogHandler
+from modelmill.engine.output import owner_tag
+from modelmill.engine.plan import ClusterSpec, Plan
 from modelmill.errors import ModelMillError
-
-if TYPE_CHECKING:
-    from modelmill.config.systems import RaySystem
-    from modelmill.engine.plan import Plan
-    from modelmill.engine.search import CandidateJob, CandidateOutcome
 
 # How long the parent gives a cancelled run to cancel its Ray tasks before it kills the driver.
 CLUSTER_CANCEL_GRACE_S = 10.0
@@ -44,37 +43,6 @@ _ENVELOPE = ("v", "type", "run_id", "ts", "seq")
 
 class ClusterError(ModelMillError):
     """The Ray cluster could not be reached or cannot run the candidates."""
-
-
-@dataclass(frozen=True)
-class ClusterSpec:
-    """What the driver needs from the ``Ray`` system (picklable, no ray import)."""
-
-    name: str
-    address: str | None = None
-    num_cpus: float = 1.0
-    num_gpus: float = 0.0
-    memory: int | None = None
-    max_concurrent: int | None = None
-    max_retries: int = 2
-    candidate_timeout_s: float | None = None
-    connect_timeout_s: float = 30.0
-
-    @classmethod
-    def from_system(cls, name: str, system: "RaySystem") -> "ClusterSpec":
-        return cls(name=name, address=system.address, num_cpus=system.num_cpus, num_gpus=system.num_gpus,
-                   memory=system.memory_bytes, max_concurrent=system.max_concurrent_candidates,
-                   max_retries=system.max_retries, candidate_timeout_s=system.candidate_timeout_s,
-                   connect_timeout_s=system.connect_timeout_s)
-
-    def describe(self) -> dict[str, Any]:
-        return {"system": self.name, "address": self.address or "local", "num_cpus": self.num_cpus,
-                "num_gpus": self.num_gpus, "memory": self.memory, "max_concurrent_candidates": self.max_concurrent,
-                "max_retries": self.max_retries, "candidate_timeout_s": self.candidate_timeout_s}
-
-    @property
-    def threads(self) -> int:
-        return max(1, int(self.num_cpus))
 
 
 # --------------------------------------------------------------------------------------------- connecting
@@ -182,13 +150,9 @@ class _Forwarder:
             pass
 
 
-def run_candidate_task(plan: "Plan", job: "CandidateJob", run_id: str, relay: Any, threads: int) -> "CandidateOutcome":
+def run_candidate_task(plan: Plan, job: CandidateJob, run_id: str, relay: Any, threads: int) -> CandidateOutcome:
     """The Ray task: one candidate's passes and evaluation on this node, through the shared cache."""
     import ray
-
-    from modelmill.engine.logbridge import EventLogHandler
-    from modelmill.engine.search import execute_candidate
-    from modelmill.engine.workflow import Chain
 
     node = ray.get_runtime_context().get_node_id()
     forward = _Forwarder(relay, {"candidate": job.id, "node": node, "node_ip": ray.util.get_node_ip_address(),
@@ -238,7 +202,7 @@ def _relay_class() -> Any:
 
 @dataclass
 class _Attempt:
-    job: "CandidateJob"
+    job: CandidateJob
     submitted: float = field(default_factory=time.monotonic)
     started: float | None = None
     node: str | None = None
@@ -250,7 +214,7 @@ class _Attempt:
 class RayExecutor:
     """Runs candidates on a Ray cluster, ``capacity`` at a time; the search's executor interface."""
 
-    def __init__(self, plan: "Plan", bus: EventBus, cancel: threading.Event) -> None:
+    def __init__(self, plan: Plan, bus: EventBus, cancel: threading.Event) -> None:
         import ray
 
         assert plan.cluster is not None
@@ -280,7 +244,7 @@ class RayExecutor:
 
     # --- the executor interface ------------------------------------------------------------------------
 
-    def submit(self, job: "CandidateJob") -> None:
+    def submit(self, job: CandidateJob) -> None:
         ref = self._task.options(**self._options, name=f"modelmill:{self.bus.run_id}:{job.id}").remote(
             self.plan, job, self.bus.run_id, self._relay, self.spec.threads)
         attempt = _Attempt(job)
@@ -289,7 +253,7 @@ class RayExecutor:
         if job.attempt == 1:
             self.running.append(job)
 
-    def wait(self) -> list[tuple["CandidateJob", "CandidateOutcome | BaseException"]]:
+    def wait(self) -> list[tuple[CandidateJob, "CandidateOutcome | BaseException"]]:
         """Results of candidates that finished (after retries) in the next poll interval."""
         import ray
 
@@ -338,7 +302,7 @@ class RayExecutor:
 
     # --- internals -------------------------------------------------------------------------------------
 
-    def _result(self, ref: Any, attempt: _Attempt) -> tuple["CandidateJob", Any] | None:
+    def _result(self, ref: Any, attempt: _Attempt) -> tuple[CandidateJob, Any] | None:
         import ray
         from pydantic import ValidationError
 
@@ -357,11 +321,11 @@ class RayExecutor:
             return self._retry(attempt, attempt.reason or _reason(exc))
         return job, outcome
 
-    def _retry(self, attempt: _Attempt, reason: str) -> tuple["CandidateJob", BaseException] | None:
+    def _retry(self, attempt: _Attempt, reason: str) -> tuple[CandidateJob, BaseException] | None:
         job = attempt.job
         self._clean_worker(attempt)
         if job.attempt > self.spec.max_retries:
-            from modelmill.engine.search import CandidateFailed
+            from modelmill.engine.candidate import CandidateFailed
 
             return job, CandidateFailed(
                 f"candidate {job.id} was lost {job.attempt} time(s), the last on node {attempt.node or '?'}: {reason}",

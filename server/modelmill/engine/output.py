@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
+import socket
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
 
 from modelmill.errors import ConfigError, ModelMillError
-from modelmill.output_guard import MANIFEST_NAME, output_refusal
+from modelmill.output_guard import output_refusal
 
 
 class CorruptFile(ModelMillError):
@@ -99,3 +101,22 @@ def describe_files(folder: Path) -> dict[str, dict[str, object]]:
     """name → size and sha256, for the manifest."""
     return {str(p.relative_to(folder)): {"bytes": p.stat().st_size, "sha256": file_digest(p)}
             for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def owner_tag(pid: int | None = None) -> str:
+    """``host-pid``: names a process's temporary files; on a cache shared by several machines a pid alone
+    is not unique, and one machine's clean-up must never remove another's work in progress."""
+    host = socket.gethostname().replace("-", "_").replace("/", "_") or "host"
+    return f"{host}-{pid if pid is not None else os.getpid()}"
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``path`` through a temporary name unique to this host and process, then rename: concurrent
+    writers on a shared folder each rename a complete file, and readers never see a partial one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{owner_tag()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        tmp.write_text(text)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)

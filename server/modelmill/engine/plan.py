@@ -15,14 +15,7 @@ from modelmill.passes.base import Pass, PassParams
 
 if TYPE_CHECKING:
     from modelmill.config.models import WorkflowConfig
-    from modelmill.engine.distributed import ClusterSpec
-    from modelmill.engine.search import SearchSpace
-
-
-def _empty_space() -> "SearchSpace":
-    from modelmill.engine.search import SearchSpace
-
-    return SearchSpace()
+    from modelmill.config.systems import RaySystem
 
 
 @dataclass
@@ -38,6 +31,58 @@ class PlanStep:
 
 
 @dataclass
+class SearchSpace:
+    """Searched parameters: (step index, parameter) → the values to try."""
+
+    dimensions: dict[tuple[int, str], list[Any]] = field(default_factory=dict)
+
+    def optuna_name(self, step: PlanStep, param: str) -> str:
+        return f"{step.name}.{param}"
+
+    def size(self) -> int:
+        size = 1
+        for values in self.dimensions.values():
+            size *= len(values)
+        return size
+
+    def for_steps(self, indices: set[int]) -> SearchSpace:
+        return SearchSpace({k: v for k, v in self.dimensions.items() if k[0] in indices})
+
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    """What the driver needs from the ``Ray`` system (picklable, no ray import)."""
+
+    name: str
+    address: str | None = None
+    num_cpus: float = 1.0
+    num_gpus: float = 0.0
+    memory: int | None = None
+    max_concurrent: int | None = None
+    max_retries: int = 2
+    candidate_timeout_s: float | None = None
+    connect_timeout_s: float = 30.0
+
+    @classmethod
+    def from_system(cls, name: str, system: "RaySystem") -> "ClusterSpec":
+        return cls(name=name, address=system.address, num_cpus=system.num_cpus, num_gpus=system.num_gpus,
+                   memory=system.memory_bytes, max_concurrent=system.max_concurrent_candidates,
+                   max_retries=system.max_retries, candidate_timeout_s=system.candidate_timeout_s,
+                   connect_timeout_s=system.connect_timeout_s)
+
+    def describe(self) -> dict[str, Any]:
+        return {"system": self.name, "address": self.address or "local", "num_cpus": self.num_cpus,
+                "num_gpus": self.num_gpus, "memory": self.memory, "max_concurrent_candidates": self.max_concurrent,
+                "max_retries": self.max_retries, "candidate_timeout_s": self.candidate_timeout_s}
+
+    @property
+    def threads(self) -> int:
+        return max(1, int(self.num_cpus))
+
+
+
+@dataclass
 class Plan:
     input_model: ModelRef
     steps: list[PlanStep]
@@ -50,11 +95,11 @@ class Plan:
     """The evaluator's metrics (config Metric models); None = no evaluation."""
     search: dict[str, Any] | None = None
     """The search strategy (sampler, execution_order, seed, budgets); None = run the passes once."""
-    search_space: "SearchSpace" = field(default_factory=lambda: _empty_space())
+    search_space: SearchSpace = field(default_factory=lambda: SearchSpace())
     evaluate_input_model: bool = True
     base_dir: Path | None = None
     """Folder of the config file: user scripts and relative data paths resolve against it."""
-    cluster: "ClusterSpec | None" = None
+    cluster: ClusterSpec | None = None
     """The Ray cluster that runs the candidates (the workflow's host is a Ray system); None = this process."""
     overwrite: bool = False
     """Replace an existing output folder that ModelMill did not write (``--overwrite``)."""
@@ -208,7 +253,7 @@ def plan_from_config(config: "WorkflowConfig", output_dir: str | Path | None = N
     return plan
 
 
-def _cluster(config: "WorkflowConfig") -> "ClusterSpec | None":
+def _cluster(config: "WorkflowConfig") -> ClusterSpec | None:
     """The Ray cluster the workflow's ``host`` names, if it names one."""
     from modelmill.config.systems import RaySystem
 
@@ -217,15 +262,12 @@ def _cluster(config: "WorkflowConfig") -> "ClusterSpec | None":
     system = config.system(config.host)
     if not isinstance(system, RaySystem):
         return None
-    from modelmill.engine.distributed import ClusterSpec
-
     return ClusterSpec.from_system(config.host if isinstance(config.host, str) else "host", system)
 
 
-def _search_space(config: "WorkflowConfig", steps: list[PlanStep]) -> "SearchSpace":
+def _search_space(config: "WorkflowConfig", steps: list[PlanStep]) -> SearchSpace:
     """What the config marks searchable: lists / SEARCHABLE_VALUES / SearchParameter values."""
     from modelmill.config.pass_values import split_params
-    from modelmill.engine.search import SearchSpace
 
     space = SearchSpace()
     if not config.search_enabled or not config.search_strategy.include_pass_params:

@@ -140,7 +140,7 @@ def start_run(plan: Plan, run_id: str, listeners: list[Listener] | None = None,
 def _all_cached(plan: Plan) -> bool:
     """True when every step's output is cached (an input the fingerprint index does not know is not)."""
     from modelmill.engine.cache import FINGERPRINTS, Cache, known_fingerprint
-    from modelmill.engine.workflow import chain_keys
+    from modelmill.engine.chain import chain_keys
 
     if plan.search_space.dimensions or plan.metrics:
         return False  # candidates and evaluations: leave it to the worker
@@ -231,7 +231,7 @@ def _clean_after_child(plan: Plan, run_id: str, pid: int) -> None:
     from modelmill.engine.output import partial_name
 
     shutil.rmtree(plan.output_dir.parent / partial_name(plan.output_dir, run_id), ignore_errors=True)
-    from modelmill.engine.cache import owner_tag
+    from modelmill.engine.output import owner_tag
 
     entries = plan.cache_dir / "entries"
     if entries.exists():

@@ -8,52 +8,23 @@ are cached by model and metric spec too.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
 from modelmill.engine.cache import Cache
+from modelmill.engine.candidate import CANDIDATE_FAILURES, CandidateJob, CandidateOutcome, evaluate_cached
+from modelmill.engine.chain import input_key
 from modelmill.engine.events import EventBus
+from modelmill.engine.executors import Executor
 from modelmill.engine.model import ModelRef
-from modelmill.engine.plan import Plan, PlanStep
-from modelmill.engine.versions import library_versions
-from modelmill.errors import ModelMillError, PassError
-
-
-class CandidateFailed(ModelMillError):
-    """A candidate that could not be finished, e.g. lost on a cluster more often than allowed: it is reported
-    and the search goes on, like a candidate whose pass rejected its parameters."""
-
-
-# What ends one candidate but not the search.
-CANDIDATE_FAILURES = (PassError, ValidationError, CandidateFailed)
-
-
-@dataclass
-class SearchSpace:
-    """Searched parameters: (step index, parameter) → the values to try."""
-
-    dimensions: dict[tuple[int, str], list[Any]] = field(default_factory=dict)
-
-    def optuna_name(self, step: PlanStep, param: str) -> str:
-        return f"{step.name}.{param}"
-
-    def size(self) -> int:
-        size = 1
-        for values in self.dimensions.values():
-            size *= len(values)
-        return size
-
-    def for_steps(self, indices: set[int]) -> "SearchSpace":
-        return SearchSpace({k: v for k, v in self.dimensions.items() if k[0] in indices})
+from modelmill.engine.plan import Plan, PlanStep, SearchSpace
+from modelmill.errors import RunCancelled
 
 
 @dataclass
@@ -100,99 +71,6 @@ def make_sampler(name: str, space: dict[str, list[Any]], seed: int, multivariate
     return optuna.samplers.TPESampler(seed=seed, multivariate=multivariate, n_startup_trials=min(4, max(1, len(space))))
 
 
-@dataclass
-class CandidateJob:
-    """One candidate to run: what a worker (this process or a Ray task) needs."""
-
-    id: str
-    params: dict[str, Any]
-    steps: list[PlanStep]
-    attempt: int = 1
-
-
-@dataclass
-class CandidateOutcome:
-    """What running a candidate produced, wherever it ran."""
-
-    model: ModelRef
-    cache_keys: list[str]
-    entry: Any  # CacheEntry of the last pass
-    records: list[Any]
-    evaluation: Any
-    duration_s: float
-    node: str | None = None
-
-
-def evaluate_cached(plan: Plan, cache: Cache, bus: EventBus, model: ModelRef, model_key: str, label: str) -> Any:
-    """Evaluate ``model`` with the plan's metrics, through the evaluation cache (shared by all workers)."""
-    from modelmill.evaluate import EvaluationResult, evaluate_model
-
-    metrics = plan.metrics or []
-    spec = json.dumps([m.model_dump(mode="json") for m in metrics], sort_keys=True)
-    key = hashlib.sha256(f"{model_key}\0{spec}\0{json.dumps(library_versions())}\0"
-                         f"{plan.accelerator}".encode()).hexdigest()[:32]
-    stored = cache.root / "evaluations" / f"{key}.json"
-    if stored.exists():
-        try:
-            result = EvaluationResult.from_json(json.loads(stored.read_text()))
-            for value in result.values:
-                bus.emit("metric.measured", candidate=label, cached=True, **_value_fields(value))
-            return result
-        except (ValueError, KeyError):
-            stored.unlink(missing_ok=True)
-
-    def emit(type_: str, **data: Any) -> None:
-        bus.emit(type_, candidate=label, **data)
-
-    bus.emit("evaluation.started", candidate=label, metrics=[f"{m.name}-{s.name}" for m in metrics for s in m.sub_types])
-    result = evaluate_model(model, metrics, emit=emit, data_configs=plan.data_configs,
-                            reference=plan.input_model if plan.input_model.kind == "hf" else None,
-                            base_dir=plan.base_dir, execution_provider=plan.accelerator.execution_provider)
-    write_atomic(stored, json.dumps(result.to_json()))
-    return result
-
-
-def execute_candidate(plan: Plan, chain: Any, bus: EventBus, job: CandidateJob) -> CandidateOutcome:
-    """Run a candidate's pass chain and evaluate its output: the unit of work, local or on a Ray worker."""
-    bus.emit("candidate.started", candidate=job.id, params=job.params, **({"attempt": job.attempt}
-                                                                          if job.attempt > 1 else {}))
-    start = time.perf_counter()
-    model, keys = chain(job.steps, job.id)
-    evaluation = evaluate_cached(plan, chain.cache, bus, model, keys[-1], job.id) if plan.metrics else None
-    return CandidateOutcome(model, keys, chain.last_entry, list(chain.records), evaluation,
-                            round(time.perf_counter() - start, 3))
-
-
-class LocalExecutor:
-    """Runs candidates one at a time in this process (the default host)."""
-
-    capacity = 1
-
-    def __init__(self, plan: Plan, bus: EventBus, chain: Any) -> None:
-        self.plan, self.bus, self.chain = plan, bus, chain
-        self.running: list[CandidateJob] = []
-        self._done: list[tuple[CandidateJob, CandidateOutcome | BaseException]] = []
-
-    def submit(self, job: CandidateJob) -> None:
-        self.running.append(job)
-        try:
-            self._done.append((job, execute_candidate(self.plan, self.chain, self.bus, job)))
-        except CANDIDATE_FAILURES as exc:
-            self._done.append((job, exc))
-
-    def wait(self) -> list[tuple[CandidateJob, CandidateOutcome | BaseException]]:
-        done, self._done = self._done, []
-        for job, _ in done:
-            self.running.remove(job)
-        return done
-
-    def cancel_all(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
 def _grid_sampler_class() -> Any:
     import optuna
 
@@ -215,26 +93,14 @@ class Search:
     only on the config (sampler, seed, batch size), never on which worker finishes first.
     """
 
-    def __init__(self, plan: Plan, bus: EventBus, cancel: threading.Event, run_chain: Any) -> None:
-        self.plan, self.bus, self.cancel = plan, bus, cancel
-        self.run_chain = run_chain
+    def __init__(self, plan: Plan, bus: EventBus, cancel: threading.Event, executor: Executor) -> None:
+        self.plan, self.bus, self.cancel, self.executor = plan, bus, cancel, executor
         self.cache = Cache(plan.cache_dir)
         self.candidates: list[Candidate] = []
         self.baseline: Any = None
         self._seen: dict[str, Candidate] = {}
         self._numbers = itertools.count(1)
         self.failures: list[Exception] = []
-        self.executor: Any = None
-
-    def _executor(self) -> Any:
-        if self.executor is None:
-            if self.plan.cluster is not None:
-                from modelmill.engine.distributed import RayExecutor
-
-                self.executor = RayExecutor(self.plan, self.bus, self.cancel)
-            else:
-                self.executor = LocalExecutor(self.plan, self.bus, self.run_chain)
-        return self.executor
 
     # --- evaluation -------------------------------------------------------------------------
 
@@ -276,15 +142,10 @@ class Search:
         strategy = self.plan.search or {}
         try:
             if self.plan.cluster is not None:
-                self._executor()  # connect first: a wrong address fails before any work
-                from modelmill.engine.workflow import input_key
-
                 # Hash the input once here (memoized in the shared cache's fingerprint index): otherwise every
                 # worker's first candidate reads the whole checkpoint again, all at the same moment.
                 input_key(self.plan, self.cache)
             if self.plan.metrics and self.plan.evaluate_input_model:
-                from modelmill.engine.workflow import input_key
-
                 self.baseline = self.evaluate(self.plan.input_model, input_key(self.plan, self.cache), "input")
                 self.bus.emit("candidate.evaluated", candidate="input", params={},
                               metrics=self.baseline.to_json()["metrics"], accepted=True,
@@ -298,21 +159,16 @@ class Search:
                     self._optuna(self.plan.steps, space, strategy, deadline=_deadline(strategy))
             return self.best()
         finally:
-            if self.executor is not None:
-                self.executor.close()
+            self.executor.close()
 
     def _run_one(self, steps: list[PlanStep], params: dict[str, Any]) -> None:
         if self.cancel.is_set():
-            from modelmill.engine.workflow import RunCancelled
-
             raise RunCancelled()
-        executor = self._executor()
+        executor = self.executor
         executor.submit(self._job(steps, params))
         while executor.running:
             if self.cancel.is_set():
                 executor.cancel_all()
-                from modelmill.engine.workflow import RunCancelled
-
                 raise RunCancelled()
             for job, result in executor.wait():
                 if isinstance(result, CANDIDATE_FAILURES):
@@ -343,7 +199,7 @@ class Search:
         study = optuna.create_study(sampler=sampler, directions=directions)
         budget = int(strategy.get("max_samples") or 0) or int(strategy.get("max_iter") or 0) or space.size()
         budget = min(budget, space.size()) if sampler_name == "sequential" else budget
-        executor = self._executor()
+        executor = self.executor
         # Grid and random proposals do not depend on earlier results: a free worker gets the next one at once.
         # TPE learns from results, so it proposes a round of `capacity` and waits for the whole round: the
         # candidates then depend only on the seed and the round size, not on which worker finished first.
@@ -411,8 +267,6 @@ class Search:
                         and any(v.goal for v in candidate.evaluation.values):
                     stop = True
         if self.cancel.is_set():
-            from modelmill.engine.workflow import RunCancelled
-
             raise RunCancelled()
         return self.best(local)
 
@@ -435,8 +289,6 @@ class Search:
         if not pool:
             if self.failures and not self.cancel.is_set():
                 raise self.failures[-1]
-            from modelmill.engine.workflow import RunCancelled
-
             raise RunCancelled()
         accepted = [c for c in pool if c.accepted] or pool
         if len(accepted) < len(pool) and not any(c.accepted for c in pool):
@@ -471,30 +323,6 @@ def _signature(params: dict[str, Any]) -> str:
     return json.dumps(params, sort_keys=True, default=str)
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``path`` through a temporary name unique to this host and process, then rename: concurrent
-    writers on a shared folder each rename a complete file, and readers never see a partial one."""
-    from modelmill.engine.cache import owner_tag
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{owner_tag()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        tmp.write_text(text)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _value_fields(value: Any) -> dict[str, Any]:
-    data = value.to_json()
-    return {"metric": data["metric"], "sub_type": data["sub_type"], "key": data["key"], "value": data["value"],
-            "unit": data["unit"]}
-
-
 def _deadline(strategy: dict[str, Any]) -> float | None:
     max_time = strategy.get("max_time")
     return time.monotonic() + float(max_time) if max_time else None
-
-
-__all__ = ["Search", "SearchSpace", "Candidate", "CandidateJob", "CandidateOutcome", "execute_candidate",
-           "substitute"]

@@ -3,8 +3,6 @@ output folder renamed into place with its manifest and reports."""
 
 from __future__ import annotations
 
-import concurrent.futures
-import hashlib
 import json
 import shutil
 import threading
@@ -13,39 +11,20 @@ import traceback
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from modelmill import __version__
-from modelmill.engine.cache import ENTRY_FILE, FINGERPRINTS, Cache, CacheEntry, fingerprint, known_fingerprint, \
-    pass_code_digest
-from modelmill.engine.cache import step_key as cache_step_key
-from modelmill.engine.context import PassContext
+from modelmill.engine.cache import ENTRY_FILE, CacheEntry
+from modelmill.engine.chain import Chain, PassRecord
 from modelmill.engine.events import EventBus
+from modelmill.engine.executors import Executor, LocalExecutor
 from modelmill.engine.model import ModelRef
-from modelmill.engine.output import MANIFEST_NAME, CorruptFile, copy_verified, place, temp_sibling
-from modelmill.engine.plan import Plan, PlanStep
+from modelmill.engine.output import CorruptFile, copy_verified, place, temp_sibling
+from modelmill.engine.plan import Plan
+from modelmill.engine.search import Search
 from modelmill.engine.versions import library_versions
-from modelmill.passes.onnx_io import working_directory
-from modelmill.errors import ModelMillError
-
-
-
-class RunCancelled(ModelMillError):
-    exit_code = 130
-
-    def __init__(self) -> None:
-        super().__init__("the run was cancelled", fix="run it again; no partial output was written")
-
-
-@dataclass
-class PassRecord:
-    name: str
-    type: str
-    params: dict[str, Any]
-    duration_s: float
-    cached: bool = False
-    cache_key: str = ""
-    report: dict[str, Any] | None = None
+from modelmill.errors import ModelMillError, RunCancelled
+from modelmill.output_guard import MANIFEST_NAME
 
 
 @dataclass
@@ -61,122 +40,6 @@ class RunResult:
 
 def new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
-
-
-class Chain:
-    """Runs a list of steps through the cache; shared by plain runs and every search candidate."""
-
-    def __init__(self, plan: Plan, bus: EventBus, cancel: threading.Event, work_root: Path) -> None:
-        self.plan, self.bus, self.cancel, self.work_root = plan, bus, cancel, work_root
-        self.cache = Cache(plan.cache_dir)
-        self.records: list[PassRecord] = []
-        self.last_entry: CacheEntry | None = None
-        self._hashing: concurrent.futures.Future[str] | None = None
-
-    def __call__(self, steps: list[PlanStep], candidate: str | None = None) -> tuple[ModelRef, list[str]]:
-        model = self.plan.input_model
-        keys = self._keys(steps)
-        self.records = []
-        for index, step in enumerate(steps):
-            if self.cancel.is_set():
-                raise RunCancelled()
-            key = keys.known[index] if keys.known else None
-            tag = {"candidate": candidate} if candidate else {}
-            self.bus.emit("pass.started", pass_name=step.name, pass_type=step.pass_cls.name, index=index,
-                          total=len(steps), params=step.params.model_dump(mode="json"), cache_key=key, **tag)
-            start = time.perf_counter()
-            # An entry whose bytes the next pass reads is re-hashed first (cheap beside the pass itself):
-            # a damaged file must not flow into a new output. The last entry is hashed as it is copied out.
-            read_next = key is not None and index + 1 < len(steps) and not self.cache.contains(keys.known[index + 1])
-            entry = self.cache.get(key, full=read_next) if key else None
-            self._report_dropped()
-            cached = entry is not None
-            if entry is None:
-                entry = self._run_step(step, model, lambda i=index: keys.resolve()[i],
-                                       self.work_root / f"{index:02d}-{step.name}.work")
-            model, self.last_entry = entry.model, entry
-            duration = round(time.perf_counter() - start, 3)
-            report = entry.meta.get("report") or None
-            self.records.append(PassRecord(step.name, step.pass_cls.name, step.params.model_dump(mode="json"),
-                                           duration, cached, entry.key, report))
-            extra = {"report": report} if report else {}
-            self.bus.emit("pass.finished", pass_name=step.name, pass_type=step.pass_cls.name, index=index,
-                          duration_s=duration, output=str(model.path), cached=cached, cache_key=entry.key, **tag,
-                          **extra)
-        return model, keys.resolve()
-
-    def _report_dropped(self) -> None:
-        while self.cache.dropped:
-            key, reason = self.cache.dropped.pop(0)
-            self.bus.emit("warning", message=f"cache entry {key[:12]} was damaged ({reason}); it is rebuilt",
-                          cache_key=key, reason=reason)
-
-    def _keys(self, steps: list[PlanStep]) -> "_StepKeys":
-        """The steps' cache keys. When the input is new to the fingerprint index, hashing it (seconds for a
-        large checkpoint) overlaps the first pass: an input never seen here cannot have cached outputs."""
-        known = known_fingerprint(self.plan.input_model.path, self.cache.root / FINGERPRINTS)
-        if known is not None:
-            return _StepKeys(chain_keys(self.plan, known, steps))
-        if self._hashing is None:
-            self._hashing = concurrent.futures.ThreadPoolExecutor(1).submit(input_key, self.plan, self.cache)
-        return _StepKeys(None, lambda: chain_keys(self.plan, self._hashing.result(), steps))
-
-    def _run_step(self, step: PlanStep, model: ModelRef, key: Callable[[], str], scratch: Path) -> CacheEntry:
-        staging = self.cache.staging(uuid.uuid4().hex[:12])
-        shutil.rmtree(scratch, ignore_errors=True)
-        scratch.mkdir(parents=True)
-        ctx = PassContext(pass_name=step.name, output_dir=staging, work_dir=scratch, cache_dir=self.plan.cache_dir,
-                          bus=self.bus, accelerator=self.plan.accelerator, data_configs=self.plan.data_configs,
-                          cancel=self.cancel)
-        start = time.perf_counter()
-        # Some libraries drop temporary files in the current folder (ORT's symbolic shape inference,
-        # external-data UUID files): run the pass inside its scratch folder so they vanish with it.
-        with working_directory(scratch):
-            output = step.pass_cls().run(model, step.params, ctx)
-        shutil.rmtree(scratch, ignore_errors=True)
-        meta = {"pass_type": step.pass_cls.name, "pass_name": step.name,
-                "params": step.params.model_dump(mode="json"), "duration_s": round(time.perf_counter() - start, 3)}
-        if ctx.reports:
-            meta["report"] = ctx.reports
-        return self.cache.commit(key(), staging, output, meta)
-
-
-@dataclass
-class _StepKeys:
-    known: list[str] | None
-    compute: Callable[[], list[str]] | None = None
-
-    def resolve(self) -> list[str]:
-        if self.known is None:
-            assert self.compute is not None
-            self.known = self.compute()
-        return self.known
-
-
-def input_key(plan: Plan, cache: Cache) -> str:
-    return fingerprint(plan.input_model.path, cache.root / FINGERPRINTS)
-
-
-def step_keys(plan: Plan, cache: Cache, steps: list[PlanStep] | None = None) -> list[str]:
-    """The cache key of every step: each chains the previous one, starting from the input's content hash."""
-    return chain_keys(plan, input_key(plan, cache), steps if steps is not None else plan.steps)
-
-
-def chain_keys(plan: Plan, key: str, steps: list[PlanStep]) -> list[str]:
-    # How the input is read matters as much as its bytes: the same folder exported for feature-extraction
-    # and for text-generation gives different models.
-    source = plan.input_model
-    key = hashlib.sha256(json.dumps({"content": key, "kind": source.kind, "file": source.onnx_file,
-                                     "attributes": source.attributes}, sort_keys=True, default=str).encode()
-                         ).hexdigest()[:32]
-    accelerator = {"device": plan.accelerator.device, "execution_provider": plan.accelerator.execution_provider}
-    keys = []
-    for step in steps:
-        key = cache_step_key(key, step.pass_cls.name, step.params.model_dump(mode="json"), accelerator,
-                             library_versions(), pass_code_digest(step.pass_cls),
-                             step.pass_cls.cache_context(step.params))
-        keys.append(key)
-    return keys
 
 
 def run_plan(plan: Plan, bus: EventBus, cancel: threading.Event | None = None) -> RunResult:
@@ -219,10 +82,18 @@ def run_plan(plan: Plan, bus: EventBus, cancel: threading.Event | None = None) -
         shutil.rmtree(work_root, ignore_errors=True)
 
 
-def _run_search(plan: Plan, bus: EventBus, cancel: threading.Event, chain: Chain) -> tuple[RunResult, CacheEntry]:
-    from modelmill.engine.search import Search
+def _executor(plan: Plan, bus: EventBus, cancel: threading.Event, chain: Chain) -> Executor:
+    """This process, or the Ray cluster the workflow's host names (connecting now: a wrong address fails
+    before any work)."""
+    if plan.cluster is None:
+        return LocalExecutor(plan, bus, chain)
+    from modelmill.engine.distributed import RayExecutor  # imports ray: only for cluster runs
 
-    search = Search(plan, bus, cancel, chain)
+    return RayExecutor(plan, bus, cancel)
+
+
+def _run_search(plan: Plan, bus: EventBus, cancel: threading.Event, chain: Chain) -> tuple[RunResult, CacheEntry]:
+    search = Search(plan, bus, cancel, _executor(plan, bus, cancel, chain))
     best = search.run(plan.search_space)
     summary = {
         "strategy": plan.search,

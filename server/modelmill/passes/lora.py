@@ -124,7 +124,7 @@ def _train(model: ModelRef, params: LoRAParams, ctx: PassContext, train_spec: di
            eval_spec: dict[str, Any] | None, eval_rows: Any) -> ModelRef:
     import torch
 
-    from modelmill.engine.workflow import RunCancelled
+    from modelmill.errors import RunCancelled
     from modelmill.finetune import dataset as data
     from modelmill.finetune import training
 
