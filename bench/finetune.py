@@ -113,7 +113,7 @@ def main() -> int:
                 ("wall, whole command (s)", "wall_s", "{:.1f}"), ("CPU, whole tree (s)", "cpu_s", "{:.1f}"),
                 ("peak RSS, process tree (MiB)", "peak_tree_rss_mib", "{:.0f}"),
                 ("max single-process RSS (MiB)", "max_single_rss_mib", "{:.0f}")]
-        lines = [f"| metric | modelmill finetune | plain transformers+peft | ratio |", "|---|---:|---:|---:|"]
+        lines = ["| metric | modelmill finetune | plain transformers+peft | ratio |", "|---|---:|---:|---:|"]
         for label, key, fmt in rows:
             a, b = median(runs[A], key), median(runs[B], key)
             lines.append(f"| {label} | {fmt.format(a)} | {fmt.format(b)} | {a / b:.2f}x |")

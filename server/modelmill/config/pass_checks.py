@@ -17,7 +17,7 @@ from modelmill.config.pass_values import DEFAULT_VALUE, SEARCHABLE_VALUES, is_se
 from modelmill.config.pydantic_errors import choices_hint, did_you_mean, translate
 from modelmill.config.view import ConfigView
 from modelmill.passes.base import Pass
-from modelmill.passes.registry import all_passes, find_pass, suggest_pass
+from modelmill.passes.registry import all_passes, find_pass
 
 _ENTRY_KEYS = ("type", "host", "evaluator")
 # Passes whose only job is graph fusion; running one on already-fused output does nothing useful.
