@@ -41,8 +41,26 @@ def add_azure_flags(parser: argparse.ArgumentParser) -> None:
                        help="Azure blob container of Olive's shared cache; ModelMill refuses it (local cache only)")
 
 
+def add_model_flags(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    """The model, output and run flags of auto-opt, run, quantize, finetune and capture-onnx-graph."""
+    parser.add_argument("-m", "--model_name_or_path", "--model", dest="model", required=required,
+                        help="local Hugging Face folder, .onnx file/folder, or sample:smollm2 / sample:minilm")
+    parser.add_argument("-o", "--output_path", dest="output_path", default=None, help="output folder")
+    parser.add_argument("-t", "--task", default=None, help="model task (default: inferred)")
+    parser.add_argument("--trust_remote_code", action="store_true", help="allow custom model code from the folder")
+    parser.add_argument("--log_level", type=int, default=3, choices=range(5),
+                        help="0 debug, 1 info, 2 warning, 3 error (default), 4 critical")
+    parser.add_argument("--dry_run", action="store_true", help="print the plan and the config, then stop")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing output folder even if ModelMill did not write it (its files are "
+                             "lost); without it such a folder is refused")
+    parser.add_argument("--save_config_file", action="store_true",
+                        help="write the generated config.json to the output folder's parent")
+    parser.add_argument("--events", default=None, metavar="FILE", help="write every run event as JSON lines to FILE")
+
+
 def add_model_source_flags(parser: argparse.ArgumentParser, adapter: bool = True, script: bool = True) -> None:
-    """Olive's model flags that _add_model_flags in cli.py does not have: --test, -a, --model_script, --script_dir."""
+    """Olive's model flags that add_model_flags does not have: --test, -a, --model_script, --script_dir."""
     parser.add_argument("--test", nargs="?", const=True, default=None, metavar="DIR",
                         help="replace the model with a randomly initialized copy of its architecture with 2 layers "
                              "(a quick trial); DIR keeps that test model for reuse")
@@ -107,10 +125,10 @@ def resolve_test_model(args: argparse.Namespace) -> None:
     import hashlib
     from pathlib import Path
 
-    from modelmill.cli import _local_model
+    from modelmill.commands.driver import local_model
     from modelmill.paths import default_cache_dir
 
-    source = _local_model(args.model)
+    source = local_model(args.model)
     if source.is_file() or any(source.glob("*.onnx")) or not (source / "config.json").exists():
         refuse("--test", f"--test needs a Hugging Face model folder (with config.json); {args.model} is not one",
                "pass -m HF_FOLDER, or drop --test")
@@ -170,13 +188,6 @@ def make_test_model(source: Any, target: Any, layers: int = 2) -> None:
     tmp.replace(target)
 
 
-def run_config(config: dict[str, Any], args: argparse.Namespace) -> int:
-    """Run a generated workflow config the way every command does (cli._run_generated)."""
-    from modelmill.cli import _run_generated
-
-    return _run_generated(config, args)
-
-
 def local_system(device: str, provider: str, memory: Any = None) -> dict[str, Any]:
     accelerator: dict[str, Any] = {"device": device, "execution_providers": [provider]}
     if memory is not None:
@@ -209,10 +220,10 @@ def add_run_flags(parser: argparse.ArgumentParser, output_default: str) -> None:
 def input_model_for(model: str, task: str | None = None, trust_remote_code: bool = False,
                     adapter_path: str | None = None) -> tuple[dict[str, Any], str]:
     """The input_model entry for a local model, and its kind (hf or onnx)."""
-    from modelmill.cli import _local_model
+    from modelmill.commands.driver import local_model
     from modelmill.engine.autoopt import _inspect
 
-    kind, _ = _inspect(_local_model(model))
+    kind, _ = _inspect(local_model(model))
     if kind == "onnx":
         return {"type": "ONNXModel", "model_path": model}, kind
     entry: dict[str, Any] = {"type": "HfModel", "model_path": model}

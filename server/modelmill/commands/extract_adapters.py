@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     import sys
     from pathlib import Path
 
-    from modelmill.cli import _local_model
+    from modelmill.commands.driver import local_model
     from modelmill.commands.adapter_files import find_peft_adapters, lora_weights, save_weights
     from modelmill.commands.common import check_common, refuse
 
@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     if args.test not in (None, False):
         refuse("--test", "a randomly initialized test model has no trained adapter to extract",
                "drop --test and pass the adapter folder with -m")
-    model_dir = _local_model(args.model)
+    model_dir = local_model(args.model)
     config_dir = model_dir if (model_dir / "config.json").exists() else None
     skip = Path(args.cache_dir) if args.cache_dir else None
     for name, adapter_dir in find_peft_adapters(model_dir, "-m", skip).items():

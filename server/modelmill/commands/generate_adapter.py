@@ -21,7 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from modelmill.commands.common import base_config, check_common, input_model_for, refuse, run_config
+    from modelmill.commands.common import base_config, check_common, input_model_for, refuse
+    from modelmill.commands.driver import run_generated
 
     check_common(args)
     if args.adapter_type != "lora":
@@ -37,4 +38,4 @@ def run(args: argparse.Namespace) -> int:
                "build it first: `modelmill auto-opt -m BASE --adapter_path ADAPTER --adapter_format onnx_adapter` "
                "does both steps")
     passes = {"e": {"type": "ExtractAdapters", "adapter_type": "lora", "save_format": "onnx_adapter"}}
-    return run_config(base_config(input_model, passes, args.output_path, args.log_level), args)
+    return run_generated(base_config(input_model, passes, args.output_path, args.log_level), args)

@@ -28,11 +28,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from modelmill.cli import _local_model
+    from modelmill.commands.driver import local_model
     from modelmill.commands.common import resolve_test_model
 
     resolve_test_model(args)
-    model_dir = _local_model(args.model)
+    model_dir = local_model(args.model)
     costs = module_costs(model_dir, args.weight_precision, args.trust_remote_code)
     output = args.output_path if args.output_path.endswith(".csv") else args.output_path + ".csv"
     target = Path(output)

@@ -81,6 +81,6 @@ def _asker(interactive: bool) -> Callable[[str, Any], Any]:
 
 
 def _model_dir(model: str) -> Any:
-    from modelmill.cli import _local_model
+    from modelmill.commands.driver import local_model
 
-    return _local_model(model)
+    return local_model(model)

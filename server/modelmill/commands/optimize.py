@@ -51,13 +51,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from modelmill.commands.common import check_common, refuse, resolve_test_model, run_config
+    from modelmill.commands.common import check_common, refuse, resolve_test_model
+    from modelmill.commands.driver import run_generated
 
     check_common(args)
     if not args.model:
         refuse("-m", "optimize needs a model", "add -m MODEL (a local Hugging Face folder or an ONNX model)")
     resolve_test_model(args)
-    return run_config(build_config(args), args)
+    return run_generated(build_config(args), args)
 
 
 def build_config(args: argparse.Namespace) -> dict[str, Any]:

@@ -49,9 +49,9 @@ def run(args: argparse.Namespace) -> int:
     provider = args.provider or DEFAULT_EP(args.device)
     config = base_config(input_model, {pass_type.lower(): {"type": pass_type, **params}}, args.output_path,
                          args.log_level, args.device, provider, args.memory)
-    from modelmill.commands.common import run_config
+    from modelmill.commands.driver import run_generated
 
-    return run_config(config, args)
+    return run_generated(config, args)
 
 
 def canonical_pass_name(name: str) -> str:

@@ -50,7 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from modelmill.commands.common import base_config, check_common, input_model_for, refuse, run_config
+    from modelmill.commands.common import base_config, check_common, input_model_for, refuse
+    from modelmill.commands.driver import run_generated
     from modelmill.engine.autoopt import DEFAULT_EP
 
     check_common(args)
@@ -67,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     params.update({key: getattr(args, key) for key in PASS_KEYS if getattr(args, key) not in (None, False)})
     config = base_config(input_model, {"session_params_tuning": params}, args.output_path, args.log_level,
                          args.device, providers[0], args.memory)
-    code = run_config(config, args)
+    code = run_generated(config, args)
     if code == 0 and not args.dry_run:
         _write_olive_settings_file(args.output_path, args.device)
     return code

@@ -80,6 +80,10 @@ class RunHandle:
         assert self._outcome is not None
         return self._outcome
 
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the run finishes or ``timeout`` seconds pass; True when it has finished."""
+        return self._done.wait(timeout)
+
     @property
     def done(self) -> bool:
         return self._done.is_set()
