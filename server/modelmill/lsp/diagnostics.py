@@ -28,6 +28,22 @@ TAGS = {"old-schema": [types.DiagnosticTag.Deprecated], "redundant-pass": [types
 DOCS_PAGE = Path(__file__).resolve().parents[3] / "docs" / "diagnostics.md"
 
 
+SLOW_VALIDATION_MS = 100.0
+"""A document whose validation takes longer than this is debounced while typed (by about its validation time)."""
+MAX_ADAPTIVE_DELAY_MS = 400
+
+
+def debounce_ms(setting_ms: int, cost_ms: float | None) -> int:
+    """How long to wait after a change before validating: the ``diagnosticsDelayMs`` setting when set (> 0);
+    else nothing for a document that validates fast, and about its validation time (at most 400 ms) for a slow
+    one, so that typing in a huge config does not keep the server busy validating versions already replaced."""
+    if setting_ms > 0:
+        return setting_ms
+    if cost_ms is None or cost_ms < SLOW_VALIDATION_MS:
+        return 0
+    return min(int(cost_ms), MAX_ADAPTIVE_DELAY_MS)
+
+
 def analyze(snap: Snapshot, env: Environment) -> tuple[list[Diagnostic], float]:
     """The document's findings (cached on the snapshot) and how long validation took, in ms."""
     cached = snap.cache.get("diagnostics")

@@ -274,14 +274,31 @@ def answer_error(protocol: Any, body: bytes, error: JsonRpcException, request_id
 # --------------------------------------------------------------------------------------- the loop
 
 
+READ_AHEAD = 16
+"""Frames read from the client and not yet dispatched, at most (the reader waits beyond that)."""
+
+
 async def serve(protocol: Any, read: Callable[[int], bytes], stop: threading.Event,
                 report: Callable[[str], None]) -> None:
-    """Read frames on a daemon thread (a blocked read never holds up exit) and dispatch them on the loop."""
+    """Read frames on a daemon thread (a blocked read never holds up exit) and dispatch them on the loop.
+
+    The reader reads ahead (up to ``READ_AHEAD`` frames not yet dispatched) without waiting for the loop, so
+    that changes that arrive while the loop is busy (validating) are all dispatched together afterwards, and
+    the validation they schedule is coalesced to the newest version."""
     from pygls.exceptions import JsonRpcInvalidRequest
 
     loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[Frame | None] = asyncio.Queue(maxsize=16)
+    queue: asyncio.Queue[Frame | None] = asyncio.Queue()
+    room = threading.BoundedSemaphore(READ_AHEAD)
     reader = FrameReader(read)
+
+    def hand_over(frame: Frame | None) -> bool:
+        room.acquire()
+        try:
+            loop.call_soon_threadsafe(queue.put_nowait, frame)
+        except RuntimeError:  # the loop is closed
+            return False
+        return True
 
     def read_frames() -> None:
         while True:
@@ -291,18 +308,17 @@ async def serve(protocol: Any, read: Callable[[int], bytes], stop: threading.Eve
                 logger.exception("reading from the client failed")
                 frame = Frame(None, f"reading from the client failed: {exc}")
                 reader.eof = True
-            try:
-                asyncio.run_coroutine_threadsafe(queue.put(frame), loop).result()
-            except RuntimeError:  # the loop is closed
+            if not hand_over(frame):
                 return
             if frame is None or (reader.eof and frame.body is None):
                 if frame is not None:
-                    asyncio.run_coroutine_threadsafe(queue.put(None), loop)
+                    hand_over(None)
                 return
 
     threading.Thread(target=read_frames, name="modelmill-lsp-read", daemon=True).start()
     while not stop.is_set():
         frame = await queue.get()
+        room.release()
         if frame is None:
             break
         if frame.problem:

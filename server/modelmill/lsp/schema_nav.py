@@ -329,15 +329,67 @@ _index: SchemaIndex | None = None
 
 
 def schema_index() -> SchemaIndex:
-    """The workflow schema's index, built on first use (about a third of a second), then shared."""
+    """The workflow schema's index, built on first use, then shared. Generating the schema from the models
+    takes about a third of a second, so the result is kept on disk (``schema_cache``) for the next start."""
     global _index
     if _index is None:
         with _lock:
             if _index is None:
-                from modelmill.config import workflow_json_schema
-
-                _index = SchemaIndex(workflow_json_schema())
+                _index = SchemaIndex(cached_workflow_schema())
     return _index
+
+
+def _source_key() -> str:
+    """A key that changes whenever the package's sources (models, passes, the Olive catalogue) or pydantic do."""
+    import hashlib
+    import os
+
+    import pydantic
+
+    from modelmill import __version__
+
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    digest = hashlib.sha256(f"{__version__} {pydantic.VERSION} {package}".encode())
+    for folder, dirs, files in os.walk(package):
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+        for name in sorted(files):
+            if name.endswith((".py", ".json")):
+                stat = os.stat(os.path.join(folder, name))
+                digest.update(f"{folder}/{name} {stat.st_size} {stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:20]
+
+
+def cached_workflow_schema() -> dict[str, Any]:
+    """``workflow_json_schema()``, read from ``$MODELMILL_HOME/lsp/schema-<key>.json`` when the sources are the
+    same as when it was written; else generated and written there (one file, older ones removed). Any problem
+    with the cache falls back to generating."""
+    import json
+    import os
+
+    from modelmill.config import workflow_json_schema
+
+    try:
+        from modelmill.paths import home
+
+        folder = home() / "lsp"
+        target = folder / f"schema-{_source_key()}.json"
+        if target.exists():
+            return json.loads(target.read_text(encoding="utf-8"))
+    except Exception:  # noqa: BLE001 - an unreadable cache is regenerated
+        target = None
+    schema = workflow_json_schema()
+    if target is not None:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            partial = target.with_suffix(f".{os.getpid()}.tmp")
+            partial.write_text(json.dumps(schema), encoding="utf-8")
+            os.replace(partial, target)
+            for old in folder.glob("schema-*.json"):
+                if old != target:
+                    old.unlink(missing_ok=True)
+        except OSError:
+            pass
+    return schema
 
 
 def describe_value(value: Any) -> str:

@@ -31,7 +31,7 @@ from modelmill import __version__
 from modelmill.lsp import commands, framing, runs
 from modelmill.lsp.code_actions import code_actions
 from modelmill.lsp.completion import TRIGGER_CHARACTERS, CompletionEnv, complete
-from modelmill.lsp.diagnostics import analyze, to_lsp
+from modelmill.lsp.diagnostics import analyze, debounce_ms, to_lsp
 from modelmill.lsp.documents import Snapshot, SnapshotCache, format_of
 from modelmill.lsp.hover import hover
 from modelmill.lsp.settings import SECTION, Settings
@@ -79,6 +79,10 @@ class ModelMillServer(LanguageServer):
         self._env: Any = None
         self._pending: dict[str, asyncio.TimerHandle] = {}
         self._published: set[str] = set()
+        self._cost_ms: dict[str, float] = {}
+        """Per document: its recent validation time (ms), which decides the debounce of its changes."""
+        self.validated_once = threading.Event()
+        self.shutdown_task: asyncio.Task[Any] | None = None
         self.timings: dict[str, list[float]] = {"validate_ms": [], "publish_ms": []}
         self.closing = False
 
@@ -124,26 +128,51 @@ class ModelMillServer(LanguageServer):
         return self._env
 
     def warm_up(self) -> None:
-        """After start-up, in the background: build the schema index, read the installed EPs, load every
-        check, then move all those long-lived objects out of the garbage collector's sight (``gc.freeze``),
-        so that a full collection during a keystroke's validation walks the new objects only (without it,
-        every tenth validation or so paused for tens of milliseconds)."""
-        def work() -> None:
+        """Right after ``initialized``, in the order the first requests need them. On a thread: the installed EPs
+        and the pass modules (the first validation), the schema index (completion, hover; read from its disk
+        cache when the sources are unchanged). Then, once the first document is validated (or after a moment),
+        on the event loop one small step at a time so that a request arriving meanwhile waits one step at most:
+        a validation, a completion and a hover of a small config (what they load lazily), and ``gc.freeze``, so
+        that a full collection during a keystroke's validation walks the objects made since only."""
+        loop = asyncio.get_running_loop()
+
+        def load() -> None:
             try:
-                import gc
-
-                from modelmill.config import validate_document
-                from modelmill.lsp.fastparse import parse
                 from modelmill.lsp.schema_nav import schema_index
+                from modelmill.passes.registry import all_passes
 
+                self.env  # noqa: B018 - reads the installed EPs once
+                all_passes()
                 schema_index()
-                validate_document(parse(_WARM_UP, "warm-up.json"), self.env)
-                gc.collect()
-                gc.freeze()
             except Exception:  # noqa: BLE001 - a failed warm-up only costs the first request time
                 logger.exception("warm-up failed")
+            self.validated_once.wait(1.0)  # the first diagnostics go first
+            try:
+                loop.call_soon_threadsafe(self._warm_step, self._warm_up_steps())
+            except RuntimeError:  # the loop is closed
+                pass
 
-        threading.Thread(target=work, name="modelmill-lsp-warmup", daemon=True).start()
+        threading.Thread(target=load, name="modelmill-lsp-warmup", daemon=True).start()
+
+    def _warm_up_steps(self) -> list[Callable[[], Any]]:
+        import gc
+
+        from modelmill.config import validate_document
+
+        snap = Snapshot("file:///warm-up.json", 0, _WARM_UP, "json")
+        return [lambda: validate_document(snap.doc, self.env),
+                lambda: complete(snap, 0, _WARM_UP.index('"ModelBuilder"') + 1, CompletionEnv(self.env.installed_eps)),
+                lambda: hover(snap, 0, _WARM_UP.index('"q"') + 1, self.env.installed_eps),
+                lambda: (gc.collect(1), gc.freeze())]
+
+    def _warm_step(self, steps: list[Callable[[], Any]]) -> None:
+        if not steps or self.closing:
+            return
+        try:
+            steps[0]()
+        except Exception:  # noqa: BLE001
+            logger.exception("warm-up failed")
+        asyncio.get_running_loop().call_soon(self._warm_step, steps[1:])
 
     # -- transport --------------------------------------------------------------------------------
 
@@ -207,15 +236,25 @@ class ModelMillServer(LanguageServer):
         return None
 
     def schedule_validation(self, uri: str, delay_ms: int | None = None) -> None:
-        delay = self.settings.diagnostics_delay_ms if delay_ms is None else delay_ms
+        """Validate ``uri`` soon; a change made before that replaces the pending validation (coalescing).
+
+        Validation runs on the event loop, so while one runs, the changes that arrive meanwhile only update the
+        document: the next validation sees the newest version and the versions in between are never checked.
+        After a change the wait is ``diagnostics.debounce_ms``: none unless the document validates slowly."""
+        delay = debounce_ms(self.settings.diagnostics_delay_ms, self._cost_ms.get(uri)) if delay_ms is None \
+            else delay_ms
         pending = self._pending.pop(uri, None)
         if pending is not None:
             pending.cancel()
         loop = asyncio.get_running_loop()
         if delay <= 0:
-            self._pending[uri] = loop.call_soon(self.validate, uri)  # type: ignore[assignment]
+            # two turns of the loop: frames already read (a burst of changes) are dispatched before validating
+            self._pending[uri] = loop.call_soon(self._validate_next_turn, uri)  # type: ignore[assignment]
         else:
             self._pending[uri] = loop.call_later(delay / 1000, self.validate, uri)
+
+    def _validate_next_turn(self, uri: str) -> None:
+        self._pending[uri] = asyncio.get_running_loop().call_soon(self.validate, uri)  # type: ignore[assignment]
 
     def validate(self, uri: str) -> None:
         self._pending.pop(uri, None)
@@ -229,10 +268,14 @@ class ModelMillServer(LanguageServer):
             found, validate_ms = analyze(snap, self.env)
             diagnostics = to_lsp(found, snap, self.settings)
             self._publish(uri, snap.version, diagnostics)
+            previous = self._cost_ms.get(uri)
+            self._cost_ms[uri] = validate_ms if previous is None else 0.5 * previous + 0.5 * validate_ms
             _record(self.timings["validate_ms"], validate_ms)
             _record(self.timings["publish_ms"], (time.perf_counter() - started) * 1000)
         except Exception:  # noqa: BLE001 - feature isolation
             self.log_exception("diagnostics")
+        finally:
+            self.validated_once.set()
 
     def _publish(self, uri: str, version: int | None, diagnostics: list[types.Diagnostic]) -> None:
         if diagnostics:
@@ -432,11 +475,23 @@ def create_server() -> ModelMillServer:
     @server.feature(types.SHUTDOWN)
     @guard("shutdown")
     async def on_shutdown(ls: ModelMillServer, params: Any = None) -> None:
+        ls.shutdown_task = asyncio.current_task()
         await ls.runs.shutdown()
 
     @server.feature(types.EXIT)
-    def on_exit(ls: ModelMillServer, params: Any = None) -> None:
-        # Exit at once: pygls would wait for its stdin reader thread, which only returns at EOF.
+    async def on_exit(ls: ModelMillServer, params: Any = None) -> None:
+        # Exit without waiting for pygls's stdin reader thread (it only returns at EOF), but after the reply to
+        # `shutdown`: the reader reads ahead, so `exit` may be dispatched while shutdown is still in flight.
+        # (Shutdown's completion cancels every other handler, this one included: that is the signal too.)
+        try:
+            await asyncio.sleep(0)  # a shutdown dispatched in the same turn starts (and names its task)
+            task = ls.shutdown_task
+            if task is not None and not task.done():
+                await asyncio.wait({task}, timeout=5)
+            for _ in range(3):  # its done callbacks (pygls's reply) run before we go on
+                await asyncio.sleep(0)
+        except asyncio.CancelledError:
+            pass
         ls.closing = True
         sys.stderr.flush()
         os._exit(0 if getattr(ls.protocol, "_shutdown", False) else 1)

@@ -24,8 +24,9 @@ class Settings:
     default_device: str = "cpu"
     default_provider: str | None = None
     cache_dir: str | None = None
-    diagnostics_delay_ms: int = 200
-    """Debounce of validation after a change (extension; 0 validates at once)."""
+    diagnostics_delay_ms: int = 0
+    """A fixed debounce of validation after a change; 0 (the default): validate at once, and debounce only
+    documents whose validation is slow (``diagnostics.debounce_ms``)."""
     docs_base_url: str | None = None
     """Where diagnostic code links point (extension); default: docs/diagnostics.md of this checkout."""
     trusted: bool = True

@@ -1,0 +1,370 @@
+#!/usr/bin/env python
+"""Benchmark: what a user feels of the language server, seen by a raw JSON-RPC client of its own (standard library
+only: no pygls, no lsprotocol, nothing from ``modelmill``), talking to ``python -m modelmill lsp`` over pipes with
+the server's default settings (the client declares no ``workspace/configuration`` and passes no settings).
+
+Measures, in milliseconds (median and p95 of ``--samples`` samples):
+
+* cold start: process spawn → ``initialize`` reply; spawn → first ``publishDiagnostics`` of an opened ~900-line
+  config; then the first ``completion`` or the first ``hover`` (alternately) right after those diagnostics;
+* keystroke → ``publishDiagnostics`` of that version on the ~900-line JSON config (typing in a value: the JSON
+  stays valid), on half-typed JSON (a new key being typed: broken JSON) and on the same config in YAML; keystrokes
+  come at typing pace (the next one ~40 ms after the previous one's diagnostics);
+* a burst: 10 changes sent back to back; time to the diagnostics of the last version and how many versions
+  were validated.
+
+Several servers can be compared in one run, interleaved sample by sample (so that a load on the machine hits
+them alike): ``--server NAME=PYTHONPATH`` puts that folder first on the server's path (e.g. a ``git worktree``
+of an older commit's ``server/`` folder). The load average is printed before and after. A benchmark measures;
+it never fails on times.
+
+    .venv/bin/python bench/lsp_raw_latency.py --samples 30
+    git worktree add /tmp/before <commit>
+    .venv/bin/python bench/lsp_raw_latency.py --server before=/tmp/before/server --server after=server
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import queue
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+GOALS = {"initialize reply after spawn": None, "first diagnostics after spawn": 600, "first completion": 100,
+         "first hover": 100, "keystroke → diagnostics (JSON)": 30, "keystroke → diagnostics (half-typed JSON)": 20,
+         "keystroke → diagnostics (YAML)": 20, "burst of 10 → last diagnostics": None}
+
+
+# ------------------------------------------------------------------ documents
+
+
+def big_config(lines: int = 916) -> dict[str, Any]:
+    """A realistic workflow config of about ``lines`` lines when printed with indent 2."""
+    config: dict[str, Any] = {
+        "input_model": {"type": "HfModel", "model_path": "model", "task": "text-generation"},
+        "systems": {"local_system": {"type": "LocalSystem", "accelerators": [
+            {"device": "cpu", "execution_providers": ["CPUExecutionProvider"]}]}},
+        "data_configs": [], "evaluators": {},
+        "passes": {"builder": {"type": "ModelBuilder", "precision": "int4", "int4_block_size": 32},
+                   "peephole": {"type": "OnnxPeepholeOptimizer"}},
+        "evaluator": "eval_0", "target": "local_system", "output_dir": "out", "cache_dir": "cache"}
+    index = 0
+    while json.dumps(config, indent=2).count("\n") < lines - 20:
+        config["evaluators"][f"eval_{index}"] = {"metrics": [
+            {"name": "latency", "type": "latency", "data_config": f"data_{index}",
+             "sub_types": [{"name": "avg", "priority": 1, "goal": {"type": "max-degradation", "value": 0.1}},
+                           {"name": "p90"}]},
+            {"name": "size", "type": "size_on_disk", "sub_types": [{"name": "bytes"}]}]}
+        config["data_configs"].append({"name": f"data_{index}", "type": "HuggingfaceContainer",
+                                       "load_dataset_config": {"data_name": "glue", "split": "validation"}})
+        index += 1
+    return config
+
+
+def to_yaml(value: Any, indent: int = 0) -> str:
+    """A small YAML writer (block style) so that the bench needs nothing but the standard library."""
+    pad = "  " * indent
+    if isinstance(value, dict):
+        out = []
+        for key, item in value.items():
+            if isinstance(item, (dict, list)) and item:
+                out.append(f"{pad}{key}:\n{to_yaml(item, indent + 1)}")
+            else:
+                out.append(f"{pad}{key}: {json.dumps(item)}")
+        return "\n".join(out)
+    out = []
+    for item in value:
+        if isinstance(item, (dict, list)) and item:
+            body = to_yaml(item, indent + 1).lstrip()
+            out.append(f"{pad}- {body}")
+        else:
+            out.append(f"{pad}- {json.dumps(item)}")
+    return "\n".join(out)
+
+
+def position_of(text: str, needle: str, offset: int = 0) -> dict[str, int]:
+    index = text.index(needle) + offset
+    return {"line": text.count("\n", 0, index), "character": index - (text.rfind("\n", 0, index) + 1)}
+
+
+# ------------------------------------------------------------------ the raw client
+
+
+class Client:
+    """The server over pipes: frames written by hand, every message read on a thread with its arrival time."""
+
+    def __init__(self, pythonpath: str | None, workspace: Path) -> None:
+        env = dict(os.environ)
+        if pythonpath:
+            env["PYTHONPATH"] = os.pathsep.join([pythonpath, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+        self.started = time.perf_counter()
+        self.process = subprocess.Popen([sys.executable, "-m", "modelmill", "lsp"], stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=workspace, env=env)
+        self.inbox: queue.Queue[tuple[float, dict[str, Any]]] = queue.Queue()
+        self.next_id = 0
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        stream = self.process.stdout
+        while True:
+            length = 0
+            while True:
+                line = stream.readline()
+                if not line:
+                    return
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+                if line == b"\r\n":
+                    break
+            message = json.loads(stream.read(length))
+            self.inbox.put((time.perf_counter(), message))
+            if "method" in message and "id" in message:  # a request from the server: answer it (null)
+                self.send({"jsonrpc": "2.0", "id": message["id"], "result": None})
+
+    def send(self, message: dict[str, Any]) -> float:
+        body = json.dumps(message).encode()
+        self.process.stdin.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        self.process.stdin.flush()
+        return time.perf_counter()
+
+    def request(self, method: str, params: Any) -> tuple[float, int]:
+        self.next_id += 1
+        return self.send({"jsonrpc": "2.0", "id": self.next_id, "method": method, "params": params}), self.next_id
+
+    def notify(self, method: str, params: Any) -> float:
+        return self.send({"jsonrpc": "2.0", "method": method, "params": params})
+
+    def wait(self, match: Any, timeout: float = 60) -> tuple[float, dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("no matching message")
+            arrived, message = self.inbox.get(timeout=left)
+            if match(message):
+                return arrived, message
+
+    def reply(self, message_id: int) -> tuple[float, dict[str, Any]]:
+        return self.wait(lambda m: m.get("id") == message_id and "method" not in m)
+
+    def diagnostics(self, uri: str, version: int | None = None) -> tuple[float, dict[str, Any]]:
+        return self.wait(lambda m: m.get("method") == "textDocument/publishDiagnostics"
+                         and m["params"]["uri"] == uri and (version is None or m["params"].get("version") == version))
+
+    def initialize(self, workspace: Path) -> float:
+        sent, message_id = self.request("initialize", {
+            "processId": os.getpid(), "rootUri": workspace.as_uri(), "clientInfo": {"name": "raw bench"},
+            "capabilities": {"textDocument": {"publishDiagnostics": {"versionSupport": True}}}})
+        arrived, _ = self.reply(message_id)
+        self.notify("initialized", {})
+        return (arrived - self.started) * 1000
+
+    def open(self, uri: str, language: str, text: str) -> None:
+        self.notify("textDocument/didOpen", {"textDocument": {"uri": uri, "languageId": language, "version": 1,
+                                                              "text": text}})
+
+    def change(self, uri: str, version: int, text: str) -> float:
+        return self.notify("textDocument/didChange", {"textDocument": {"uri": uri, "version": version},
+                                                      "contentChanges": [{"text": text}]})
+
+    def close(self) -> None:
+        try:
+            _, message_id = self.request("shutdown", None)
+            self.reply(message_id)
+            self.notify("exit", None)
+            self.process.wait(10)
+        except Exception:  # noqa: BLE001 - a bench: end the process anyway
+            self.process.kill()
+            self.process.wait(10)
+
+
+# ------------------------------------------------------------------ measurements
+
+
+class Documents:
+    def __init__(self, workspace: Path) -> None:
+        config = big_config()
+        self.json = json.dumps(config, indent=2)
+        self.yaml = to_yaml(config) + "\n"
+        self.json_uri = (workspace / "big.olive.json").as_uri()
+        self.yaml_uri = (workspace / "big.olive.yaml").as_uri()
+
+    def typed_value(self, step: int) -> str:
+        """Typing in a value: the JSON stays valid."""
+        return self.json.replace('"output_dir": "out"', f'"output_dir": "out{"x" * (step % 7 + 1)}"', 1)
+
+    def half_typed_key(self, step: int) -> str:
+        """Typing a new key after "output_dir": the JSON is broken (no comma, an unterminated string)."""
+        word = "evaluate_input_model"[: step % 12 + 1]
+        return self.json.replace('"output_dir": "out",', f'"output_dir": "out",\n  "{word}', 1)
+
+    def typed_yaml(self, step: int) -> str:
+        return self.yaml.replace('output_dir: "out"', f'output_dir: "out{"x" * (step % 7 + 1)}"', 1)
+
+
+def cold(pythonpath: str | None, workspace: Path, docs: Documents, first: str) -> dict[str, float]:
+    client = Client(pythonpath, workspace)
+    try:
+        result = {"initialize reply after spawn": client.initialize(workspace)}
+        client.open(docs.json_uri, "json", docs.json)
+        arrived, _ = client.diagnostics(docs.json_uri)
+        result["first diagnostics after spawn"] = (arrived - client.started) * 1000
+        if first == "completion":
+            sent, message_id = client.request("textDocument/completion", {
+                "textDocument": {"uri": docs.json_uri}, "position": position_of(docs.json, '"ModelBuilder"', 1)})
+        else:
+            sent, message_id = client.request("textDocument/hover", {
+                "textDocument": {"uri": docs.json_uri}, "position": position_of(docs.json, '"precision"', 2)})
+        arrived, reply = client.reply(message_id)
+        assert reply.get("result"), reply
+        result[f"first {first}"] = (arrived - sent) * 1000
+        return result
+    finally:
+        client.close()
+
+
+class Warm:
+    """One running server with the JSON and YAML documents open, for the keystroke samples."""
+
+    def __init__(self, pythonpath: str | None, workspace: Path, docs: Documents) -> None:
+        self.client = Client(pythonpath, workspace)
+        self.client.initialize(workspace)
+        self.docs = docs
+        self.version = {docs.json_uri: 1, docs.yaml_uri: 1}
+        self.client.open(docs.json_uri, "json", docs.json)
+        self.client.open(docs.yaml_uri, "yaml", docs.yaml)
+        self.client.diagnostics(docs.json_uri)
+        self.client.diagnostics(docs.yaml_uri)
+        time.sleep(1.0)  # let the background warm-up finish
+
+    def keystroke(self, uri: str, text: str) -> float:
+        self.version[uri] += 1
+        version = self.version[uri]
+        sent = self.client.change(uri, version, text)
+        arrived, _ = self.client.diagnostics(uri, version)
+        time.sleep(0.04)
+        return (arrived - sent) * 1000
+
+    def burst(self, step: int) -> tuple[float, int]:
+        uri = self.docs.json_uri
+        first = self.version[uri] + 1
+        sent = 0.0
+        for offset in range(10):
+            self.version[uri] += 1
+            sent = self.client.change(uri, self.version[uri], self.docs.typed_value(step + offset))
+        last = self.version[uri]
+        validated = 0
+        while True:  # count the versions of the burst that were validated (published) on the way
+            arrived, message = self.client.diagnostics(uri)
+            version = message["params"].get("version") or 0
+            validated += first <= version <= last
+            if version == last:
+                break
+        time.sleep(0.3)
+        return (arrived - sent) * 1000, validated
+
+
+def summary(values: list[float]) -> tuple[float, float, int]:
+    ordered = sorted(values)
+    p95 = ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))]
+    return statistics.median(ordered), p95, len(ordered)
+
+
+def names_of(servers: list[Any]) -> list[str]:
+    return [name for name, _ in servers]
+
+
+def load() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "?"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--server", action="append", default=[], metavar="NAME=PYTHONPATH",
+                        help="a server to measure (PYTHONPATH first on its path); default: this checkout")
+    parser.add_argument("--samples", type=int, default=30)
+    parser.add_argument("--cold-samples", type=int, default=None, help="cold starts per server (default --samples)")
+    parser.add_argument("--json", type=Path, default=None, help="write every sample here")
+    args = parser.parse_args()
+    servers = [tuple(item.split("=", 1)) for item in args.server] or [("this checkout", str(ROOT / "server"))]
+    workspace = Path(tempfile.mkdtemp(prefix="mm-raw-bench-"))
+    docs = Documents(workspace)
+    samples: dict[str, dict[str, list[float]]] = {name: {} for name, _ in servers}
+    bursts: dict[str, list[int]] = {name: [] for name, _ in servers}
+    timings: dict[str, Any] = {}
+    loads = [load()]
+    print(f"config: {docs.json.count(chr(10)) + 1} lines of JSON, {docs.yaml.count(chr(10))} of YAML; "
+          f"{os.cpu_count()} CPUs; load average at start {loads[0]}", file=sys.stderr)
+
+    cold_samples = args.cold_samples or args.samples
+    for index in range(cold_samples):
+        for name, path in servers:
+            for key, value in cold(path, workspace, docs, "completion" if index % 2 == 0 else "hover").items():
+                samples[name].setdefault(key, []).append(value)
+    loads.append(load())
+    warm = {name: Warm(path, workspace, docs) for name, path in servers}
+    try:
+        for step in range(args.samples):
+            for name, _ in servers:
+                server = warm[name]
+                samples[name].setdefault("keystroke → diagnostics (JSON)", []).append(
+                    server.keystroke(docs.json_uri, docs.typed_value(step)))
+                samples[name].setdefault("keystroke → diagnostics (half-typed JSON)", []).append(
+                    server.keystroke(docs.json_uri, docs.half_typed_key(step)))
+                samples[name].setdefault("keystroke → diagnostics (YAML)", []).append(
+                    server.keystroke(docs.yaml_uri, docs.typed_yaml(step)))
+        for step in range(max(5, args.samples // 3)):
+            for name, _ in servers:
+                took, validated = warm[name].burst(step)
+                samples[name].setdefault("burst of 10 → last diagnostics", []).append(took)
+                bursts[name].append(validated)
+        for name in names_of(servers):  # the server's own view: validation and publish times (debugInfo)
+            _, message_id = warm[name].client.request("workspace/executeCommand",
+                                                      {"command": "modelmill.debugInfo", "arguments": [{}]})
+            _, reply = warm[name].client.reply(message_id)
+            timings[name] = (reply.get("result") or {}).get("timings", {})
+    finally:
+        for server in warm.values():
+            server.client.close()
+    loads.append(load())
+
+    names = [name for name, _ in servers]
+    print(f"\nload average (1/5/15 min): start {loads[0]}, after cold starts {loads[1]}, end {loads[2]}; "
+          f"{os.cpu_count()} CPUs\n")
+    print("| measurement (ms) | goal | " + " | ".join(f"{n} median | {n} p95" for n in names) + " | n |")
+    print("|---|---|" + "---|---|" * len(names) + "---|")
+    for key, goal in GOALS.items():
+        cells = []
+        count = 0
+        for name in names:
+            values = samples[name].get(key, [])
+            if values:
+                median, p95, count = summary(values)
+                cells += [f"{median:.0f}", f"{p95:.0f}"]
+            else:
+                cells += ["–", "–"]
+        goal_text = "" if goal is None else (f"p95 < {goal}" if "keystroke" in key else f"≤ {goal}")
+        print(f"| {key} | {goal_text} | " + " | ".join(cells) + f" | {count} |")
+    for name in names:
+        if bursts[name]:
+            print(f"\n{name}: a burst of 10 changes validated {statistics.mean(bursts[name]):.1f} versions on average; "
+                  f"the server's own timings (ms): {json.dumps(timings.get(name))}")
+    if args.json:
+        args.json.write_text(json.dumps({"samples": samples, "bursts": bursts, "load": loads, "timings": timings},
+                                        indent=1))
+
+
+if __name__ == "__main__":
+    main()
