@@ -3,10 +3,11 @@ import * as fs from 'fs';
 import * as path from 'path';
 import * as vscode from 'vscode';
 import { ConfigFiles } from './configFiles';
-import { RunStore } from './runModel';
+import { RunEvent, RunStore } from './runModel';
 import { VIEW_ID } from './runsView';
 import {
-  cancelArgs, evaluateArgs, optimizeArgs, planArgs, planMarkdown, PlanResult, runsArgs, SERVER_COMMANDS, validateArgs,
+  cancelArgs, evaluateArgs, optimizeArgs, planArgs, planMarkdown, PlanResult, runEventsArgs, runsArgs, SERVER_COMMANDS,
+  validateArgs,
 } from './settings';
 
 /** The language server, as the commands use it (client.ts's ServerManager, loaded after activation). */
@@ -194,10 +195,18 @@ export function registerCommands(deps: Deps): void {
 }
 
 /** Runs the server already knows (e.g. after a restart of the window), for the panel. */
+/** The runs the server knows (this session's and the finished ones it keeps on disk), each rebuilt from its
+ * events (`modelmill.runEvents`): after a window reload the panel shows them as they were. */
 export async function loadKnownRuns(deps: Deps): Promise<void> {
   const runs = await deps.server.request<{ runId: string; status: string; config?: string; outputDir?: string }[]>(
     SERVER_COMMANDS.runs, runsArgs()).catch(() => undefined);
-  for (const run of runs ?? []) { deps.store.addListed(run); deps.changed(run.runId); }
+  for (const run of runs ?? []) {
+    const replay = await deps.server.request<{ events: RunEvent[] }>(SERVER_COMMANDS.runEvents, runEventsArgs(run.runId))
+      .catch(() => undefined);
+    for (const event of replay?.events ?? []) deps.store.apply(event);
+    deps.store.addListed(run);
+    deps.changed(run.runId);
+  }
 }
 
 /** What the runs panel's buttons do. */

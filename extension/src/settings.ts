@@ -10,6 +10,7 @@ export const SERVER_COMMANDS = {
   validate: 'modelmill.validate',
   plan: 'modelmill.plan',
   runs: 'modelmill.runs',
+  runEvents: 'modelmill.runEvents',
 } as const;
 export const RUN_EVENT = 'modelmill/runEvent';
 export const SET_TRUSTED = 'modelmill/setTrusted';
@@ -146,6 +147,7 @@ export const validateArgs = (uri: string): [{ uri: string }] => [{ uri }];
 export const planArgs = (uri: string): [{ uri: string }] => [{ uri }];
 export const cancelArgs = (runId: string): [{ runId: string }] => [{ runId }];
 export const runsArgs = (): [Record<string, never>] => [{}];
+export const runEventsArgs = (runId: string, since = -1): [{ runId: string; since: number }] => [{ runId, since }];
 
 export function evaluateArgs(path: string, options: { metrics?: string[]; compare?: string } = {}):
   [{ path: string; metrics?: string[]; compare?: string }] {

@@ -32,6 +32,7 @@ CAPABILITIES: dict[str, Any] = {'positionEncoding': 'utf-16',
                                          'modelmill.validate',
                                          'modelmill.plan',
                                          'modelmill.runs',
+                                         'modelmill.runEvents',
                                          'modelmill.debugInfo']},
  'workspace': {'workspaceFolders': {'supported': True, 'changeNotifications': True}, 'fileOperations': {}}}
 # --- generated: end

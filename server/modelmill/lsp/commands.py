@@ -1,4 +1,4 @@
-"""``workspace/executeCommand`` handlers: optimize, evaluate, cancel, validate, plan, runs, debugInfo.
+"""``workspace/executeCommand`` handlers: optimize, evaluate, cancel, validate, plan, runs, runEvents, debugInfo.
 
 Each takes one argument object (see docs/lsp.md). A request that cannot be done (an untrusted
 workspace, a config with errors, an unknown run) is answered with a JSON-RPC error whose message
@@ -21,9 +21,9 @@ from modelmill.lsp.documents import Snapshot, format_of, uri_to_path
 if TYPE_CHECKING:
     from modelmill.lsp.server import ModelMillServer
 
-OPTIMIZE, EVALUATE, CANCEL, VALIDATE, PLAN, RUNS, DEBUG_INFO = (
+OPTIMIZE, EVALUATE, CANCEL, VALIDATE, PLAN, RUNS, RUN_EVENTS, DEBUG_INFO = (
     "modelmill.optimize", "modelmill.evaluate", "modelmill.cancel", "modelmill.validate", "modelmill.plan",
-    "modelmill.runs", "modelmill.debugInfo")
+    "modelmill.runs", "modelmill.runEvents", "modelmill.debugInfo")
 UNTRUSTED = ("ModelMill runs are disabled in an untrusted workspace: a workflow config can run code (user "
              "scripts, model loaders). Trust the workspace to run it; validation, completion and hover keep working.")
 
@@ -118,6 +118,13 @@ def register(server: ModelMillServer, guard: Callable[..., Any]) -> None:
     @guard(RUNS)
     async def list_runs(ls, *args: Any) -> list[dict[str, Any]]:
         return ls.runs.describe()
+
+    @server.command(RUN_EVENTS)
+    @guard(RUN_EVENTS)
+    async def run_events(ls, *args: Any) -> dict[str, Any]:
+        run_id = argument(args, "runId", required=True, kind=(str, int))
+        since = argument(args, "since", -1, kind=int)
+        return ls.runs.events(str(run_id), since)
 
     @server.command(DEBUG_INFO)
     @guard(DEBUG_INFO)

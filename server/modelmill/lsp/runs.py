@@ -25,6 +25,7 @@ from lsprotocol import types
 
 from modelmill.lsp.commands import RequestFailed
 from modelmill.lsp.documents import Snapshot, uri_to_path
+from modelmill.lsp.run_history import MAX_EVENTS, RunHistory, bounded
 
 if TYPE_CHECKING:
     from modelmill.lsp.server import ModelMillServer
@@ -54,6 +55,8 @@ class RunRecord:
     finished: float | None = None
     cancel_requested: bool = False
     error: str | None = None
+    events: list[dict[str, Any]] = field(default_factory=list)
+    """Its events so far (bounded: ``run_history.bounded``), for ``modelmill.runEvents`` and the history."""
 
     def describe(self) -> dict[str, Any]:
         return {"runId": self.run_id, "kind": self.kind, "status": self.status, "config": self.config,
@@ -66,11 +69,34 @@ class RunManager:
         self.ls = ls
         self.records: dict[str, RunRecord] = {}
         self.tokens: dict[str, str] = {}
+        self.history: RunHistory | None = None
 
     # ------------------------------------------------------------------ public
 
     def describe(self) -> list[dict[str, Any]]:
         return [record.describe() for record in self.records.values()]
+
+    def restore(self, workspace: Path | None) -> None:
+        """The finished runs kept for this workspace (``run_history``), listed and replayable again."""
+        self.history = RunHistory(workspace)
+        for run, events in self.history.load():
+            if run["runId"] in self.records:
+                continue
+            record = RunRecord(run["runId"], str(run.get("kind") or "optimize"), str(run.get("config") or ""),
+                               f"ModelMill: {Path(str(run.get('config') or 'run')).name}", run.get("outputDir"),
+                               status=str(run.get("status") or "failed"), started=run.get("started") or 0.0,
+                               finished=run.get("finished") or run.get("started") or 0.0, error=run.get("error"),
+                               events=events)
+            record.last_seq = max((int(e.get("seq", -1)) for e in events), default=-1)
+            self.records[record.run_id] = record
+
+    def events(self, run_id: str, since: int = -1) -> dict[str, Any]:
+        """A run's events with ``seq`` above ``since``: what the panel needs to rebuild its card."""
+        record = self.records.get(run_id)
+        if record is None:
+            raise RequestFailed(f"no run '{run_id}' here: modelmill.runs lists the runs this server knows")
+        return {"runId": run_id, "status": record.status, "finished": record.finished is not None,
+                "events": [e for e in record.events if int(e.get("seq", -1)) > since]}
 
     async def start_optimize(self, snap: Snapshot) -> str:
         from modelmill.engine.runner import start_run
@@ -247,7 +273,7 @@ class RunManager:
         cached = [False] * len(plan.steps)
         if (plan.cache_dir / "entries").exists():
             from modelmill.engine.cache import Cache
-            from modelmill.engine.chain import step_keys
+            from modelmill.engine.workflow import step_keys
 
             try:
                 cache = Cache(plan.cache_dir, create=False)
@@ -283,6 +309,9 @@ class RunManager:
         if self.ls.closing:
             return
         record.last_seq = max(record.last_seq, int(event.get("seq", -1)))
+        record.events.append(event)
+        if len(record.events) > 2 * MAX_EVENTS:
+            record.events = bounded(record.events)
         # For run.finished the progress `end` goes out first: a client that sees run.finished has seen the end.
         finished = event.get("type") == "run.finished"
         if finished:
@@ -388,6 +417,8 @@ class RunManager:
             self.ls.work_done_progress.tokens.pop(record.token, None)
         level = types.MessageType.Info if status == "succeeded" else types.MessageType.Warning
         self.ls.log(f"[{record.run_id}] {record.title}: {summary}", level)
+        if self.history is not None:
+            self.history.save(record.describe(), record.events)
 
     def _fail(self, record: RunRecord, message: str) -> None:
         record.error = message

@@ -378,6 +378,11 @@ def create_server() -> ModelMillServer:
     @guard("initialized")
     async def initialized(ls: ModelMillServer, params: types.InitializedParams) -> None:
         ls.warm_up()
+        try:
+            root = ls.workspace.root_path if ls.protocol.workspace is not None else None
+            ls.runs.restore(Path(root) if root else None)
+        except Exception:  # noqa: BLE001 - no history is no reason to stop
+            ls.log_exception("run history")
         await ls.pull_settings()
 
     @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
