@@ -117,17 +117,42 @@ const str = (value: unknown): string => (value === undefined || value === null ?
 const num = (value: unknown): number | null => (typeof value === 'number' && Number.isFinite(value) ? value : null);
 const basename = (path: string): string => path.replace(/[\\/]+$/, '').split(/[\\/]/).pop() || path;
 
+const BYTE_UNITS = new Set(['b', 'byte', 'bytes']);
+const SECOND_UNITS: Record<string, number> = { ms: 1e-3, s: 1, sec: 1, seconds: 1 };
+
+/** Is this a unit that formatValue writes in human units (a size or a time), naming the unit itself? */
+export function humanUnit(unit: string | undefined): boolean {
+  const u = (unit ?? '').toLowerCase();
+  return BYTE_UNITS.has(u) || u in SECOND_UNITS;
+}
+
+/** A number with its unit, in human units: sizes as KiB/MiB/GiB, times over a second as s / min / h. */
 export function formatValue(value: number | null | undefined, unit = ''): string {
   if (value === null || value === undefined) return 'n/a';
+  const u = unit.toLowerCase();
+  if (BYTE_UNITS.has(u)) return formatBytes(value);
+  if (u in SECOND_UNITS && Math.abs(value * SECOND_UNITS[u]) >= 1) return formatDuration(value * SECOND_UNITS[u]);
   const text = Math.abs(value) >= 1000 ? Math.round(value).toLocaleString('en-US') : Number(value.toPrecision(4)).toString();
   return unit ? `${text} ${unit}` : text;
+}
+
+export function formatBytes(bytes: number): string {
+  const units = ['bytes', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let value = bytes;
+  let index = 0;
+  while (Math.abs(value) >= 1024 && index < units.length - 1) { value /= 1024; index++; }
+  return index === 0 ? `${Math.round(value)} bytes` : `${Number(value.toPrecision(3))} ${units[index]}`;
 }
 
 export function formatDuration(seconds: number | null | undefined): string {
   if (seconds === null || seconds === undefined) return '';
   if (seconds < 60) return `${seconds.toFixed(1)} s`;
-  const m = Math.floor(seconds / 60);
-  return `${m} min ${Math.round(seconds - m * 60)} s`;
+  if (seconds < 3600) {
+    const m = Math.floor(seconds / 60);
+    return `${m} min ${Math.round(seconds - m * 60)} s`;
+  }
+  const h = Math.floor(seconds / 3600);
+  return `${h} h ${Math.round((seconds - h * 3600) / 60)} min`;
 }
 
 function newRun(runId: string, label?: string): RunState {

@@ -1,5 +1,5 @@
 // RunView → HTML for the runs panel (run in the webview; pure, so tests render it under node too).
-import { formatDuration, formatValue, RunView } from './runModel';
+import { formatDuration, formatValue, humanUnit, RunView } from './runModel';
 
 const ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
 export const esc = (value: unknown): string => String(value ?? '').replace(/[&<>"']/g, (c) => ESCAPES[c]);
@@ -26,13 +26,20 @@ function passesTable(run: RunView): string {
     + `<tbody>${rows}</tbody></table>`;
 }
 
+/** A metric cell: sizes and times in human units (with their unit), other numbers bare (the header has the unit). */
+function cell(value: number | null, unit: string | undefined): string {
+  return humanUnit(unit) ? formatValue(value, unit) : formatValue(value);
+}
+
 function metricsTable(run: RunView): string {
   if (!run.candidates.length || !run.metricKeys.length) return '';
   const onCluster = run.candidates.some((c) => c.node);
-  const head = run.metricKeys.map((k) => `<th>${esc(k)}${run.metricUnits[k] ? ` <span class="unit">(${esc(run.metricUnits[k])})</span>` : ''}</th>`).join('');
+  // Sizes and times are written in human units in the cells, so the header names no unit for them.
+  const shownUnit = (k: string) => (humanUnit(run.metricUnits[k]) ? '' : run.metricUnits[k]);
+  const head = run.metricKeys.map((k) => `<th>${esc(k)}${shownUnit(k) ? ` <span class="unit">(${esc(shownUnit(k))})</span>` : ''}</th>`).join('');
   const rows = run.candidates.map((c) => {
     const best = run.bestCandidate === c.id;
-    const cells = run.metricKeys.map((k) => `<td class="num">${k in c.metrics ? esc(formatValue(c.metrics[k])) : ''}</td>`).join('');
+    const cells = run.metricKeys.map((k) => `<td class="num">${k in c.metrics ? esc(cell(c.metrics[k], run.metricUnits[k])) : ''}</td>`).join('');
     const verdict = c.state === 'failed' ? `failed${c.message ? `: ${esc(c.message)}` : ''}`
       : c.isInput ? 'input' : c.accepted === null ? esc(c.state) : c.accepted ? 'meets goals' : 'misses a goal';
     const params = Object.keys(c.params).length ? esc(JSON.stringify(c.params)) : '';

@@ -2,7 +2,7 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, it } from 'node:test';
-import { MAX_LOG_LINES, RunEvent, RunStore } from '../src/runModel';
+import { formatBytes, formatDuration, formatValue, MAX_LOG_LINES, RunEvent, RunStore } from '../src/runModel';
 import { renderRun } from '../src/runsHtml';
 import { Throttle, Timers } from '../src/throttle';
 
@@ -58,8 +58,9 @@ describe('RunStore on a real run', () => {
   it('renders the card with status, metrics, best candidate and buttons', () => {
     const html = renderRun(run);
     assert.match(html, /data-status="done"/);
-    assert.match(html, /<th>size-bytes <span class="unit">\(bytes\)<\/span><\/th>/);
-    assert.match(html, /233,534/);
+    assert.match(html, /<th>size-bytes<\/th>/); // the cells name their unit: sizes in human units
+    assert.match(html, /228 KiB/); // 233,534 bytes
+    assert.doesNotMatch(html, /233,534/);
     assert.match(html, /★ <b>c1<\/b>/);
     assert.match(html, /data-action="reveal"/);
     assert.match(html, /data-action="report"/);
@@ -295,5 +296,19 @@ describe('1,000 events a minute', () => {
     assert.ok(throttle.flushes <= 60000 / 250 + 1, `${throttle.flushes} renders`);
     assert.ok(throttle.flushes >= 200, `${throttle.flushes} renders: the panel must keep up`);
     assert.ok(renderMs / throttle.flushes < 10, `a render took ${(renderMs / throttle.flushes).toFixed(2)} ms on average`);
+  });
+});
+
+describe('human units', () => {
+  it('writes sizes and times as a person reads them', () => {
+    assert.equal(formatBytes(512), '512 bytes');
+    assert.equal(formatBytes(560488), '547 KiB');
+    assert.equal(formatBytes(1.5 * 1024 ** 3), '1.5 GiB');
+    assert.equal(formatValue(560488, 'bytes'), '547 KiB');
+    assert.equal(formatValue(2500, 'ms'), '2.5 s');
+    assert.equal(formatValue(12.5, 'ms'), '12.5 ms'); // under a second: as measured
+    assert.equal(formatValue(0.731, 'accuracy'), '0.731 accuracy');
+    assert.equal(formatDuration(4000), '1 h 7 min');
+    assert.equal(formatDuration(75), '1 min 15 s');
   });
 });

@@ -11,6 +11,8 @@ from typing import IO, Any
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 
+from modelmill.units import human_size, is_bytes
+
 # Olive's log_severity_level: 0 verbose/debug, 1 info, 2 warning, 3 error, 4 fatal.
 LEVELS = {"debug": 0, "info": 1, "warning": 2, "error": 3, "critical": 4}
 
@@ -18,6 +20,8 @@ LEVELS = {"debug": 0, "info": 1, "warning": 2, "error": 3, "critical": 4}
 def format_value(value: float | None, unit: str = "") -> str:
     if value is None:
         return "n/a"
+    if is_bytes(unit):
+        return human_size(value)
     text = f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
     return f"{text} {unit}".strip()
 
@@ -33,6 +37,7 @@ class ProgressRenderer:
                                  TextColumn("[dim]{task.fields[message]}"), console=console, transient=False)
         self.tasks: dict[tuple[str, str], TaskID] = {}
         self.units: dict[str, str] = {}
+        self.training: dict[tuple[str, str], TrainingSummary] = {}
 
     def __enter__(self) -> "ProgressRenderer":
         self.progress.start()
@@ -57,6 +62,9 @@ class ProgressRenderer:
         elif kind == "pass.finished" and key in self.tasks:
             note = "cached" if event.get("cached") else f"{event['duration_s']:.1f}s"
             self.progress.update(self.tasks[key], completed=1.0, message=note)
+            summary = self.training.pop(key, None)
+            if summary is not None and summary.line():
+                self._print(f"  {prefix}{key[1]}: {summary.line()}")
         elif kind == "candidate.started" and event.get("params"):
             where = f" on {node_label(event).strip(' @')}" if event.get("node") else ""
             self._print(f"[bold]candidate {candidate}[/]{where}: {json.dumps(event['params'])}")
@@ -88,7 +96,9 @@ class ProgressRenderer:
             verdict = "" if event.get("is_input") else ("  [green]meets goals[/]" if event["accepted"]
                                                         else "  [yellow]misses a goal[/]")
             self._print(f"  {candidate}: {metrics}{verdict}")
-        elif kind == "train.eval" and event.get("eval_loss") is not None:
+        if kind in ("train.step", "train.eval"):
+            self.training.setdefault(key, TrainingSummary()).add(event)
+        if kind == "train.eval" and event.get("eval_loss") is not None:
             self._print(f"  {key[1]}: eval loss {event['eval_loss']:.4f} at step {event['step']}")
         elif kind == "train.step" and self.log_level <= 1 and event.get("loss") is not None:
             self._print(f"[dim]{key[1]}: step {event['step']}/{event['max_steps']} loss {event['loss']:.4f} "
@@ -106,6 +116,33 @@ class ProgressRenderer:
                 self._print(event["traceback"])
         elif kind == "run.finished" and event.get("best_candidate"):
             self._print(f"best candidate: [bold]{event['best_candidate']}[/]")
+
+
+class TrainingSummary:
+    """A training pass's losses, for one line when it ends (also without a terminal, where no bar is drawn):
+    the first and last training loss and the eval loss of the base model (step 0) and of the last evaluation."""
+
+    def __init__(self) -> None:
+        self.losses: list[float] = []
+        self.evals: list[tuple[int, float]] = []
+        self.steps = 0
+
+    def add(self, event: dict[str, Any]) -> None:
+        if event["type"] == "train.step" and isinstance(event.get("loss"), (int, float)):
+            self.losses.append(float(event["loss"]))
+            self.steps = int(event.get("step") or self.steps)
+        elif event["type"] == "train.eval" and isinstance(event.get("eval_loss"), (int, float)):
+            self.evals.append((int(event.get("step") or 0), float(event["eval_loss"])))
+
+    def line(self) -> str:
+        parts = []
+        if self.losses:
+            parts.append(f"training loss {self.losses[0]:.4f} → {self.losses[-1]:.4f} ({self.steps} steps)")
+        if self.evals:
+            (first_step, first), (_, last) = self.evals[0], self.evals[-1]
+            base = " (base model)" if first_step == 0 else f" (step {first_step})"
+            parts.append(f"eval loss {last:.4f}" + (f", from {first:.4f}{base}" if len(self.evals) > 1 else ""))
+        return "; ".join(parts)
 
 
 NODE_CHARS = 8

@@ -35,9 +35,9 @@ def test_write_reports(tmp_path: Path) -> None:
     assert EvaluationResult.from_json(data["candidates"]["input"]).by_key()["accuracy-accuracy_score"].goal == \
         {"type": "max-degradation", "value": 0.01}
     markdown = paths["markdown"].read_text()
-    assert "| candidate | latency-avg (ms) ↓ | size-bytes (bytes) ↓ | accuracy-accuracy_score ↑ |" in markdown
-    assert "| int4 | 6.25 | 1,000,000 | 0.9 |" in markdown
-    assert "| int8 &lt;b> | 8 | 2,000,000 | – |" in markdown
+    assert "| candidate | latency-avg (ms) ↓ | size-bytes ↓ | accuracy-accuracy_score ↑ |" in markdown
+    assert "| int4 | 6.25 | 977 KiB | 0.9 |" in markdown  # sizes in human units: 1,000,000 bytes
+    assert "| int8 &lt;b> | 8 | 1.91 MiB | – |" in markdown
     page = paths["html"].read_text()
     assert page.count("<img") == 4  # scatter + one bar chart per key
     assert "data:image/png;base64," in page and "latency vs size" in page
@@ -76,3 +76,10 @@ def test_metrics_are_checked_before_measuring(tmp_path: Path) -> None:
     for metric, message in cases:
         with pytest.raises(EvaluationError, match=message):
             evaluate_model(model, [metric])
+
+
+def test_sizes_and_times_in_human_units() -> None:
+    from modelmill.units import human_duration, human_size
+
+    assert [human_size(n) for n in (512, 560_488, 1.5 * 1024 ** 3)] == ["512 bytes", "547 KiB", "1.5 GiB"]
+    assert [human_duration(s) for s in (4.25, 75, 4000)] == ["4.2 s", "1 min 15 s", "1 h 7 min"]

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from modelmill.evaluate.results import EvaluationResult, MetricValue
+from modelmill.units import human_size, is_bytes
 
 
 def _columns(results: dict[str, EvaluationResult]) -> list[MetricValue]:
@@ -30,7 +31,9 @@ def _columns(results: dict[str, EvaluationResult]) -> list[MetricValue]:
 def format_value(value: float | None, unit: str = "") -> str:
     if value is None or not math.isfinite(value):
         return "–"
-    if unit == "bytes" or (float(value).is_integer() and abs(value) >= 1000):
+    if is_bytes(unit):
+        return human_size(value)
+    if float(value).is_integer() and abs(value) >= 1000:
         return f"{int(value):,}"
     if abs(value) >= 100:
         return f"{value:,.1f}"
@@ -39,7 +42,8 @@ def format_value(value: float | None, unit: str = "") -> str:
 
 def _header(column: MetricValue) -> str:
     arrow = "↑" if column.higher_is_better else "↓"
-    return f"{column.key} ({column.unit}) {arrow}" if column.unit else f"{column.key} {arrow}"
+    shown = column.unit and not is_bytes(column.unit)  # sizes name their unit in each cell (KiB, MiB, ...)
+    return f"{column.key} ({column.unit}) {arrow}" if shown else f"{column.key} {arrow}"
 
 
 def markdown_table(results: dict[str, EvaluationResult]) -> str:
