@@ -20,6 +20,7 @@ PASS_MODULES = (
     "modelmill.passes.session_params_tuning",
     "modelmill.passes.lora",
     "modelmill.passes.extract_adapters",
+    "modelmill.passes.graph_surgeries",
 )
 
 
