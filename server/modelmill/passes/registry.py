@@ -21,6 +21,8 @@ PASS_MODULES = (
     "modelmill.passes.lora",
     "modelmill.passes.extract_adapters",
     "modelmill.passes.graph_surgeries",
+    "modelmill.passes.dynamic_to_fixed_shape",
+    "modelmill.passes.io_datatype_converter",
 )
 
 
