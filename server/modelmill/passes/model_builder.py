@@ -224,6 +224,9 @@ def _build(model: ModelRef, precision: str, builder_ep: str, options: dict[str, 
     writer = _ProgressWriter(ctx, num_layers)
     try:
         base = model.base_model_path
+        from modelmill.quant.checkpoint import builder_view  # quantized embeddings of an rtn checkpoint -> float
+
+        base = builder_view(base, ctx.work_dir)
         if model.adapter_dir is not None:
             # The builder loads base + adapter with peft and keeps the LoRA MatMuls beside the base ones.
             options = {**options, "adapter_path": str(model.adapter_dir)}

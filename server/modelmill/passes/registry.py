@@ -23,6 +23,8 @@ PASS_MODULES = (
     "modelmill.passes.graph_surgeries",
     "modelmill.passes.dynamic_to_fixed_shape",
     "modelmill.passes.io_datatype_converter",
+    "modelmill.passes.rtn",
+    "modelmill.passes.gptq",
 )
 
 

@@ -1,0 +1,182 @@
+"""rtn and gptq on a tiny Llama: real quantization math, Olive-format checkpoints, ModelBuilder keeping the weights."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from helpers import make_context
+
+from modelmill.engine.model import ModelRef
+from modelmill.errors import PassError
+from modelmill.passes.gptq import Gptq, GptqParams
+from modelmill.passes.model_builder import ModelBuilder, ModelBuilderParams
+from modelmill.passes.rtn import Rtn, RtnParams
+from modelmill.quant import weights as qw
+from modelmill.quant.checkpoint import load_model, read_tensors
+
+
+@pytest.fixture(scope="module")
+def rtn_model(tiny_llama_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> ModelRef:
+    ctx = make_context(tmp_path_factory.mktemp("rtn"), "rtn")
+    return Rtn().run(ModelRef("hf", tiny_llama_dir), RtnParams(group_size=32), ctx)
+
+
+@pytest.fixture(scope="module")
+def gptq_model(tiny_llama_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[ModelRef, dict]:
+    ctx = make_context(tmp_path_factory.mktemp("gptq"), "gptq")
+    params = GptqParams(group_size=32, calibration_samples=8, calibration_seq_len=64)
+    return Gptq().run(ModelRef("hf", tiny_llama_dir), params, ctx), ctx.reports
+
+
+def test_weight_math_round_trips() -> None:
+    torch.manual_seed(0)
+    weight = torch.randn(8, 64)
+    for spec in (qw.QuantSpec(4, False, 32), qw.QuantSpec(4, True, 16), qw.QuantSpec(8, False, -1)):
+        stored = qw.QuantizedWeight.round_to_nearest(weight, spec)
+        codes = stored.codes()
+        assert codes.min() >= 0 and codes.max() <= spec.maxq
+        assert torch.equal(qw.unpack(qw.pack(codes, spec.bits), spec.bits, 64), codes)
+        step = stored.scales.repeat_interleave(64 // stored.scales.shape[1], dim=1)
+        assert (stored.dequantize() - weight).abs().le(step / 2 + 1e-6).all()  # within half a step everywhere
+    assert qw.QuantizedWeight.round_to_nearest(weight, qw.QuantSpec(4, True, 16)).qzeros is None
+
+
+def test_rtn_checkpoint_is_olive_format_close_to_the_input(tiny_llama_dir: Path, rtn_model: ModelRef) -> None:
+    config = json.loads((rtn_model.path / "config.json").read_text())["quantization_config"]
+    assert config["quant_method"] == "olive" and config["bits"] == 4 and config["group_size"] == 32
+    tensors = read_tensors(rtn_model.path)
+    assert tensors["model.layers.0.mlp.down_proj.qweight"].dtype == torch.uint8
+    assert "model.layers.0.mlp.down_proj.weight" not in tensors and "lm_head.weight" in tensors  # lm_head stays
+    original = load_model(tiny_llama_dir).model.state_dict()
+    loaded = load_model(rtn_model.path)
+    assert len(loaded.locked) == 14  # 2 layers x 7 Linear
+    for name, stored in loaded.locked.items():
+        before = original[f"{name}.weight"]
+        relative = (stored.dequantize() - before).norm() / before.norm()
+        assert 0 < relative < 0.15, (name, float(relative))
+    assert (rtn_model.path / "tokenizer.json").exists()
+
+
+def _hessian_error(tiny_llama_dir: Path, quantized: Path) -> float:
+    """sum over Linear layers of tr(dW H dW^T) on the calibration text: what GPTQ minimises, layer inputs from the
+    float model."""
+    from modelmill.quant import calibration
+    from modelmill.quant.gptq import Hessian
+
+    base = load_model(tiny_llama_dir).model
+    quant = load_model(quantized)
+    batches = calibration.batches(tiny_llama_dir, None, 8, 64)
+    hessians: dict[str, Hessian] = {}
+    handles = [module.register_forward_hook(lambda m, i, o, n=name: hessians.setdefault(n, Hessian(m.in_features))
+                                            .add(i[0])) for name, module in base.named_modules() if name in quant.locked]
+    with torch.no_grad():
+        for batch in batches:
+            base(**batch)
+    for handle in handles:
+        handle.remove()
+    total = 0.0
+    for name, stored in quant.locked.items():
+        delta = stored.dequantize() - base.get_submodule(name).weight.detach()
+        total += float(torch.einsum("ij,jk,ik->", delta, hessians[name].matrix, delta))
+    return total
+
+
+def test_gptq_error_on_calibration_data_is_below_rtn(tiny_llama_dir: Path, rtn_model: ModelRef,
+                                                     gptq_model: tuple[ModelRef, dict]) -> None:
+    model, reports = gptq_model
+    assert reports["quantization"]["algorithm"] == "gptq" and reports["gptq_output_error"]["modules"] == 14
+    gptq_error, rtn_error = _hessian_error(tiny_llama_dir, model.path), _hessian_error(tiny_llama_dir, rtn_model.path)
+    assert gptq_error < rtn_error, (gptq_error, rtn_error)
+
+
+def test_rtn_after_gptq_adds_an_8bit_head_and_embeddings_and_keeps_the_rest(gptq_model: tuple[ModelRef, dict],
+                                                                            tmp_path: Path) -> None:
+    model, _ = gptq_model
+    ctx = make_context(tmp_path, "rtn8")
+    params = RtnParams(lm_head=True, embeds=True, group_size=32, overrides={"lm_head": {"bits": 8},
+                                                                              "model.embed_tokens": {"bits": 8}})
+    out = Rtn().run(model, params, ctx)
+    config = json.loads((out.path / "config.json").read_text())["quantization_config"]
+    assert config["overrides"] == {"lm_head": {"bits": 8}, "model.embed_tokens": {"bits": 8}}
+    assert config["lm_head"] and config["embeds"]
+    before, after = read_tensors(model.path), read_tensors(out.path)
+    assert torch.equal(before["model.layers.1.self_attn.q_proj.qweight"], after["model.layers.1.self_attn.q_proj.qweight"])
+    assert after["lm_head.qweight"].shape[1] == 64  # 8 bits: one code per byte
+    assert ctx.reports["quantization"]["kept_from_input"] == 14
+
+
+def test_gptq_refuses_a_quantized_model_and_hub_data(rtn_model: ModelRef, tiny_llama_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(PassError, match="already quantized"):
+        Gptq().run(rtn_model, GptqParams(group_size=32), make_context(tmp_path, "again"))
+    hub = {"load_dataset_config": {"data_name": "wikitext", "subset": "wikitext-2-raw-v1"}}
+    with pytest.raises(PassError, match="never downloads"):
+        Gptq().run(ModelRef("hf", tiny_llama_dir), GptqParams(group_size=32, data_config=hub),
+                   make_context(tmp_path, "hub"))
+
+
+def test_gptq_calibrates_on_a_local_data_config(tiny_llama_dir: Path, tmp_path: Path) -> None:
+    data = tmp_path / "calib.jsonl"
+    data.write_text("\n".join(json.dumps({"text": f"line {i}: the quick brown fox jumps over the lazy dog " * 8})
+                              for i in range(6)))
+    ctx = make_context(tmp_path, "local")
+    config = {"load_dataset_config": {"data_name": str(data)}, "pre_process_data_config": {"max_seq_len": 32}}
+    Gptq().run(ModelRef("hf", tiny_llama_dir), GptqParams(group_size=32, data_config=config), ctx)
+    [log] = [e["message"] for e in ctx.bus.of_type("log") if "GPTQ calibration" in e["message"]]
+    assert "tokens from the data_config" in log
+
+
+def test_model_builder_keeps_the_quantized_weights(tiny_llama_dir: Path, gptq_model: tuple[ModelRef, dict],
+                                                   tmp_path: Path) -> None:
+    import onnx
+    import onnxruntime as ort
+    from onnx import numpy_helper
+
+    model, _ = gptq_model
+    ctx = make_context(tmp_path, "mb")
+    out = ModelBuilder().run(model, ModelBuilderParams(precision="int4", int4_block_size=128, int4_accuracy_level=1,
+                                                       int4_nodes_to_exclude=["/lm_head/MatMul"]), ctx)
+    graph = onnx.load(str(out.model_file)).graph
+    weights = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
+    nbits = {node.name: {a.name: a.i for a in node.attribute} for node in graph.node if node.op_type == "MatMulNBits"}
+    # the checkpoint's block size (32), not the builder's option (128): its codes, not a new quantization
+    assert nbits["/model/layers.0/mlp/down_proj/MatMulNBits"]["block_size"] == 32
+    tensors = read_tensors(model.path)
+    stored = weights["model.layers.0.mlp.down_proj.MatMulNBits.qweight"]
+    assert np.array_equal(stored.reshape(stored.shape[0], -1), tensors["model.layers.0.mlp.down_proj.qweight"].numpy())
+
+    # ONNX logits match the PyTorch model with the dequantized weights (lm_head left in float)
+    session = ort.InferenceSession(str(out.model_file), providers=["CPUExecutionProvider"])
+    torch_model = load_model(model.path).model
+    ids = np.array([[1, 50, 60, 70, 80, 90]], dtype=np.int64)
+    feeds = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
+    for spec in session.get_inputs():
+        if spec.name.startswith("past_key_values"):
+            feeds[spec.name] = np.zeros((1, 2, 0, 16), dtype=np.float32)
+    logits = session.run(["logits"], feeds)[0]
+    with torch.no_grad():
+        expected = torch_model(input_ids=torch.from_numpy(ids)).logits.numpy()
+    assert np.abs(logits - expected).max() < 1e-3 * np.abs(expected).max() + 1e-4
+
+
+def test_symmetric_rtn_with_quantized_embeddings_builds_and_generates(tiny_llama_dir: Path, tmp_path: Path) -> None:
+    import onnxruntime_genai as og
+
+    ctx = make_context(tmp_path, "sym")
+    quantized = Rtn().run(ModelRef("hf", tiny_llama_dir), RtnParams(sym=True, group_size=32, lm_head=True,
+                                                                    embeds=True), ctx)
+    assert "model.embed_tokens.qweight" in read_tensors(quantized.path)
+    out = ModelBuilder().run(quantized, ModelBuilderParams(precision="int4"), make_context(tmp_path, "sym_mb"))
+    genai = og.Model(str(out.path))
+    params = og.GeneratorParams(genai)
+    params.set_search_options(max_length=10)
+    generator = og.Generator(genai, params)
+    generator.append_tokens(np.array([1, 40, 41, 42], dtype=np.int32))
+    produced = 0
+    while not generator.is_done():
+        generator.generate_next_token()
+        produced += 1
+    assert produced == 6
