@@ -3,19 +3,19 @@ against the input model."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
-
 from helpers import events, make_context, run_pass
 from modelmill.engine.model import ModelRef
 from modelmill.errors import PassError
 from modelmill.passes.graph_surgeries import GraphSurgeries
 from modelmill.passes.surgeons import all_surgeons
+from onnx import TensorProto, helper, numpy_helper
 
 F = TensorProto.FLOAT
 RNG = np.random.default_rng(0)
@@ -194,7 +194,7 @@ def _cases() -> dict[str, Case]:
                       helper.make_node("DequantizeLinear", ["q", "s", "zp"], ["y"])], [_vi("x", [4])], [_vi("y", [4])],
                      [_init("s", np.float32(0.02)), _init("zp", np.uint8(128))])
     cases["ExposeQuantizedOutput"] = (exposed, _x(4), {"output_name": "y"},
-                                      lambda m: [o.name for o in m.graph.output][0] == "q" and len(m.graph.output) == 3,
+                                      lambda m: m.graph.output[0].name == "q" and len(m.graph.output) == 3,
                                       None)
     nbits = _matmul_nbits()
     cases["RemoveGidxFromMatMulNBits"] = (nbits, _x(2, 32), {}, lambda m: len(m.graph.node[0].input) == 3, 1e-5)

@@ -7,14 +7,13 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
-
 from helpers import events, run_pass
 from modelmill.engine.model import ModelRef
 from modelmill.errors import PassError
 from modelmill.passes.dynamic_to_fixed_shape import DynamicToFixedShape
 from modelmill.passes.io_datatype_converter import OnnxIODataTypeConverter
 from modelmill.passes.registry import find_pass
+from onnx import TensorProto, helper, numpy_helper
 
 
 def _save(model: onnx.ModelProto, folder: Path) -> ModelRef:

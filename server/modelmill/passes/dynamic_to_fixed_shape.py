@@ -20,7 +20,7 @@ class DynamicToFixedShapeParams(OnnxOutputParams):
     input_shape: list[list[int]] | None = Field(None, description="The fixed shape of each input_name (all > 0).")
 
     @model_validator(mode="after")
-    def _one_way(self) -> "DynamicToFixedShapeParams":
+    def _one_way(self) -> DynamicToFixedShapeParams:
         if self.dim_param and self.input_name:
             raise ValueError("dim_param and input_name cannot both be set: fix named dims or whole inputs, not both")
         if not self.dim_param and not self.input_name:
@@ -54,7 +54,11 @@ class DynamicToFixedShape(Pass):
         if not params.dim_param and not params.input_name:
             raise PassError(f"{self.name}: nothing to fix", fix="set dim_param + dim_value (e.g. [\"batch_size\"], "
                             "[1]) or input_name + input_shape")
-        from onnxruntime.tools.onnx_model_utils import fix_output_shapes, make_dim_param_fixed, make_input_shape_fixed
+        from onnxruntime.tools.onnx_model_utils import (
+            fix_output_shapes,
+            make_dim_param_fixed,
+            make_input_shape_fixed,
+        )
 
         ctx.progress(0.1, "loading model")
         proto = onnx_io.load(model)
@@ -73,7 +77,7 @@ class DynamicToFixedShape(Pass):
             fix_output_shapes(proto)
         except PassError:
             raise
-        except Exception as exc:  # noqa: BLE001 - the ORT tool raises ValueError and plain exceptions
+        except Exception as exc:
             raise PassError(f"{self.name} failed: {type(exc).__name__}: {exc}",
                             fix="check that the shapes match the model's inputs (rank and fixed dims)") from exc
         ctx.progress(0.85, "saving")

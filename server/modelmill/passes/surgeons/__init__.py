@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import importlib
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Callable
+from typing import Any
 
 SURGEON_MODULES = (
     "modelmill.passes.surgeons.io",

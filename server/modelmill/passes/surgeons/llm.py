@@ -32,7 +32,7 @@ def decompose_rotary_embedding(model: Any) -> Any:
             raise ValueError(f"{node.name}: DecomposeRotaryEmbedding handles 4-D, non-interleaved, full-dim rotary "
                              "embeddings; leave this model's RotaryEmbedding to ORT (drop the surgeon)")
         x, positions, cos_cache, sin_cache = node.input[:4]
-        const = lambda values, base: graph.add_initializer(np.array(values, np.int64), base)  # noqa: E731
+        const = lambda values, base: graph.add_initializer(np.array(values, np.int64), base)
         if attrs.get("scale", 1.0) != 1.0:
             x = graph.add_node("Mul", [x, graph.add_initializer(np.array(attrs["scale"], np.float32), "rope_scale")]
                                ).output[0]
@@ -48,7 +48,7 @@ def decompose_rotary_embedding(model: Any) -> Any:
         axes = const([-1], "rope_axes")
         real = graph.add_node("Slice", [x, const([0], "rope_start"), half, axes]).output[0]
         imag = graph.add_node("Slice", [x, half, last, axes]).output[0]
-        mul = lambda a, b: graph.add_node("Mul", [a, b]).output[0]  # noqa: E731
+        mul = lambda a, b: graph.add_node("Mul", [a, b]).output[0]
         out_real = graph.add_node("Sub", [mul(real, cos.output[0]), mul(imag, sin.output[0])]).output[0]
         out_imag = graph.add_node("Add", [mul(real, sin.output[0]), mul(imag, cos.output[0])]).output[0]
         graph.add_node("Concat", [out_real, out_imag], [node.output[0]], axis=-1)
