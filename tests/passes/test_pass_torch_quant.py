@@ -180,3 +180,41 @@ def test_symmetric_rtn_with_quantized_embeddings_builds_and_generates(tiny_llama
         generator.generate_next_token()
         produced += 1
     assert produced == 6
+
+
+@pytest.mark.parametrize("algorithm", ["k_quant_mixed", "snr", "iqe_relative", "kld_gradient"])
+def test_selective_mixed_precision_then_gptq(tiny_llama_dir: Path, tmp_path: Path, algorithm: str) -> None:
+    from modelmill.passes.selective_mixed_precision import SelectiveMixedPrecision, SelectiveMixedPrecisionParams
+
+    ctx = make_context(tmp_path, "smp")
+    params = SelectiveMixedPrecisionParams(algorithm=algorithm, ratio=0.65, group_size=32, calibration_samples=4,
+                                           calibration_seq_len=32)
+    out = SelectiveMixedPrecision().run(ModelRef("hf", tiny_llama_dir), params, ctx)
+    info = out.attributes["mixed_precision_info"]
+    assert json.loads((out.path / "mixed_precision_info.json").read_text()) == info
+    assert info["overrides"] and all(o["bits"] == 8 for o in info["overrides"].values())
+    for group in (("model.layers.0.self_attn.q_proj", "model.layers.0.self_attn.k_proj",
+                   "model.layers.0.self_attn.v_proj"),):
+        assert len({name in info["overrides"] for name in group}) == 1  # q/k/v promoted together or not at all
+    if algorithm != "k_quant_mixed":
+        fraction = ctx.reports["mixed_precision"]["default_precision_fraction"]
+        assert fraction <= 0.65
+    gptq_ctx = make_context(tmp_path, "gptq_mp")
+    quantized = Gptq().run(out, GptqParams(group_size=32, calibration_samples=4, calibration_seq_len=32), gptq_ctx)
+    config = json.loads((quantized.path / "config.json").read_text())["quantization_config"]
+    linear_overrides = {name for name in info["overrides"] if name != "lm_head"}
+    assert linear_overrides and set(config["overrides"]) == linear_overrides
+    for name in linear_overrides:
+        assert config["overrides"][name] == {"bits": 8}
+        tensors = read_tensors(quantized.path)
+        assert tensors[f"{name}.qweight"].shape[1] == 32 * tensors[f"{name}.scales"].shape[1]  # 8 bits: a byte each
+
+
+def test_selective_mixed_precision_needs_a_ratio_for_scores() -> None:
+    from pydantic import ValidationError
+
+    from modelmill.passes.selective_mixed_precision import SelectiveMixedPrecisionParams
+
+    with pytest.raises(ValidationError, match="needs ratio"):
+        SelectiveMixedPrecisionParams(algorithm="kld_gradient")
+    assert SelectiveMixedPrecisionParams(algorithm="k_quant_last").ratio is None

@@ -25,6 +25,7 @@ PASS_MODULES = (
     "modelmill.passes.io_datatype_converter",
     "modelmill.passes.rtn",
     "modelmill.passes.gptq",
+    "modelmill.passes.selective_mixed_precision",
 )
 
 

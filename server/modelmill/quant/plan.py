@@ -39,6 +39,7 @@ def fresh_config(bits: int, sym: bool, group_size: int, lm_head: bool, embeds: b
                          lm_head, embeds)
     for name, override in merged.items():
         config.overrides[name] = {_key(k): v for k, v in override.items() if v is not None}
+        config.set_spec(name, config.spec_for(name))  # keep the keys that differ from the defaults only
     return config
 
 
