@@ -26,6 +26,7 @@ PASS_MODULES = (
     "modelmill.passes.rtn",
     "modelmill.passes.gptq",
     "modelmill.passes.selective_mixed_precision",
+    "modelmill.passes.add_olive_metadata",
 )
 
 

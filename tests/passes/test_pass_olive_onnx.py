@@ -1,0 +1,69 @@
+"""AddOliveMetadata, OnnxQuantization and MatMulNBitsToQDQ on tiny graphs built here."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from helpers import events, make_context, run_pass
+from modelmill.engine.model import ModelRef
+from modelmill.errors import RunCancelled
+from modelmill.passes.add_olive_metadata import AddOliveMetadata
+from onnx import TensorProto, helper, numpy_helper
+
+
+def _matmul_model(folder: Path, k: int = 64, n: int = 32, external: bool = True, seed: int = 0) -> ModelRef:
+    """x[batch, k] @ w[k, n] + b, weights in a side file when ``external``."""
+    rng = np.random.default_rng(seed)
+    weight = numpy_helper.from_array(rng.standard_normal((k, n)).astype(np.float32), "w")
+    bias = numpy_helper.from_array(rng.standard_normal(n).astype(np.float32), "b")
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["h"], name="mm"),
+                               helper.make_node("Add", ["h", "b"], ["y"], name="add")], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", k])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", n])], [weight, bias])
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    proto.metadata_props.add(key="kept", value="yes")
+    folder.mkdir(parents=True, exist_ok=True)
+    onnx.save_model(proto, str(folder / "model.onnx"), save_as_external_data=external,
+                    all_tensors_to_one_file=True, location="model.onnx.data", size_threshold=0)
+    return ModelRef(kind="onnx", path=folder, onnx_file="model.onnx", attributes={"task": "feature-extraction"})
+
+
+def _run(model: ModelRef, feeds: dict[str, np.ndarray]) -> np.ndarray:
+    import onnxruntime as ort
+
+    return ort.InferenceSession(str(model.model_file), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+
+
+def test_add_olive_metadata(tmp_path: Path) -> None:
+    source = _matmul_model(tmp_path / "in")
+    (source.path / "config.json").write_text(json.dumps({"_name_or_path": "org/tiny"}))
+    result, ctx = run_pass(AddOliveMetadata, source, tmp_path, graph_name="main_graph",
+                           custom_metadata={"owner": "team", "version": 3})
+    out = onnx.load(str(result.model_file), load_external_data=False)
+    props = {entry.key: entry.value for entry in out.metadata_props}
+    assert out.graph.name == "main_graph"
+    assert props["kept"] == "yes" and props["owner"] == "team" and props["version"] == "3"
+    assert props["hf_model_name"] == "org/tiny" and props["hf_task"] == "feature-extraction"
+    assert props["olive_version"] and len(props["model_hash"]) == 16
+    assert (result.path / "model.onnx.data").exists() and (result.path / "config.json").exists()
+    x = np.ones((2, 64), np.float32)
+    assert np.array_equal(_run(result, {"x": x}), _run(source, {"x": x}))
+    assert events(ctx, "pass.progress")[-1]["fraction"] == 1.0
+    # Same weights, same hash; no optimization info when asked not to.
+    again, _ = run_pass(AddOliveMetadata, source, tmp_path, name="again", graph_name="g2",
+                        add_optimization_info=False)
+    props2 = {e.key: e.value for e in onnx.load(str(again.model_file), load_external_data=False).metadata_props}
+    assert props2["model_hash"] == props["model_hash"] and "hf_task" not in props2
+
+
+def test_add_olive_metadata_needs_graph_name_and_honours_cancel(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="graph_name"):
+        AddOliveMetadata.Params()
+    ctx = make_context(tmp_path, "cancelled")
+    ctx.cancel.set()
+    with pytest.raises(RunCancelled):
+        AddOliveMetadata().run(_matmul_model(tmp_path / "in"), AddOliveMetadata.Params(graph_name="g"), ctx)
