@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from modelmill.commands import olive_compat
@@ -38,6 +39,22 @@ def run(args: argparse.Namespace) -> int:
         common.resolve_test_model(args)
     if args.model:
         overrides["input_model.model_path"] = args.model
+        print(f"--model: {replaced_model(document.data)} replaced by {args.model}", file=sys.stderr)
     if args.output_path:
         overrides["output_dir"] = args.output_path
     return execute(document, args, overrides)
+
+
+def replaced_model(data: Any) -> str:
+    """What the config names as its input model (new or old Olive form), for the --model message."""
+    model = data.get("input_model") if isinstance(data, dict) else None
+    if not isinstance(model, dict):
+        return "the config's input model (none given)"
+    config = model.get("config") if isinstance(model.get("config"), dict) else {}
+    hf_config = config.get("hf_config") if isinstance(config.get("hf_config"), dict) else {}
+    for key, value in (("input_model.model_path", model.get("model_path")),
+                       ("input_model.config.model_path", config.get("model_path")),
+                       ("input_model.config.hf_config.model_name", hf_config.get("model_name"))):
+        if value:
+            return f"{model.get('type', 'the input model')} path {value!r} ({key})"
+    return f"{model.get('type', 'the input model')} with no model path"

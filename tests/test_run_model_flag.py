@@ -1,0 +1,45 @@
+"""run --config C --model PATH: a published recipe on a local model, saying what it replaced."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from modelmill.cli import main
+
+
+def test_olive_int4_recipe_runs_on_a_local_model(tiny_llama_dir: Path, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    import numpy as np
+    import onnxruntime_genai as og
+
+    recipe = {
+        "input_model": {"type": "HfModel", "model_path": "Qwen/Qwen3-0.6B", "load_kwargs": {"torch_dtype": "float16"}},
+        "passes": {
+            "mp": {"type": "SelectiveMixedPrecision", "algorithm": "kld_gradient", "bits": 4, "high_bits": 8,
+                   "ratio": 0.65, "group_size": 32, "calibration_samples": 2, "calibration_seq_len": 32},
+            "g": {"type": "gptq", "bits": 4, "sym": False, "group_size": 32, "calibration_samples": 4,
+                  "calibration_seq_len": 32},
+            "r": {"type": "rtn", "bits": 4, "group_size": 32, "lm_head": True, "embeds": True,
+                  "overrides": {"lm_head": {"bits": 8}, "model.embed_tokens": {"bits": 8}}},
+            "m": {"type": "ModelBuilder", "precision": "int4"},
+        },
+        "output_dir": str(tmp_path / "out"), "cache_dir": str(tmp_path / "cache"),
+    }
+    path = tmp_path / "recipe.json"
+    path.write_text(json.dumps(recipe))
+    assert main(["run", "--config", str(path), "--model", str(tiny_llama_dir)]) == 0
+    err = capsys.readouterr().err
+    assert f"--model: HfModel path 'Qwen/Qwen3-0.6B' (input_model.model_path) replaced by {tiny_llama_dir}" in err
+    manifest = json.loads((tmp_path / "out" / "modelmill_run.json").read_text())
+    assert [p["type"] for p in manifest["passes"]] == ["SelectiveMixedPrecision", "Gptq", "Rtn", "ModelBuilder"]
+    model = og.Model(str(tmp_path / "out"))
+    params = og.GeneratorParams(model)
+    params.set_search_options(max_length=8)
+    generator = og.Generator(model, params)
+    generator.append_tokens(np.array([1, 40, 41], dtype=np.int32))
+    while not generator.is_done():
+        generator.generate_next_token()
+    assert generator.get_sequence(0).shape[0] == 8
