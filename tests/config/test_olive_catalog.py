@@ -35,10 +35,11 @@ def test_catalogue_has_every_olive_pass_and_resolves_names_like_olive() -> None:
 
 
 def test_known_olive_pass_is_not_runnable_not_unknown() -> None:
-    found = _check({"q": {"type": "OnnxQuantization", "quant_mode": "static"}}, "ONNXModel")
+    found = _check({"q": {"type": "OrtMixedPrecision", "op_block_list": ["SimplifiedLayerNormalization"]}},
+                   "ONNXModel")
     [diag] = [d for d in found if d.code == "pass-not-runnable"]
     assert diag.severity == "warning" and diag.path == ("passes", "q", "type")
-    assert "OnnxQuantization is an Olive pass" in diag.message
+    assert "OrtMixedPrecision is an Olive pass" in diag.message
     assert "unknown-pass-type" not in _codes(found)
     quark = [d for d in _check({"q": {"type": "QuarkQuantization"}}) if d.code == "pass-not-runnable"]
     assert "amd-quark" in quark[0].message
@@ -50,13 +51,25 @@ def test_unknown_pass_type_only_for_names_olive_lacks() -> None:
 
 
 def test_catalogue_pass_values_checked_as_olive_does() -> None:
+    passes = {"q": {"type": "AimetQuantization", "data_config": "d", "tie_kv_cache_io": "maybe", "precision": "int9",
+                    "convert_attribute": 1, "quant_scheme": ["min_max", "tf_enhanced"],
+                    "op_types_to_exclude": ["a"], "quant_schem": "min_max"}}
+    found = _check(passes, "ONNXModel", data_configs=[{"name": "d", "type": "HuggingfaceContainer"}])
+    errors = {d.path[-1]: d.code for d in found if d.severity == "error"}
+    assert errors == {"tie_kv_cache_io": "invalid-type", "precision": "invalid-value"}
+    [ignored] = [d for d in found if d.code == "ignored-key"]
+    assert ignored.path[-1] == "quant_schem" and ignored.data == {"replace_with": "quant_scheme"}
+
+
+def test_onnx_quantization_values_checked_as_a_modelmill_pass() -> None:
     passes = {"q": {"type": "OnnxQuantization", "quant_mode": "static", "per_channel": "maybe",
-                    "precision": "int9", "weight_symmetric": 1, "calibrate_method": ["MinMax", "Entropy"],
-                    "nodes_to_exclude": ["a"], "quant_formatt": "QDQ"}}
+                    "precision": "int9", "weight_symmetric": 1, "nodes_to_exclude": ["a"],
+                    "prepare_qdq_config": False, "quant_formatt": "QDQ"}}
     found = _check(passes, "ONNXModel")
     errors = {d.path[-1]: d.code for d in found if d.severity == "error"}
-    assert errors == {"per_channel": "invalid-type", "precision": "invalid-value"}
-    [ignored] = [d for d in found if d.code == "ignored-key"]
+    assert errors == {"per_channel": "invalid-type", "precision": "unsupported-precision"}
+    assert "pass-not-runnable" not in _codes(found)
+    [ignored] = [d for d in found if d.code == "ignored-key"]  # prepare_qdq_config: Olive's, accepted
     assert ignored.path[-1] == "quant_formatt" and ignored.data == {"replace_with": "quant_format"}
 
 

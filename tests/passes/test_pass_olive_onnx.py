@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from helpers import events, make_context, run_pass
+from helpers import cosine, events, make_context, run_pass
 from modelmill.engine.model import ModelRef
 from modelmill.errors import RunCancelled
 from modelmill.passes.add_olive_metadata import AddOliveMetadata
@@ -67,3 +67,34 @@ def test_add_olive_metadata_needs_graph_name_and_honours_cancel(tmp_path: Path) 
     ctx.cancel.set()
     with pytest.raises(RunCancelled):
         AddOliveMetadata().run(_matmul_model(tmp_path / "in"), AddOliveMetadata.Params(graph_name="g"), ctx)
+
+
+@pytest.mark.parametrize(("mode", "expected"), [("static", "QuantizeLinear"), ("dynamic", "DynamicQuantizeLinear")])
+def test_onnx_quantization_modes(mode: str, expected: str, tmp_path: Path) -> None:
+    from helpers import op_types
+    from modelmill.passes.onnx_quantization import OnnxQuantization
+    from modelmill.passes.registry import find_pass
+
+    assert find_pass("onnxquantization") is OnnxQuantization
+    source = _matmul_model(tmp_path / "in", external=False)
+    # calibrate_method only matters in static mode: dynamic mode logs it as ignored.
+    result, ctx = run_pass(OnnxQuantization, source, tmp_path, quant_mode=mode, calibrate_method="MinMax",
+                           max_calibration_samples=4, quant_preprocess=False)
+    assert op_types(result)[expected] > 0 and result.attributes["quant_mode"] == mode
+    x = np.random.default_rng(1).standard_normal((3, 64)).astype(np.float32)
+    reference = _run(source, {"x": x})
+    assert cosine(_run(result, {"x": x}), reference) > 0.99
+    messages = [e["message"] for e in events(ctx, "log")]
+    assert any(f"quant_mode {mode}: running Onnx{mode.title()}Quantization" in m for m in messages)
+    assert any("ignoring the static-only parameters calibrate_method" in m for m in messages) == (mode == "dynamic")
+    assert events(ctx, "pass.progress")[-1]["fraction"] == 1.0
+
+
+def test_onnx_quantization_params() -> None:
+    from modelmill.passes.onnx_quantization import OnnxQuantization
+
+    params = OnnxQuantization.Params()
+    assert params.quant_mode == "static" and params.precision == "int8" and params.quant_format == "QDQ"
+    assert {"quant_mode", "calibrate_method", "precision", "per_channel"} <= set(params.searchable_fields())
+    with pytest.raises(ValueError, match="needs quant_mode static"):
+        OnnxQuantization.Params(quant_mode="dynamic", precision="int16")

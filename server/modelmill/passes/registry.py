@@ -27,6 +27,7 @@ PASS_MODULES = (
     "modelmill.passes.gptq",
     "modelmill.passes.selective_mixed_precision",
     "modelmill.passes.add_olive_metadata",
+    "modelmill.passes.onnx_quantization",
 )
 
 
