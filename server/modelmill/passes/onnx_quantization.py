@@ -15,8 +15,14 @@ from modelmill.engine.context import PassContext
 from modelmill.engine.model import ModelRef
 from modelmill.errors import PassError
 from modelmill.passes.base import Pass, PassParams, searchable
-from modelmill.passes.dynamic_quantization import OnnxDynamicQuantization, OnnxDynamicQuantizationParams
-from modelmill.passes.static_quantization import OnnxStaticQuantization, OnnxStaticQuantizationParams
+from modelmill.passes.dynamic_quantization import (
+    OnnxDynamicQuantization,
+    OnnxDynamicQuantizationParams,
+)
+from modelmill.passes.static_quantization import (
+    OnnxStaticQuantization,
+    OnnxStaticQuantizationParams,
+)
 
 
 class OnnxQuantizationParams(OnnxStaticQuantizationParams):

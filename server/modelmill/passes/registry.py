@@ -28,6 +28,7 @@ PASS_MODULES = (
     "modelmill.passes.selective_mixed_precision",
     "modelmill.passes.add_olive_metadata",
     "modelmill.passes.onnx_quantization",
+    "modelmill.passes.mnb_to_qdq",
 )
 
 
