@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from modelmill.errors import PassError
 from modelmill.quant.checkpoint import LoadedModel, QuantConfig, Structure, structure
 from modelmill.quant.weights import QuantSpec
 
@@ -98,8 +99,9 @@ def plan(loaded: LoadedModel, fresh: QuantConfig, allow_quantized: bool) -> Quan
     for name, spec in targets.items():
         in_features = model.get_submodule(name).weight.shape[1]
         if not spec.fits(in_features):
-            raise ValueError(f"{name}: {in_features} input features are not a multiple of group_size "
-                             f"{spec.group_size}")
+            raise PassError(f"{name}: {in_features} input features are not a multiple of group_size "
+                            f"{spec.group_size}", fix="use a group_size that divides every input dimension of the "
+                            "model (e.g. 64 or 32), or -1 for one scale per output channel", where="group_size")
     tied = bool(getattr(model.config, "tie_word_embeddings", False))
     every = {**{n: w.spec for n, w in loaded.locked.items()}, **targets}
     tie_again = (tied and names.lm_head in every and names.embeds in every
