@@ -8,7 +8,7 @@ Measures (p50 / p95 / max, milliseconds):
   the server answers before pygls has loaded), and process start → first diagnostics of an opened config
   (everything loaded);
 * diagnostics after a ``didChange`` of a 1,000-line JSON config (and a 1,000-line YAML one):
-  end to end with the default 200 ms debounce, and from the moment validation starts (debounce 0:
+  end to end with a 200 ms debounce (the default before issue 17), and from the moment validation starts (debounce 0:
   parse + checks + conversion + transport), for edits that keep the JSON valid (typing in a value) and
   edits that break it (typing a new key: the tolerant parser's path); the server's own timings too;
 * completion and hover on that document (a key inside a pass, a value, a top-level key);
