@@ -41,8 +41,11 @@ def test_known_olive_pass_is_not_runnable_not_unknown() -> None:
     assert diag.severity == "warning" and diag.path == ("passes", "q", "type")
     assert "OrtMixedPrecision is an Olive pass" in diag.message
     assert "unknown-pass-type" not in _codes(found)
-    quark = [d for d in _check({"q": {"type": "QuarkQuantization"}}) if d.code == "pass-not-runnable"]
-    assert "amd-quark" in quark[0].message
+    compression = [d for d in _check({"q": {"type": "OpenVINOWeightCompression"}}) if d.code == "pass-not-runnable"]
+    assert "openvino" in compression[0].message
+    # ModelMill runs QuarkQuantization itself (modelmill[quark]) and the OpenVINO family (modelmill[openvino]).
+    for runnable in ("QuarkQuantization", "OpenVINOConversion"):
+        assert "pass-not-runnable" not in _codes(_check({"q": {"type": runnable}}, "ONNXModel"))
 
 
 def test_unknown_pass_type_only_for_names_olive_lacks() -> None:
@@ -94,9 +97,9 @@ def test_model_builder_metadata_only_takes_onnx() -> None:
 def test_run_refuses_a_pass_it_cannot_run(tmp_path: Any) -> None:
     path = tmp_path / "w.json"
     path.write_text(json.dumps({"input_model": {"type": "ONNXModel", "model_path": "m.onnx"},
-                                "passes": {"q": {"type": "QuarkQuantization"}}, "output_dir": "out"}))
+                                "passes": {"q": {"type": "OpenVINOWeightCompression"}}, "output_dir": "out"}))
     config = load_workflow(path, env=CPU_ONLY)
-    with pytest.raises(ConfigError, match="QuarkQuantization is an Olive pass; ModelMill cannot run it"):
+    with pytest.raises(ConfigError, match="OpenVINOWeightCompression is an Olive pass; ModelMill cannot run it"):
         config.pass_chain()
 
 

@@ -67,7 +67,7 @@ _LIB = re.compile(r"onnxruntime_providers_([a-z_]+)\.(?:so|dll|dylib)")
 
 # Which pip package brings an EP, for the "install" hint.
 EP_PACKAGES = {"CUDAExecutionProvider": "onnxruntime-gpu", "TensorrtExecutionProvider": "onnxruntime-gpu",
-               "DmlExecutionProvider": "onnxruntime-directml", "OpenVINOExecutionProvider": "onnxruntime-openvino",
+               "DmlExecutionProvider": "onnxruntime-directml", "OpenVINOExecutionProvider": "modelmill[openvino]",
                "QNNExecutionProvider": "onnxruntime-qnn", "ROCMExecutionProvider": "onnxruntime-rocm",
                "MIGraphXExecutionProvider": "onnxruntime-migraphx", "VitisAIExecutionProvider": "onnxruntime-vitisai",
                "WebGpuExecutionProvider": "onnxruntime-webgpu", "CPUExecutionProvider": "onnxruntime"}
@@ -95,7 +95,19 @@ def installed_execution_providers() -> frozenset[str] | None:
             match = _LIB.search(file.name)
             if match and match.group(1) in _LIB_EPS:
                 found.add(_LIB_EPS[match.group(1)])
+    if any_ort and _has_distribution("openvino"):
+        # ModelMill runs OpenVINO targets with the OpenVINO runtime itself (modelmill[openvino]), never with
+        # onnxruntime-openvino, which would replace the onnxruntime module.
+        found.add("OpenVINOExecutionProvider")
     return frozenset(found) if any_ort else None
+
+
+def _has_distribution(name: str) -> bool:
+    try:
+        metadata.distribution(name)
+    except metadata.PackageNotFoundError:
+        return False
+    return True
 
 
 def first_ep(accelerator: dict[str, Any]) -> str | None:

@@ -265,7 +265,7 @@ def check_pass_flow(view: ConfigView) -> list[Diagnostic]:
                 "already has fused attention and layer norms", f"remove pass '{name}'", key=True, remove=True))
         if cls.output_is_fused and fused_by is None:
             fused_by = (name, cls)
-        kind, source = cls.produces, f"the output of '{name}'"
+        kind, source = (cls.output_kind(kind) if kind is not None else cls.produces), f"the output of '{name}'"
     return diagnostics
 
 

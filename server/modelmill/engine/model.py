@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-ModelKind = Literal["hf", "pytorch", "onnx"]
+ModelKind = Literal["hf", "pytorch", "onnx", "openvino"]
 
 
 @dataclass(frozen=True)
@@ -18,6 +18,8 @@ class ModelRef:
     - ``pytorch``: a ``torch.save``d module file, or a folder with a loader script.
     - ``onnx``: a folder holding ``onnx_file`` and its companions (external data,
       genai_config.json, tokenizer files), which passes carry along to their output.
+    - ``openvino``: a folder holding one OpenVINO IR (``onnx_file`` names its ``.xml``; the ``.bin`` beside it)
+      and its companions (config.json, tokenizer files, openvino_tokenizer/openvino_detokenizer IRs).
     """
 
     kind: ModelKind
@@ -27,7 +29,7 @@ class ModelRef:
 
     @property
     def model_file(self) -> Path:
-        """The ONNX file itself (only for kind ``onnx``)."""
+        """The ONNX file itself (kind ``onnx``), or the IR's .xml (kind ``openvino``)."""
         return self.path / self.onnx_file
 
     @property

@@ -122,7 +122,7 @@ class Plan:
                 raise ConfigError(
                     f"pass '{step.name}' ({step.pass_cls.name}) takes a {wanted} model, but {previous} is {kind}",
                     fix=_kind_fix(step.pass_cls, kind), where=f"passes.{step.name}")
-            kind = step.pass_cls.produces
+            kind = step.pass_cls.output_kind(kind)
             previous = f"the output of '{step.name}'"
 
     def describe(self) -> dict[str, Any]:

@@ -27,7 +27,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelmill.engine.model import ModelRef
-from modelmill.evaluate.runtime import EvaluationError, load_hf, load_tokenizer, ort_session, output_index
+from modelmill.evaluate.openvino_runtime import model_session
+from modelmill.evaluate.runtime import (
+    EvaluationError,
+    load_hf,
+    load_tokenizer,
+    output_index,
+)
 from modelmill.remote_code import is_trusted
 
 if TYPE_CHECKING:
@@ -134,8 +140,8 @@ def predict(model: ModelRef, texts: list[list[str]], max_length: int = DEFAULT_M
         raise EvaluationError(f"no tokenizer.json in {model.path}", fix="keep the tokenizer files beside the model")
     tokenizer.enable_truncation(max_length=max_length)
     tokenizer.no_padding()
-    if model.kind == "onnx":
-        session = ort_session(model.model_file, execution_provider)
+    if model.kind in ("onnx", "openvino"):
+        session = model_session(model, execution_provider)
         names = {meta.name for meta in session.get_inputs()}
         at = output_index(session, ("logits",))
 

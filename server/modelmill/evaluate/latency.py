@@ -14,9 +14,19 @@ from __future__ import annotations
 from typing import Any
 
 from modelmill.engine.model import ModelRef
-from modelmill.evaluate.runtime import (DEFAULT_BATCH_SIZE, DEFAULT_SEQUENCE_LENGTH, EvaluationError, Timings,
-                                        forward_arg_names, int_option, load_hf, ort_session, random_feeds, time_runs,
-                                        token_dims)
+from modelmill.evaluate.openvino_runtime import model_session
+from modelmill.evaluate.runtime import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_SEQUENCE_LENGTH,
+    EvaluationError,
+    Timings,
+    forward_arg_names,
+    int_option,
+    load_hf,
+    random_feeds,
+    time_runs,
+    token_dims,
+)
 from modelmill.remote_code import is_trusted
 
 DEFAULT_WARMUP_NUM = 10
@@ -33,9 +43,9 @@ def _run_settings(metric_config: dict[str, Any]) -> tuple[int, int, float, int, 
 
 def measure(model: ModelRef, metric_config: dict[str, Any] | None = None, *,
             execution_provider: str = "CPUExecutionProvider", data_config: dict[str, Any] | None = None) -> Timings:
-    """Time repeated forward passes of ``model`` (kind onnx or hf)."""
+    """Time repeated forward passes of ``model`` (kind onnx, openvino or hf)."""
     metric_config = metric_config or {}
-    if model.kind == "onnx":
+    if model.kind in ("onnx", "openvino"):
         return measure_onnx(model, metric_config, execution_provider=execution_provider, data_config=data_config)
     if model.kind == "hf":
         return measure_hf(model, metric_config)
@@ -46,7 +56,7 @@ def measure(model: ModelRef, metric_config: dict[str, Any] | None = None, *,
 def measure_onnx(model: ModelRef, metric_config: dict[str, Any], *, execution_provider: str = "CPUExecutionProvider",
                  data_config: dict[str, Any] | None = None) -> Timings:
     warmup, repeat, sleep, batch, seq = _run_settings(metric_config)
-    session = ort_session(model.model_file, execution_provider, metric_config.get("intra_op_num_threads"))
+    session = model_session(model, execution_provider, metric_config.get("intra_op_num_threads"))
     feeds = None
     if data_config:
         feeds = _data_config_feeds(session, model, data_config, seq)

@@ -17,8 +17,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from modelmill.engine.model import ModelRef
-from modelmill.evaluate.runtime import (EvaluationError, forward_arg_names, int_option, load_hf, load_tokenizer,
-                                        local_sentences, ort_session, output_index)
+from modelmill.evaluate.openvino_runtime import model_session
+from modelmill.evaluate.runtime import (
+    EvaluationError,
+    forward_arg_names,
+    int_option,
+    load_hf,
+    load_tokenizer,
+    local_sentences,
+    output_index,
+)
 from modelmill.remote_code import is_trusted
 
 if TYPE_CHECKING:
@@ -94,8 +102,8 @@ def embedder(model: ModelRef, execution_provider: str = "CPUExecutionProvider",
     """(ids, mask) → mean-pooled embeddings, for an ONNX encoder or an HF folder."""
     import numpy as np
 
-    if model.kind == "onnx":
-        session = ort_session(model.model_file, execution_provider, intra_op_num_threads)
+    if model.kind in ("onnx", "openvino"):
+        session = model_session(model, execution_provider, intra_op_num_threads)
         names = {meta.name for meta in session.get_inputs()}
         at = output_index(session, ("last_hidden_state", "hidden_states", "token_embeddings"))
 

@@ -44,6 +44,8 @@ def external_data_files(onnx_file: Path) -> set[Path]:
 
 def model_files(model: ModelRef) -> list[Path]:
     """The files counted by size_on_disk, sorted."""
+    if model.kind == "openvino":  # the IR and its weights (tokenizer IRs are companions)
+        return sorted(p for p in (model.model_file, model.model_file.with_suffix(".bin")) if p.exists())
     if model.kind == "onnx":
         if not model.model_file.exists():
             raise EvaluationError(f"ONNX file {model.model_file} does not exist", fix="check the model path")

@@ -82,6 +82,12 @@ class Pass(ABC):
     """Seconds a cancelled run waits for this pass to stop on its own (see engine/cancel.py); 0 = kill at once."""
 
     @classmethod
+    def output_kind(cls, input_kind: ModelKind) -> ModelKind:
+        """The kind of model the pass produces from an ``input_kind`` model (``produces`` unless it follows the
+        input, as OpenVINOQuantization's does)."""
+        return cls.produces
+
+    @classmethod
     def cache_context(cls, params: PassParams) -> dict[str, Any] | None:
         """Inputs of the output besides the model, params, accelerator, libraries and the pass's code, for the
         cache key (e.g. the machine a measured setting was tuned on). None: nothing else."""
