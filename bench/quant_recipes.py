@@ -1,0 +1,183 @@
+"""PyTorch-level quantization recipes on sample:smollm2 (issue 14): perplexity, size and decode speed at int4.
+
+Variants, all with the same block size (--block, default 64) and built by ModelBuilder (int4) into ORT GenAI
+models. Olive's recipe uses 128, but SmolLM2's hidden size (576 = 4.5 x 128) is not a multiple of 128, which
+block-wise PyTorch quantization (Olive's and ModelMill's) needs; 64 divides every input dimension (576, 1536).
+
+- ``builder RTN``: plain ModelBuilder int4 on the fp32 input (the builder's own round-to-nearest, symmetric as
+  auto-opt builds it; asymmetric as well, like the PyTorch passes);
+- ``rtn``: the rtn pass (4-bit, asymmetric) -> ModelBuilder;
+- ``gptq``: the gptq pass (4-bit, asymmetric) on local calibration text -> ModelBuilder;
+- ``gptq + SelectiveMixedPrecision``: kld_gradient (ratio 0.65, high 8 bits) -> gptq -> ModelBuilder;
+- ``recipe``: Olive's CPU INT4 recipe, SelectiveMixedPrecision -> gptq -> rtn (8-bit lm_head and embeddings
+  through overrides) -> ModelBuilder (int4, keeping the quantized weights).
+
+The LM head stays float in the rtn/gptq checkpoints except in ``recipe``, so ModelBuilder quantizes it (int4,
+round to nearest) in every other variant, as it does for builder RTN. Perplexity is scored llama.cpp's way
+(second half of consecutive 512-token chunks) on the *end* of Python's pydoc topics, while calibration (gptq:
+64 x 512 tokens, kld_gradient: 16 x 256) reads from their start: the evaluation text is held out.
+
+    .venv/bin/python bench/quant_recipes.py               # all variants (GPTQ on 2 cores: several minutes each)
+    .venv/bin/python bench/quant_recipes.py --chunks 8    # shorter evaluation
+
+Stage outputs are kept under --work (default /tmp/modelmill-quant-recipes) and reused by a rerun.
+Results: bench/results/quant_recipes.json and bench/results/quant_recipes/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from vs_llamacpp import GenAIModel, fp32_perplexity, text_chunks  # noqa: E402
+
+from modelmill.engine.context import PassContext  # noqa: E402
+from modelmill.engine.events import EventBus  # noqa: E402
+from modelmill.engine.model import ModelRef  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+class BLOCK:  # noqa: N801 - set once from --block
+    value = 64
+
+
+def _context(work: Path, name: str) -> PassContext:
+    base = work / name
+    for folder in ("output", "work", "cache"):
+        shutil.rmtree(base / folder, ignore_errors=True) if folder != "cache" else None
+        (base / folder).mkdir(parents=True, exist_ok=True)
+    bus = EventBus(run_id=f"bench-{name}")
+    bus.listeners.append(lambda e: print(f"  [{name}] {e['message']}", file=sys.stderr, flush=True)
+                         if e["type"] == "log" else None)
+    return PassContext(pass_name=name, output_dir=base / "output", work_dir=base / "work", cache_dir=base / "cache",
+                       bus=bus)
+
+
+def stage(work: Path, name: str, make: Callable[[PassContext], ModelRef]) -> tuple[ModelRef, float]:
+    """Run a pass once; a finished stage (``done.json``) is reused."""
+    done = work / name / "done.json"
+    if done.exists():
+        saved = json.loads(done.read_text())
+        return ModelRef(saved["kind"], Path(saved["path"]), attributes=saved["attributes"]), saved["seconds"]
+    print(f"{name} ...", flush=True)
+    ctx = _context(work, name)
+    started = time.perf_counter()
+    model = make(ctx)
+    seconds = round(time.perf_counter() - started, 1)
+    done.write_text(json.dumps({"kind": model.kind, "path": str(model.path), "attributes": model.attributes,
+                                "seconds": seconds, "reports": ctx.reports}, default=str))
+    print(f"{name}: {seconds} s", flush=True)
+    return model, seconds
+
+
+def build(work: Path, name: str, source: ModelRef, **params: Any) -> tuple[ModelRef, float]:
+    from modelmill.passes.model_builder import ModelBuilder, ModelBuilderParams
+
+    options = {"precision": "int4", "int4_block_size": BLOCK.value, **params}
+    return stage(work, name, lambda ctx: ModelBuilder().run(source, ModelBuilderParams(**options), ctx))
+
+
+def onnx_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.iterdir() if p.name.startswith("model.onnx"))
+
+
+def variants(work: Path, hf: ModelRef, args: argparse.Namespace) -> dict[str, tuple[ModelRef, float]]:
+    from modelmill.passes.gptq import Gptq, GptqParams
+    from modelmill.passes.rtn import Rtn, RtnParams
+    from modelmill.passes.selective_mixed_precision import SelectiveMixedPrecision, SelectiveMixedPrecisionParams
+
+    gptq_params = {"bits": 4, "sym": False, "group_size": BLOCK.value, "calibration_samples": args.gptq_samples,
+                   "calibration_seq_len": args.gptq_seq_len}
+    found: dict[str, tuple[ModelRef, float]] = {}
+    found["builder RTN (symmetric, auto-opt's)"] = build(work, "builder_rtn_sym", hf)
+    found["builder RTN (asymmetric)"] = build(work, "builder_rtn_asym", hf, int4_is_symmetric=False)
+    rtn, rtn_s = stage(work, "rtn", lambda ctx: Rtn().run(hf, RtnParams(bits=4, sym=False, group_size=BLOCK.value), ctx))
+    model, seconds = build(work, "rtn_builder", rtn)
+    found["rtn"] = (model, seconds + rtn_s)
+    gptq, gptq_s = stage(work, "gptq", lambda ctx: Gptq().run(hf, GptqParams(**gptq_params), ctx))
+    model, seconds = build(work, "gptq_builder", gptq)
+    found["gptq"] = (model, seconds + gptq_s)
+    smp_params = SelectiveMixedPrecisionParams(algorithm="kld_gradient", bits=4, high_bits=8, ratio=0.65,
+                                               group_size=BLOCK.value, calibration_samples=args.kld_samples)
+    smp, smp_s = stage(work, "smp", lambda ctx: SelectiveMixedPrecision().run(hf, smp_params, ctx))
+    mixed, mixed_s = stage(work, "smp_gptq", lambda ctx: Gptq().run(smp, GptqParams(**gptq_params), ctx))
+    model, seconds = build(work, "smp_gptq_builder", mixed)
+    found["gptq + SelectiveMixedPrecision"] = (model, seconds + smp_s + mixed_s)
+    overrides = {"lm_head": {"bits": 8}, "model.embed_tokens": {"bits": 8}}
+    recipe_rtn, recipe_s = stage(work, "recipe_rtn", lambda ctx: Rtn().run(
+        mixed, RtnParams(bits=4, sym=False, group_size=BLOCK.value, lm_head=True, embeds=True, overrides=overrides), ctx))
+    model, seconds = build(work, "recipe_builder", recipe_rtn)
+    found["recipe: SMP -> gptq -> rtn (8-bit head/embeds)"] = (model, seconds + smp_s + mixed_s + recipe_s)
+    return found
+
+
+def decode_speed(folder: Path, repeats: int) -> float:
+    model = GenAIModel(folder)
+    prompt = model.prompt(128)
+    model.run(prompt, 16)  # warm-up
+    return round(statistics.median(model.run(prompt, 128)["decode"] for _ in range(repeats)), 1)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work", type=Path, default=Path("/tmp/modelmill-quant-recipes"))
+    parser.add_argument("--context", type=int, default=512)
+    parser.add_argument("--chunks", type=int, default=16)
+    parser.add_argument("--gptq-samples", type=int, default=64)
+    parser.add_argument("--gptq-seq-len", type=int, default=512)
+    parser.add_argument("--kld-samples", type=int, default=16)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--no-speed", action="store_true")
+    parser.add_argument("--block", type=int, default=64, help="block (group) size of every variant")
+    args = parser.parse_args()
+    BLOCK.value = args.block
+    args.work = args.work / f"block{args.block}"
+
+    from modelmill.engine.data import local_texts
+    from modelmill.samples import fetch
+
+    hf_dir = fetch("smollm2")
+    hf = ModelRef("hf", hf_dir)
+    args.work.mkdir(parents=True, exist_ok=True)
+    found = variants(args.work, hf, args)
+    text = "\n\n".join(local_texts())
+    held_out = text[-args.context * args.chunks * 6:]
+    chunks = text_chunks(hf_dir, held_out, args.context, args.chunks)
+    rows: dict[str, dict[str, Any]] = {"fp32 input (transformers)": {
+        "perplexity": round(fp32_perplexity(hf_dir, chunks), 3),
+        "bytes": sum(p.stat().st_size for p in hf_dir.glob("*.safetensors")), "decode_tok_s": None, "seconds": None}}
+    for name, (model, seconds) in found.items():
+        print(f"evaluating {name}", flush=True)
+        rows[name] = {"perplexity": round(GenAIModel(model.path).perplexity(chunks), 3),
+                      "bytes": onnx_bytes(model.path), "seconds": seconds,
+                      "decode_tok_s": None if args.no_speed else decode_speed(model.path, args.repeats)}
+    base = rows["fp32 input (transformers)"]["perplexity"]
+    lines = [f"# Quantization recipes on sample:smollm2 (int4, block {BLOCK.value})", "",
+             f"Perplexity on {len(chunks)} x {args.context} held-out tokens (end of Python's pydoc topics, "
+             "second half of each chunk scored); GPTQ calibration: "
+             f"{args.gptq_samples} x {args.gptq_seq_len} tokens from their start; kld_gradient: {args.kld_samples} x 256.",
+             "", "| variant | perplexity | vs fp32 | size (MiB) | decode tok/s | build s |", "|---|---:|---:|---:|---:|---:|"]
+    for name, row in rows.items():
+        lines.append(f"| {name} | {row['perplexity']:.3f} | {row['perplexity'] / base:+.1%} |"
+                     f" {row['bytes'] / 2**20:.1f} | {row['decode_tok_s'] or '-'} | {row['seconds'] or '-'} |"
+                     .replace("+", "+" if row["perplexity"] >= base else ""))
+    table = "\n".join(lines) + "\n"
+    print(table)
+    (RESULTS / "quant_recipes").mkdir(parents=True, exist_ok=True)
+    (RESULTS / "quant_recipes" / "README.md").write_text(table)
+    (RESULTS / "quant_recipes.json").write_text(json.dumps({"block": BLOCK.value, "context": args.context,
+                                                            "chunks": len(chunks), "rows": rows}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
