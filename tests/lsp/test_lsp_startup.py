@@ -16,7 +16,8 @@ import pytest_lsp
 from lsp_helpers import SERVER_COMMAND
 from lsprotocol import converters, types
 
-from modelmill.lsp.capabilities import compute, initialize_result
+from modelmill.lsp.capabilities import initialize_result
+from modelmill.lsp.capabilities_gen import compute
 
 
 def _params(capabilities: types.ClientCapabilities) -> dict[str, Any]:

@@ -273,7 +273,7 @@ class RunManager:
         cached = [False] * len(plan.steps)
         if (plan.cache_dir / "entries").exists():
             from modelmill.engine.cache import Cache
-            from modelmill.engine.workflow import step_keys
+            from modelmill.engine.chain import step_keys
 
             try:
                 cache = Cache(plan.cache_dir, create=False)

@@ -503,11 +503,3 @@ def create_server() -> ModelMillServer:
 
     commands.register(server, guard)
     return server
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Start without the fast-initialize path (``modelmill.lsp.launch`` is the usual entry)."""
-    from modelmill.lsp.launch import main as launch_main
-
-    launch_main(argv)
-
