@@ -41,6 +41,7 @@ BUILDS: dict[str, dict[str, Any]] = {
     "accuracy_level_1 (fp32 compute)": {"int4_accuracy_level": 1},
     "float embeddings": {"int4_op_types_to_quantize": ["MatMul"]},
     "float lm_head": {"int4_nodes_to_exclude": ["/lm_head/MatMul"]},
+    "k_quant_mixed": {"int4_algo_config": "k_quant_mixed"},
 }
 OVERLAYS: dict[str, dict[str, Any]] = {
     "past_present_share_buffer off": {"search": {"past_present_share_buffer": False}},
