@@ -88,6 +88,14 @@ def test_olive_leniency() -> None:
     assert [d.path[-1] for d in found if d.code == "ignored-key"] == ["execution_providers_list"]
 
 
+def test_a_value_only_modelmill_accepts_is_an_olive_incompatible_warning() -> None:
+    named = _check({"t": {"type": "OrtSessionParamsTuning", "execution_mode_list": ["ORT_SEQUENTIAL"]}}, "ONNXModel")
+    [warning] = [d for d in named if d.code == "olive-incompatible"]
+    assert warning.severity == "warning" and warning.path[-1] == "execution_mode_list" and "int" in warning.message
+    olive_form = _check({"t": {"type": "OrtSessionParamsTuning", "execution_mode_list": [0]}}, "ONNXModel")
+    assert "olive-incompatible" not in _codes(olive_form)
+
+
 def test_model_builder_metadata_only_takes_onnx() -> None:
     found = _check({"m": {"type": "ModelBuilder", "metadata_only": True}}, "ONNXModel")
     assert _codes(found, "error") == set()

@@ -100,7 +100,9 @@ def check_pass_params(view: ConfigView) -> list[Diagnostic]:
             olive_only, ignored = _olive_only(view, cls.name, params, ignored, at, searching)
             diagnostics.extend(ignored)
             diagnostics.extend(olive_only)
-            diagnostics.extend(_params(view, cls, known, at, searching))
+            own = _params(view, cls, known, at, searching)
+            diagnostics.extend(own)
+            diagnostics.extend(_stricter_in_olive(view, cls.name, known, own, at))
             continue
         olive = find_olive_pass(entry["type"]) if isinstance(entry.get("type"), str) else None
         if olive is not None:
@@ -168,6 +170,30 @@ def _catalog_params(view: ConfigView, olive: OlivePass, model: Any, params: dict
         found = translate(view, exc, model, fixed, at, section=f"for {olive.name}")
         diagnostics.extend(d for d in found if d.code != "missing-required" or not (partial or _has_default_marker(params, d)))
     return diagnostics
+
+
+def _stricter_in_olive(view: ConfigView, name: str, params: dict[str, Any], found: list[Diagnostic],
+                       at: KeyPath) -> list[Diagnostic]:
+    """Values ModelMill accepts for a pass it runs but Olive 0.13 rejects (e.g. execution_mode_list as names where
+    Olive types it as integers): a warning, so that a config stays portable back to Olive."""
+    olive = find_olive_pass(name)
+    if olive is None:
+        return []
+    model = params_model(olive.name)
+    flagged = {d.path[len(at)] for d in found if len(d.path) > len(at)}
+    warnings = []
+    for param, value in params.items():
+        if param in flagged or param not in olive.params or param not in model.model_fields:
+            continue
+        if value in (DEFAULT_VALUE, SEARCHABLE_VALUES) or is_search_parameter(value) or value is None:
+            continue
+        if _all_valid(model, param, [value]) or (isinstance(value, list) and _all_valid(model, param, value)):
+            continue
+        expected = olive.params[param].get("type") or "another type"
+        warnings.append(view.diag(at + (param,), "warning", "olive-incompatible",
+                                  f"Olive 0.13 rejects this value of {name}.{param} (it expects {expected}); "
+                                  "ModelMill accepts it", "write it as Olive types it to keep the config portable"))
+    return warnings
 
 
 def _all_valid(model: Any, name: str, values: list[Any]) -> bool:
