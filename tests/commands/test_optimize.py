@@ -39,9 +39,17 @@ def test_unpaired_dim_flags_are_refused(tiny_llama_dir: Path, capsys: pytest.Cap
     assert "--dim_value" in capsys.readouterr().err
 
 
-def test_dim_flags_need_olive_pass_and_are_refused_by_name(tiny_llama_onnx, tmp_path: Path,
-                                                           capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["optimize", "-m", str(tiny_llama_onnx.path), "-o", str(tmp_path / "o"), "--dim_param", "batch_size",
-                 "--dim_value", "1", "--dry_run"])
-    err = capsys.readouterr().err
-    assert code != 0 and "DynamicToFixedShape" in err and "cannot run it here" in err
+def test_dim_flags_fix_the_named_dimension(tiny_llama_onnx, tmp_path: Path) -> None:
+    import onnx
+
+    source = onnx.load(str(tiny_llama_onnx.path / tiny_llama_onnx.onnx_file), load_external_data=False).graph
+    assert any(d.dim_param == "batch_size" for i in source.input for d in i.type.tensor_type.shape.dim)
+    out = tmp_path / "o"
+    code = main(["optimize", "-m", str(tiny_llama_onnx.path), "-o", str(out), "--dim_param", "batch_size",
+                 "--dim_value", "1", "--precision", "fp32"])
+    assert code == 0
+    manifest = json.loads((out / "modelmill_run.json").read_text())
+    assert "DynamicToFixedShape" in [p["type"] for p in manifest["passes"]]
+    graph = onnx.load(str(out / "model.onnx"), load_external_data=False).graph
+    dims = [d for i in graph.input for d in i.type.tensor_type.shape.dim]
+    assert all(d.dim_param != "batch_size" for d in dims)

@@ -31,7 +31,7 @@ def test_bad_json_names_the_flag(tiny_llama_onnx, capsys: pytest.CaptureFixture[
 
 def test_catalogue_pass_is_refused_as_not_runnable(tiny_llama_onnx, tmp_path: Path,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["run-pass", "--pass-name", "DynamicToFixedShape", "-m", str(tiny_llama_onnx.path),
+    code = main(["run-pass", "--pass-name", "OrtMixedPrecision", "-m", str(tiny_llama_onnx.path),
                  "-o", str(tmp_path / "o")])
     assert code != 0 and "cannot run it here" in capsys.readouterr().err
 

@@ -1,8 +1,8 @@
 """optimize: Olive 0.13's all-in-one command, its flags mapped onto the passes ModelMill runs.
 
-Flags that need a pass ModelMill cannot run (DynamicToFixedShape, GraphSurgeries, CaptureSplitInfo/SplitModel,
-OptimumConversion, EPContextBinaryGenerator) put that Olive pass in the config as Olive would: `--dry_run` and
-`--save_config_file` show the full config, and the run stops before it starts, naming the pass and what it needs.
+Each flag puts the pass Olive would use into the config. Where ModelMill cannot run that pass (CaptureSplitInfo/
+SplitModel, OptimumConversion, EPContextBinaryGenerator), `--dry_run` and `--save_config_file` still show the full
+config, and the run stops before it starts, naming the pass and what it needs.
 """
 
 from __future__ import annotations
