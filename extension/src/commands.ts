@@ -6,7 +6,7 @@ import { ConfigFiles } from './configFiles';
 import { RunEvent, RunStore } from './runModel';
 import { VIEW_ID } from './runsView';
 import {
-  cancelArgs, evaluateArgs, optimizeArgs, planArgs, planMarkdown, PlanResult, runEventsArgs, runsArgs, SERVER_COMMANDS,
+  cancelArgs, evaluateArgs, optimizeArgs, planArgs, planMarkdown, PlanResult, runEventsArgs, runsArgs, SERVER_COMMANDS, UNTRUSTED,
   validateArgs,
 } from './settings';
 
@@ -25,8 +25,6 @@ export interface Deps {
   changed: (runId: string) => void;
 }
 
-const UNTRUSTED = 'ModelMill does not run or evaluate models in an untrusted workspace: a run executes code from the '
-  + 'model folder and the config (custom scripts, model code), so it needs your trust. Validation, completion and hover still work.';
 
 async function requireTrust(): Promise<boolean> {
   if (vscode.workspace.isTrusted) return true;

@@ -1,5 +1,5 @@
 // Which files get the ModelMill menu entries and appear in the config picker: the `configFilePatterns` setting,
-// plus JSON/YAML files that have top-level `input_model`/`passes` keys. (Whether a file really is a valid
+// plus JSON/YAML files that have a top-level workflow key (`input_model`, `passes`, `engine`: WORKFLOW_KEYS). (Whether a file really is a valid
 // workflow is the server's business: its diagnostics say so.)
 import * as vscode from 'vscode';
 import { looksLikeConfig } from './settings';

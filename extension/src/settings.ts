@@ -1,19 +1,18 @@
 // Settings, interpreter choice, the server's command line and the arguments of the server's commands.
 // Pure: no vscode import (extension.ts hands in what it read), so all of it is unit-tested under node.
 
-export const SECTION = 'modelmill';
+import shared from './shared.json';
+
+// Names and values shared with the server: generated from server/modelmill/lsp/shared.py (one source).
+export const SECTION = shared.section;
 /** The server's commands (docs/lsp.md). The client's own UI commands use other ids (package.json). */
-export const SERVER_COMMANDS = {
-  optimize: 'modelmill.optimize',
-  evaluate: 'modelmill.evaluate',
-  cancel: 'modelmill.cancel',
-  validate: 'modelmill.validate',
-  plan: 'modelmill.plan',
-  runs: 'modelmill.runs',
-  runEvents: 'modelmill.runEvents',
-} as const;
-export const RUN_EVENT = 'modelmill/runEvent';
-export const SET_TRUSTED = 'modelmill/setTrusted';
+export const SERVER_COMMANDS = shared.serverCommands;
+export const RUN_EVENT = shared.notifications.runEvent;
+export const SET_TRUSTED = shared.notifications.setTrusted;
+/** Why runs are refused in an untrusted workspace (the server answers the same). */
+export const UNTRUSTED = shared.untrustedMessage;
+/** Top-level keys that make a JSON/YAML file a workflow config. */
+export const WORKFLOW_KEYS: readonly string[] = shared.workflowKeys;
 
 export interface ClientSettings {
   interpreter: string;
@@ -22,7 +21,8 @@ export interface ClientSettings {
   trace: 'off' | 'messages' | 'verbose';
 }
 
-export const DEFAULT_PATTERNS = ['**/*olive*.json', '**/*olive*.y?(a)ml', '**/*modelmill*.json', '**/*modelmill*.y?(a)ml'];
+/** `modelmill.configFilePatterns`'s default (package.json's `default` too; a test keeps them equal). */
+export const DEFAULT_PATTERNS: string[] = shared.defaultConfigFilePatterns;
 
 /** `get(key)` is WorkspaceConfiguration.get for section `modelmill`; wrong types fall back to the defaults. */
 export function readSettings(get: (key: string) => unknown): ClientSettings {
@@ -158,8 +158,9 @@ export function evaluateArgs(path: string, options: { metrics?: string[]; compar
 }
 
 /** Whether a JSON/YAML text reads like a workflow config (menus and the config picker; the server decides the rest). */
+const CONFIG_KEY = new RegExp(`(^|[\\s{,])["']?(${WORKFLOW_KEYS.join('|')})["']?\\s*:`, 'm');
 export function looksLikeConfig(text: string): boolean {
-  return /(^|[\s{,])["']?(input_model|passes)["']?\s*:/m.test(text.slice(0, 65536));
+  return CONFIG_KEY.test(text.slice(0, 65536));
 }
 
 export interface PlanResult {

@@ -312,3 +312,13 @@ describe('human units', () => {
     assert.equal(formatDuration(75), '1 min 15 s');
   });
 });
+
+describe('formatValue agrees with the server\'s format_value (fixtures/format_value.json, read by a pytest too)', () => {
+  const cases = JSON.parse(fs.readFileSync(path.join(FIXTURES, 'format_value.json'), 'utf8'));
+  it('writes values as the terminal does', () => {
+    for (const c of cases.same) assert.equal(formatValue(c.value, c.unit), c.expected, JSON.stringify(c));
+  });
+  it('differs only where the fixture says so', () => {
+    for (const c of cases.differ) assert.equal(formatValue(c.value, c.unit), c.ts, JSON.stringify(c));
+  });
+});

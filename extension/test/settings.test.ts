@@ -160,6 +160,7 @@ describe('server command arguments (docs/lsp.md)', () => {
     assert.ok(looksLikeConfig('{\n  "input_model": {"type": "HfModel"}\n}'));
     assert.ok(looksLikeConfig('passes:\n  q:\n    type: ModelBuilder\n'));
     assert.ok(!looksLikeConfig('{"name": "pkg", "scripts": {}}'));
+    assert.ok(looksLikeConfig('engine:\n  cache_dir: c\n'), 'the server counts `engine` too (WORKFLOW_KEYS)');
   });
 
   it('formats a plan as Markdown without inventing numbers', () => {

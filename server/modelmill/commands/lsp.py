@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import argparse
 
+# launch.py imports only the standard library at its top, as the modules here must; its flags are the one list
+# (``python -m modelmill.lsp`` takes the same).
+from modelmill.lsp.launch import add_arguments, main
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--tcp", type=int, default=None, metavar="PORT", help="serve one client over TCP on PORT")
-    parser.add_argument("--host", default="127.0.0.1", help="TCP host (default 127.0.0.1)")
-    parser.add_argument("--no-fast-init", action="store_true", help="let pygls answer initialize (slower start)")
+__all__ = ["add_arguments", "run"]
 
 
 def run(args: argparse.Namespace) -> int:
-    from modelmill.lsp.launch import main as lsp_main
-
-    return lsp_main(args=args)
+    return main(args=args)

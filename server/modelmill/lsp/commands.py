@@ -17,15 +17,14 @@ from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
 from modelmill.config.limits import read_config_text
 from modelmill.errors import ConfigError
 from modelmill.lsp.documents import Snapshot, format_of, uri_to_path
+from modelmill.lsp.shared import SERVER_COMMANDS, UNTRUSTED
 
 if TYPE_CHECKING:
     from modelmill.lsp.server import ModelMillServer
 
 OPTIMIZE, EVALUATE, CANCEL, VALIDATE, PLAN, RUNS, RUN_EVENTS, DEBUG_INFO = (
-    "modelmill.optimize", "modelmill.evaluate", "modelmill.cancel", "modelmill.validate", "modelmill.plan",
-    "modelmill.runs", "modelmill.runEvents", "modelmill.debugInfo")
-UNTRUSTED = ("ModelMill runs are disabled in an untrusted workspace: a workflow config can run code (user "
-             "scripts, model loaders). Trust the workspace to run it; validation, completion and hover keep working.")
+    SERVER_COMMANDS[key] for key in ("optimize", "evaluate", "cancel", "validate", "plan", "runs", "runEvents",
+                                     "debugInfo"))
 
 
 class RequestFailed(JsonRpcException):

@@ -25,12 +25,16 @@ from typing import Any, BinaryIO
 _loaded: dict[str, Any] = {}
 
 
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of ``modelmill lsp`` (modelmill/commands/lsp.py) and ``python -m modelmill.lsp``."""
+    parser.add_argument("--tcp", type=int, default=None, metavar="PORT", help="serve one client over TCP on PORT")
+    parser.add_argument("--host", default="127.0.0.1", help="TCP host (default 127.0.0.1)")
+    parser.add_argument("--no-fast-init", action="store_true", help="let pygls answer initialize (slower start)")
+
+
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     parser = parser or argparse.ArgumentParser(prog="modelmill lsp", description="ModelMill's language server")
-    parser.add_argument("--tcp", type=int, default=None, metavar="PORT", help="serve over TCP on PORT (debugging)")
-    parser.add_argument("--host", default="127.0.0.1", help="TCP host (default 127.0.0.1)")
-    parser.add_argument("--no-fast-init", action="store_true",
-                        help="let pygls answer initialize itself (slower start; for debugging)")
+    add_arguments(parser)
     return parser
 
 

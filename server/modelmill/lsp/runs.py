@@ -26,11 +26,11 @@ from lsprotocol import types
 from modelmill.lsp.commands import RequestFailed
 from modelmill.lsp.documents import Snapshot, uri_to_path
 from modelmill.lsp.run_history import MAX_EVENTS, RunHistory, bounded
+from modelmill.lsp.shared import RUN_EVENT
 
 if TYPE_CHECKING:
     from modelmill.lsp.server import ModelMillServer
 
-RUN_EVENT = "modelmill/runEvent"
 CANCEL_GRACE_S = 0.5
 LOG_LEVELS = {"debug": types.MessageType.Log, "info": types.MessageType.Info, "warning": types.MessageType.Warning,
               "error": types.MessageType.Error, "critical": types.MessageType.Error}

@@ -34,11 +34,11 @@ from modelmill.lsp.completion import TRIGGER_CHARACTERS, CompletionEnv, complete
 from modelmill.lsp.diagnostics import analyze, debounce_ms, to_lsp
 from modelmill.lsp.documents import Snapshot, SnapshotCache, format_of
 from modelmill.lsp.hover import hover
-from modelmill.lsp.settings import SECTION, Settings
+from modelmill.lsp.settings import Settings
+from modelmill.lsp.shared import SECTION, SET_TRUSTED
 from modelmill.lsp.symbols import document_symbols
 
 NAME = "modelmill"
-SET_TRUSTED = "modelmill/setTrusted"
 _WARM_UP = ('{"input_model": {"type": "HfModel", "model_path": "model"}, "systems": {"s": {"type": "LocalSystem", '
             '"accelerators": [{"device": "cpu", "execution_providers": ["CPUExecutionProvider"]}]}}, "evaluators": '
             '{"e": {"metrics": [{"name": "l", "type": "latency", "sub_types": [{"name": "avg"}]}]}}, "passes": '

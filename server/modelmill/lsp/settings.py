@@ -13,9 +13,7 @@ from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any
 
-SECTION = "modelmill"
-DEFAULT_PATTERNS = ("**/*olive*.json", "**/*olive*.y?(a)ml", "**/*modelmill*.json", "**/*modelmill*.y?(a)ml")
-WORKFLOW_KEYS = ("input_model", "passes", "engine")
+from modelmill.lsp.shared import DEFAULT_PATTERNS, WORKFLOW_KEYS
 
 
 @dataclass(frozen=True)
