@@ -291,26 +291,31 @@ def test_guard_isolates_a_failing_feature() -> None:
 
 
 def test_run_settings_become_overrides(tmp_path: Path) -> None:
+    """The editor's settings placed on a run (engine/prepare.py's placement, with the manager's base folder)."""
     from types import SimpleNamespace
 
+    from modelmill.engine.prepare import RunDefaults, placement
     from modelmill.lsp.runs import RunManager
 
     settings = Settings(default_device="gpu", default_provider="CUDAExecutionProvider", cache_dir="/abs/cache")
     manager = RunManager(SimpleNamespace(settings=settings, protocol=SimpleNamespace(workspace=None)))  # type: ignore
+    defaults = RunDefaults(settings.cache_dir, settings.default_device, settings.default_provider)
     (tmp_path / "model").mkdir()
     config = {"input_model": {"type": "HfModel", "model_path": "model"},
               "passes": {"b": {"type": "ModelBuilder"}}, "output_dir": "out"}
     snap = Snapshot((tmp_path / "c.json").as_uri(), 1, dumps(config), "json")
-    overrides, output_dir, _ = manager._overrides(snap)
+    placed = placement(snap.doc.data, manager._base_dir(snap), snap.doc.base_dir, defaults)
+    overrides = placed.overrides
     assert overrides["target"] == "editor_target"
     assert overrides["systems"]["editor_target"]["accelerators"] == [
         {"device": "gpu", "execution_providers": ["CUDAExecutionProvider"]}]
     assert overrides["cache_dir"] == "/abs/cache"
     assert overrides["input_model.model_path"] == str((tmp_path / "model").resolve())
-    assert output_dir == tmp_path / "out"
+    assert placed.output_dir == tmp_path / "out"
     snap = Snapshot((tmp_path / "d.json").as_uri(), 1, dumps(flat_config()), "json")
-    overrides, _, _ = manager._overrides(snap)
+    overrides = placement(snap.doc.data, manager._base_dir(snap), snap.doc.base_dir, defaults).overrides
     assert "target" not in overrides and overrides["cache_dir"] == "/abs/cache"
+    assert placement(snap.doc.data, None, snap.doc.base_dir, defaults).overrides == {}  # the CLI: as written
 
 
 def test_locate_shortcut_on_clean_documents_agrees_with_the_full_scan() -> None:

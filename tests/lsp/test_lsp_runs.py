@@ -4,6 +4,7 @@ a client without work-done progress. The server keeps answering while runs go.""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -182,3 +183,23 @@ async def test_optimize_into_the_workspace_is_refused_and_deletes_nothing(client
         await _command(client, "modelmill.optimize", uri=path.as_uri())
     assert "unsafe-output-dir" in str(refused.value) and "workspace" in str(refused.value)
     assert sorted(p.name for p in root.iterdir()) == before and (root / "keep.txt").read_text() == "the user's work"
+
+
+async def test_optimize_refuses_a_missing_provider_as_the_cli_does(client: LanguageClient, tiny_llama_dir: Path) -> None:
+    """engine/prepare.py: a run stops before any work when onnxruntime lacks the provider; Show Plan still plans."""
+    from pygls.exceptions import JsonRpcException
+
+    from modelmill.config.accelerators import installed_execution_providers
+
+    if "CUDAExecutionProvider" in (installed_execution_providers() or ()):
+        pytest.skip("this onnxruntime has CUDA")
+    path = _config(tiny_llama_dir, "cuda")
+    config = json.loads(path.read_text())
+    config.update(systems={"gpu": {"type": "LocalSystem", "accelerators": [
+        {"device": "gpu", "execution_providers": ["CUDAExecutionProvider"]}]}}, target="gpu")
+    path.write_text(dumps(config))
+    with pytest.raises(JsonRpcException) as refused:
+        await _command(client, "modelmill.optimize", uri=path.as_uri())
+    assert "CUDAExecutionProvider (device gpu) is not available in this onnxruntime" in str(refused.value)
+    plan = await _command(client, "modelmill.plan", uri=path.as_uri())
+    assert plan["executionProvider"] == "CUDAExecutionProvider"

@@ -45,27 +45,25 @@ def execute(document: Any, args: argparse.Namespace, overrides: dict[str, Any]) 
     """Validate, plan, check the hardware, run with progress; the one path every run takes."""
     from dataclasses import replace
 
-    from modelmill.config import Environment, format_report, load_workflow
-    from modelmill.engine.plan import plan_from_config
+    from modelmill.config import Environment, format_report
+    from modelmill.engine.prepare import prepare_run
     from modelmill.engine.runner import start_run
     from modelmill.engine.workflow import new_run_id
     from modelmill.pipes import EXIT_STATUS
     from modelmill.render import EventsFile, ProgressRenderer, stderr_console
 
     console = stderr_console()
-    env = replace(Environment.current(), overwrite_output=bool(getattr(args, "overwrite", False)))
-    config = load_workflow(document, overrides or None, env)  # raises with every error, file:line:col
-    if getattr(args, "ray_address", None):
-        config.use_ray_cluster(args.ray_address)
-    warnings = [d for d in config.diagnostics if d.severity == "warning"]
-    if warnings and args.log_level <= 2:
-        console.print(format_report(warnings, document.name), markup=False)
-    plan = plan_from_config(config, overwrite=getattr(args, "overwrite", False))
-    if getattr(args, "trust_remote_code", False):  # the flag stands in for the config's trust_remote_code
-        plan.input_model = plan.input_model.with_attributes(trust_remote_code=True)
-    if plan.metrics or any("onnx" in {*step.pass_cls.accepts, step.pass_cls.produces} for step in plan.steps):
-        # Only ONNX work needs the provider: a training-only plan (finetune --device gpu) runs on torch's CUDA.
-        check_provider(plan.accelerator.execution_provider, plan.accelerator.device)
+    overwrite = bool(getattr(args, "overwrite", False))
+
+    def report(warnings: list[Any]) -> None:
+        if args.log_level <= 2:
+            console.print(format_report(warnings, document.name), markup=False)
+
+    # base_dir None: relative folders resolve against the working directory, as written
+    prepared = prepare_run(document, overrides, None, env=replace(Environment.current(), overwrite_output=overwrite),
+                           overwrite=overwrite, ray_address=getattr(args, "ray_address", None),
+                           trust_remote_code=bool(getattr(args, "trust_remote_code", False)), on_warnings=report)
+    plan, config = prepared.plan, prepared.config
     console.print(f"[bold]plan[/] ({plan.accelerator.device}, {plan.accelerator.execution_provider}): "
                   f"{plan.input_model.path}")
     searched = plan.search_space.dimensions
@@ -115,22 +113,3 @@ def execute(document: Any, args: argparse.Namespace, overrides: dict[str, Any]) 
     if outcome.output_dir and (outcome.output_dir / "genai_config.json").exists():
         console.print(f"  try it: modelmill chat {outcome.output_dir} \"What is machine learning?\"")
     return 0
-
-
-def check_provider(provider: str, device: str) -> None:
-    """Refuse before any work when onnxruntime here cannot run the requested provider.
-
-    Read from package metadata: importing onnxruntime in this process would cost as much again in the
-    run's worker process, which imports it anyway.
-    """
-    from modelmill.config.accelerators import EP_PACKAGES, installed_execution_providers
-    from modelmill.errors import ConfigError
-
-    available = installed_execution_providers()
-    if available is None:
-        raise ConfigError("onnxruntime is not installed", fix="pip install onnxruntime")
-    if provider not in available:
-        package = EP_PACKAGES.get(provider, "an onnxruntime build with it")
-        raise ConfigError(f"{provider} (device {device}) is not available in this onnxruntime; it has "
-                          f"{', '.join(sorted(available))}",
-                          fix=f"install {package} (pip install {package}) or use --device cpu")

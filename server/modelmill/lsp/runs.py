@@ -175,47 +175,6 @@ class RunManager:
 
     # ------------------------------------------------------------------ planning
 
-    def _overrides(self, snap: Snapshot) -> tuple[dict[str, Any], Path | None, Any]:
-        """Settings applied to a run: cache dir, default device/provider; relative dirs made absolute."""
-        from modelmill.config.normalize import normalize
-
-        settings = self.ls.settings
-        flat = normalize(snap.doc.data).data
-        flat = flat if isinstance(flat, dict) else {}
-        base = self._base_dir(snap)
-        overrides: dict[str, Any] = {}
-        cache_dir = settings.cache_dir
-        cache_config = flat.get("cache_config") if isinstance(flat.get("cache_config"), dict) else None
-        configured = (cache_config or {}).get("cache_dir") or flat.get("cache_dir") or ".olive-cache"
-        if isinstance(configured, list):
-            configured = configured[0] if configured else ".olive-cache"
-        target = cache_dir or configured
-        if isinstance(target, str):
-            absolute = str(_absolute(target, base))
-            overrides["cache_dir"] = absolute
-            if cache_config is not None:
-                overrides["cache_config"] = {**cache_config, "cache_dir": absolute}
-        if flat.get("target") is None and (settings.default_device != "cpu" or settings.default_provider):
-            accelerator: dict[str, Any] = {"device": settings.default_device}
-            if settings.default_provider:
-                accelerator["execution_providers"] = [settings.default_provider]
-            systems = dict(flat.get("systems") or {}) if isinstance(flat.get("systems"), dict) else {}
-            systems["editor_target"] = {"type": "LocalSystem", "accelerators": [accelerator]}
-            overrides["systems"] = systems
-            overrides["target"] = "editor_target"
-        model = flat.get("input_model")
-        model_path = model.get("model_path") if isinstance(model, dict) else None
-        if isinstance(model_path, str) and not model_path.startswith("sample:"):
-            # as validation does: relative to the config's folder first, then the workspace folder
-            for folder in (snap.base_dir, base):
-                if folder is not None and not Path(model_path).expanduser().is_absolute() \
-                        and (folder / model_path).exists():
-                    overrides["input_model.model_path"] = str((folder / model_path).resolve())
-                    break
-        output = flat.get("output_dir") or "models/output"
-        output_dir = _absolute(output, base) if isinstance(output, str) else None
-        return overrides, output_dir, flat
-
     def _workspace_folders(self) -> list[Path]:
         folders: list[Path] = []
         if self.ls.protocol.workspace is not None:
@@ -240,28 +199,18 @@ class RunManager:
         return config_dir
 
     def _plan(self, snap: Snapshot, fetch_samples: bool) -> Any:
-        from modelmill.config import load_workflow
-        from modelmill.engine.plan import plan_from_config
+        """The plan of a run (``fetch_samples``: a run, which fetches a sample model and checks the provider) or of
+        a preview (Show Plan: an unfetched sample is refused, the provider left to its diagnostic)."""
+        from modelmill.engine.prepare import RunDefaults, prepare_run
         from modelmill.errors import ModelMillError
 
-        overrides, output_dir, flat = self._overrides(snap)
-        model = flat.get("input_model") if isinstance(flat.get("input_model"), dict) else {}
-        model_path = model.get("model_path") if isinstance(model, dict) else None
-        if not fetch_samples and isinstance(model_path, str) and model_path.startswith("sample:"):
-            from modelmill.samples import get_sample
-
-            try:
-                sample = get_sample(model_path)
-            except ModelMillError as exc:
-                raise RequestFailed(_message(exc)) from exc
-            if not sample.fetched:
-                raise RequestFailed(f"{model_path} is not fetched yet: run `modelmill samples fetch {sample.name}` "
-                                    "(a run fetches it too)")
+        settings = self.ls.settings
+        defaults = RunDefaults(settings.cache_dir, settings.default_device, settings.default_provider)
+        # a run replaces its output folder: never a workspace folder or one that holds it
+        protected = [(folder, "a workspace folder") for folder in self._workspace_folders()]
         try:
-            config = load_workflow(snap.doc, overrides, self.ls.env)
-            # a run replaces its output folder: never a workspace folder or one that holds it
-            protected = [(folder, "a workspace folder") for folder in self._workspace_folders()]
-            return plan_from_config(config, output_dir=output_dir, protected=protected)
+            return prepare_run(snap.doc, None, self._base_dir(snap), env=self.ls.env, defaults=defaults,
+                               fetch_samples=fetch_samples, check_providers=fetch_samples, protected=protected).plan
         except ModelMillError as exc:
             raise RequestFailed(_message(exc)) from exc
 
@@ -464,11 +413,6 @@ class RunManager:
     def _kill(record: RunRecord) -> None:
         if record.process is not None and record.process.returncode is None:
             record.process.kill()
-
-
-def _absolute(value: str, base: Path | None) -> Path:
-    path = Path(value).expanduser()
-    return path if path.is_absolute() or base is None else (base / path)
 
 
 def _message(exc: Exception) -> str:

@@ -1,0 +1,54 @@
+"""engine/prepare.py: the one run preparation of the CLI and the editor (issue 18)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from modelmill.config import Environment, parse_document
+from modelmill.engine.prepare import RunDefaults, prepare_run
+from modelmill.errors import ConfigError
+
+
+def _document(tmp_path: Path) -> object:
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "model.onnx").write_bytes(b"")
+    config = {"input_model": {"type": "ONNXModel", "model_path": "m/model.onnx"},
+              "passes": {"q": {"type": "OnnxDynamicQuantization"}}, "output_dir": "out"}
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps(config))
+    return parse_document(path.read_text(), str(path))
+
+
+def _env(cwd: Path) -> Environment:
+    return Environment(Environment.current().installed_eps, cwd)
+
+
+def test_the_editor_places_folders_in_the_workspace(tmp_path: Path) -> None:
+    document = _document(tmp_path)
+    plan = prepare_run(document, None, tmp_path, env=_env(tmp_path), check_providers=False).plan
+    assert plan.output_dir == tmp_path / "out"
+    assert plan.cache_dir == (tmp_path / ".olive-cache").resolve()
+    assert plan.input_model.path == (tmp_path / "m").resolve()
+
+
+def test_caller_overrides_win_over_the_placement(tmp_path: Path) -> None:
+    document = _document(tmp_path)
+    plan = prepare_run(document, {"cache_dir": str(tmp_path / "c2")}, tmp_path, env=_env(tmp_path),
+                       check_providers=False).plan
+    assert plan.cache_dir == (tmp_path / "c2").resolve()
+
+
+def test_a_run_refuses_a_missing_provider_before_any_work(tmp_path: Path) -> None:
+    """The CLI's error, in the editor too: a run stops at preparation; a plan preview (no check) still plans."""
+    document = _document(tmp_path)
+    if "CUDAExecutionProvider" in (Environment.current().installed_eps or ()):
+        pytest.skip("this onnxruntime has CUDA")
+    defaults = RunDefaults(device="gpu", provider="CUDAExecutionProvider")
+    with pytest.raises(ConfigError, match=r"CUDAExecutionProvider \(device gpu\) is not available in this onnxruntime"):
+        prepare_run(document, None, tmp_path, env=_env(tmp_path), defaults=defaults)
+    plan = prepare_run(document, None, tmp_path, env=_env(tmp_path), defaults=defaults,
+                       check_providers=False).plan
+    assert plan.accelerator.execution_provider == "CUDAExecutionProvider"
