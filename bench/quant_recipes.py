@@ -157,8 +157,12 @@ def main() -> int:
         "bytes": sum(p.stat().st_size for p in hf_dir.glob("*.safetensors")), "decode_tok_s": None, "seconds": None}}
     for name, (model, seconds) in found.items():
         print(f"evaluating {name}", flush=True)
-        rows[name] = {"perplexity": round(GenAIModel(model.path).perplexity(chunks), 3),
-                      "bytes": onnx_bytes(model.path), "seconds": seconds,
+        try:
+            perplexity = round(GenAIModel(model.path).perplexity(chunks), 3)
+        except RuntimeError as exc:  # an output ORT GenAI cannot load: reported, not fatal
+            rows[name] = {"error": str(exc).splitlines()[0][:300], "bytes": onnx_bytes(model.path), "seconds": seconds}
+            continue
+        rows[name] = {"perplexity": perplexity, "bytes": onnx_bytes(model.path), "seconds": seconds,
                       "decode_tok_s": None if args.no_speed else decode_speed(model.path, args.repeats)}
     base = rows["fp32 input (transformers)"]["perplexity"]
     lines = [f"# Quantization recipes on sample:smollm2 (int4, block {BLOCK.value})", "",
@@ -167,6 +171,9 @@ def main() -> int:
              f"{args.gptq_samples} x {args.gptq_seq_len} tokens from their start; kld_gradient: {args.kld_samples} x 256.",
              "", "| variant | perplexity | vs fp32 | size (MiB) | decode tok/s | build s |", "|---|---:|---:|---:|---:|---:|"]
     for name, row in rows.items():
+        if "error" in row:
+            lines.append(f"| {name} | does not load: {row['error']} | | {row['bytes'] / 2**20:.1f} | | {row['seconds']} |")
+            continue
         lines.append(f"| {name} | {row['perplexity']:.3f} | {row['perplexity'] / base:+.1%} |"
                      f" {row['bytes'] / 2**20:.1f} | {row['decode_tok_s'] or '-'} | {row['seconds'] or '-'} |"
                      .replace("+", "+" if row["perplexity"] >= base else ""))
