@@ -174,9 +174,8 @@ def main() -> int:
         if "error" in row:
             lines.append(f"| {name} | does not load: {row['error']} | | {row['bytes'] / 2**20:.1f} | | {row['seconds']} |")
             continue
-        lines.append(f"| {name} | {row['perplexity']:.3f} | {row['perplexity'] / base:+.1%} |"
-                     f" {row['bytes'] / 2**20:.1f} | {row['decode_tok_s'] or '-'} | {row['seconds'] or '-'} |"
-                     .replace("+", "+" if row["perplexity"] >= base else ""))
+        lines.append(f"| {name} | {row['perplexity']:.3f} | {row['perplexity'] / base - 1:+.1%} |"
+                     f" {row['bytes'] / 2**20:.1f} | {row['decode_tok_s'] or '-'} | {row['seconds'] or '-'} |")
     table = "\n".join(lines) + "\n"
     print(table)
     (RESULTS / "quant_recipes").mkdir(parents=True, exist_ok=True)
