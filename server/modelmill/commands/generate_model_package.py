@@ -40,10 +40,13 @@ def run(args: argparse.Namespace) -> int:
         if not source.is_dir() or not any(source.glob("*.onnx")):
             refuse("--source", f"{source} is not an output folder with an ONNX model",
                    "pass folders written by auto-opt/optimize/capture-onnx-graph (each has *.onnx)")
+    from modelmill.engine.output import check_output_target, place
+
     target = Path(args.output_path)
-    if target.exists() and any(target.iterdir()) and not args.overwrite:
-        refuse("--output_path", f"{target} exists and is not empty",
-               "choose a new folder, or add --overwrite to replace it")
+    # The runs' own output rules: --overwrite replaces a non-empty folder, but never a link, the working or home
+    # folder, a source folder, or one that holds any of them.
+    protected = [(source, "a source folder") for source in sources]
+    check_output_target(target, args.overwrite, protected)
     name = args.model_name or sources[0].resolve().name
     tmp = target.with_name(f".{target.name}.tmp-package")
     if tmp.exists():
@@ -56,9 +59,7 @@ def run(args: argparse.Namespace) -> int:
                 "components": {name: {"variants": [v["name"] for v in variants]}},
                 "sources": {v["name"]: v["source"] for v in variants}}
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
-    if target.exists():
-        shutil.rmtree(target)
-    tmp.replace(target)  # whole package or nothing
+    place(tmp, target, args.overwrite, protected)  # whole package or nothing; checked again first
     print(f"wrote package {target}: {len(variants)} variant(s) of {name}", file=sys.stderr)
     return 0
 

@@ -46,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
     if precision not in ("int4", "int8", "fp16", "fp32"):
         refuse("--precision", f"unknown precision '{precision}'", "answer int4, int8, fp16 or fp32")
     folder = Path(args.output_path)
+    if (folder / "config.json").exists():  # never replace a config the user has
+        refuse("-o", f"{folder / 'config.json'} already exists", "choose another --output_path, or move that file")
     request = AutoOptRequest(model=str(Path(model).resolve()) if model_dir else model,
                              output_path=str((folder / "model").resolve()), device=device, precision=precision)
     config = build_config(request, model_dir)
