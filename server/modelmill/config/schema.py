@@ -85,24 +85,7 @@ def _pass_entry(cls: type[Pass], shared: dict[str, Any], definitions: dict[str, 
     for name, values in cls.Params.searchable_fields().items():
         if name in properties:
             properties[name] = _searchable(properties[name], values)
-    required = list(params.get("required", []))
-    entry: dict[str, Any] = {
-        "type": "object",
-        "title": cls.name,
-        "description": cls.description,
-        "properties": {
-            "type": {"type": "string", "description": cls.description},
-            **copy.deepcopy(shared),
-            **properties,
-            "config": {"type": "object", "properties": copy.deepcopy(properties), "additionalProperties": False,
-                       "description": _OLD_BLOCK.format("config"), "deprecationMessage": _OLD_BLOCK.format("config")},
-        },
-        "required": ["type"],
-        "additionalProperties": False,
-    }
-    if required:
-        entry["anyOf"] = [{"required": required}, {"required": ["config"]}]
-    return entry
+    return _entry(cls.name, cls.description, shared, properties, list(params.get("required", [])))
 
 
 def _catalog_entry(olive: OlivePass, shared: dict[str, Any]) -> dict[str, Any]:
@@ -127,12 +110,19 @@ def _catalog_entry(olive: OlivePass, shared: dict[str, Any]) -> dict[str, Any]:
             values = list(info.get("search_values") or [])
             prop = _searchable({**prop, "searchable": values}, values)
         properties[name] = prop
+    return _entry(olive.name, olive.description, shared, properties, required)
+
+
+def _entry(title: str, description: str, shared: dict[str, Any], properties: dict[str, Any],
+           required: list[str]) -> dict[str, Any]:
+    """A pass entry: its type, the keys every pass shares, its parameters (also inside Olive's old ``config``
+    block), and the required ones, given either flat or in that block."""
     entry: dict[str, Any] = {
         "type": "object",
-        "title": olive.name,
-        "description": olive.description,
+        "title": title,
+        "description": description,
         "properties": {
-            "type": {"type": "string", "description": olive.description},
+            "type": {"type": "string", "description": description},
             **copy.deepcopy(shared),
             **properties,
             "config": {"type": "object", "properties": copy.deepcopy(properties), "additionalProperties": False,
