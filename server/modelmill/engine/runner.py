@@ -5,6 +5,10 @@ event through a pipe; the parent hands them to its listeners in order. ``cancel(
 child (SIGTERM, then SIGKILL after a grace period) and the parent removes whatever the child
 left half-written: no partial output folder, and only complete cache entries remain. Several
 runs may go at once. A plan whose every step is already cached runs in-process (no child start-up).
+
+A run is of one kind (``RunKind``): a workflow ``Plan`` (optimize; ``PlanRun``) or an evaluation
+(``modelmill.evaluate.job.EvaluateRun``). Every kind gets the same worker process, event stream, cancel
+and lost-worker report; the kind says what the worker does and what the parent cleans up after it.
 """
 
 from __future__ import annotations
@@ -17,12 +21,87 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Protocol
 
 from modelmill.engine.events import EventBus, Listener
 from modelmill.engine.plan import Plan
 
 CANCEL_GRACE_S = 0.5
+
+
+class RunKind(Protocol):
+    """What a run does. Picklable: the worker process receives it."""
+
+    @property
+    def output_dir(self) -> Path | None:
+        """The folder a successful run leaves in place (None: the run writes no folder)."""
+
+    def cancel_grace_s(self) -> float:
+        """How long the worker may take to stop after SIGTERM before it is killed."""
+
+    def log_path(self, run_id: str) -> Path:
+        """Where the worker's raw output and full log go (kept after the run for diagnosis)."""
+
+    def rerun_note(self) -> str:
+        """What running again after a lost worker does (part of the error's fix)."""
+
+    def in_process(self) -> bool:
+        """True when the run has nothing heavy to do and goes in a thread of the caller (no worker start-up)."""
+
+    def prepare(self) -> None:
+        """In the parent, before the worker starts."""
+
+    def execute(self, bus: EventBus, cancel: threading.Event) -> Any:
+        """The run itself: reports through ``bus``, from ``run.started`` to ``run.finished``; raises after
+        reporting a failure."""
+
+    def clean_after(self, run_id: str, pid: int) -> None:
+        """In the parent, after the worker ended: remove what a killed worker left half-written."""
+
+
+@dataclass
+class PlanRun:
+    """A workflow plan as a run kind (optimize, ``modelmill run`` and the commands built on it)."""
+
+    plan: Plan
+
+    @property
+    def output_dir(self) -> Path:
+        return self.plan.output_dir
+
+    def cancel_grace_s(self) -> float:
+        # Passes that stop cleanly at their next step (training) get longer before the kill.
+        grace = max([CANCEL_GRACE_S, *(step.pass_cls.cancel_grace_s for step in self.plan.steps)])
+        if self.plan.cluster is not None:  # the driver cancels its Ray tasks before it exits
+            from modelmill.engine.distributed import CLUSTER_CANCEL_GRACE_S
+
+            grace = max(grace, CLUSTER_CANCEL_GRACE_S)
+        return grace
+
+    def log_path(self, run_id: str) -> Path:
+        return log_path(self.plan, run_id)
+
+    def rerun_note(self) -> str:
+        return "finished passes are cached"
+
+    def in_process(self) -> bool:
+        return _all_cached(self.plan)
+
+    def prepare(self) -> None:
+        from modelmill.engine.cache import Cache
+
+        try:
+            Cache(self.plan.cache_dir)  # before the child writes its log there: a new cache folder gets its marker
+        except OSError:
+            pass  # the child reports what is wrong with the folder
+
+    def execute(self, bus: EventBus, cancel: threading.Event) -> Any:
+        from modelmill.engine.workflow import run_plan
+
+        return run_plan(self.plan, bus, cancel)
+
+    def clean_after(self, run_id: str, pid: int) -> None:
+        _clean_after_child(self.plan, run_id, pid)
 
 
 @dataclass
@@ -37,7 +116,7 @@ class RunOutcome:
 @dataclass
 class RunHandle:
     run_id: str
-    plan: Plan
+    job: RunKind
     listeners: list[Listener] = field(default_factory=list)
     _events: list[dict[str, Any]] = field(default_factory=list)
     _cond: threading.Condition = field(default_factory=threading.Condition)
@@ -92,13 +171,7 @@ class RunHandle:
 
     def _kill_after_grace(self) -> None:
         process = self._process
-        # Passes that stop cleanly at their next step (training) get longer before the kill.
-        grace = max([CANCEL_GRACE_S, *(step.pass_cls.cancel_grace_s for step in self.plan.steps)])
-        if self.plan.cluster is not None:  # the driver cancels its Ray tasks before it exits
-            from modelmill.engine.distributed import CLUSTER_CANCEL_GRACE_S
-
-            grace = max(grace, CLUSTER_CANCEL_GRACE_S)
-        process.join(grace)
+        process.join(self.job.cancel_grace_s())
         if process.is_alive():
             process.kill()
 
@@ -123,19 +196,21 @@ class RunHandle:
         finished = next((e for e in reversed(self._events) if e["type"] == "run.finished"), None)
         error = next((e for e in reversed(self._events) if e["type"] == "error"), None)
         status = finished["status"] if finished else "failed"
-        self._outcome = RunOutcome(self.run_id, status, self.plan.output_dir if status == "succeeded" else None,
+        self._outcome = RunOutcome(self.run_id, status, self.job.output_dir if status == "succeeded" else None,
                                    error, round(time.perf_counter() - started, 3))
         with self._cond:
             self._done.set()
             self._cond.notify_all()
 
 
-def start_run(plan: Plan, run_id: str, listeners: list[Listener] | None = None,
+def start_run(plan: Plan | RunKind, run_id: str, listeners: list[Listener] | None = None,
               in_process: bool | None = None) -> RunHandle:
-    """Start ``plan``; events go to ``listeners`` (called from a reader thread) and ``handle.events()``."""
-    handle = RunHandle(run_id, plan, list(listeners or []))
+    """Start ``plan`` (or a run of another kind); events go to ``listeners`` (called from a reader thread) and
+    ``handle.events()``."""
+    job: RunKind = PlanRun(plan) if isinstance(plan, Plan) else plan
+    handle = RunHandle(run_id, job, list(listeners or []))
     if in_process is None:
-        in_process = _all_cached(plan)
+        in_process = job.in_process()
     target = _run_in_thread if in_process else _run_in_child
     threading.Thread(target=target, args=(handle,), name=f"modelmill-run-{run_id}", daemon=True).start()
     return handle
@@ -157,27 +232,20 @@ def _all_cached(plan: Plan) -> bool:
 
 
 def _run_in_thread(handle: RunHandle) -> None:
-    from modelmill.engine.workflow import run_plan
-
     started = time.perf_counter()
     try:
-        run_plan(handle.plan, EventBus(handle.run_id, [handle._deliver]), handle._cancel)
+        handle.job.execute(EventBus(handle.run_id, [handle._deliver]), handle._cancel)
     except BaseException:  # noqa: BLE001 - reported through events already
         pass
     handle._finish(started)
 
 
 def _run_in_child(handle: RunHandle) -> None:
-    from modelmill.engine.cache import Cache
-
     started = time.perf_counter()
-    try:
-        Cache(handle.plan.cache_dir)  # before the child writes its log there: a new cache folder gets its marker
-    except OSError:
-        pass  # the child reports what is wrong with the folder
+    handle.job.prepare()
     context = multiprocessing.get_context("spawn")
     receiver, sender = context.Pipe(duplex=False)
-    process = context.Process(target=_child_main, args=(handle.plan, handle.run_id, sender),
+    process = context.Process(target=_child_main, args=(handle.job, handle.run_id, sender),
                               name=f"modelmill-run-{handle.run_id}", daemon=True)
     if handle._cancel.is_set():
         _report_cancel_before_start(handle)
@@ -199,7 +267,7 @@ def _run_in_child(handle: RunHandle) -> None:
     finished = any(e["type"] == "run.finished" for e in handle._events)
     if not finished:
         _report_lost_child(handle, process.exitcode)
-    _clean_after_child(handle.plan, handle.run_id, process.pid)
+    handle.job.clean_after(handle.run_id, process.pid)
     handle._finish(started)
 
 
@@ -216,11 +284,10 @@ def _report_lost_child(handle: RunHandle, exitcode: int | None) -> None:
         name = signal.Signals(-exitcode).name
         hint = " (the system's out-of-memory killer sends this when memory runs out)" if name == "SIGKILL" else ""
         message = f"the run's worker process was killed by {name}{hint}"
-        fix = "free memory or pick a smaller precision/model, then run again; finished passes are cached"
+        fix = f"free memory or pick a smaller precision/model, then run again; {handle.job.rerun_note()}"
     else:
         message = f"the run's worker process exited unexpectedly (exit code {exitcode})"
-        fix = (f"see the worker's log {log_path(handle.plan, handle.run_id)}; run again to resume, "
-               "finished passes are cached")
+        fix = f"see the worker's log {handle.job.log_path(handle.run_id)}; run again ({handle.job.rerun_note()})"
     bus.emit("error", message=message, fix=fix, where=None, kind="worker-lost")
     bus.emit("run.finished", status="failed")
 
@@ -244,20 +311,19 @@ def _clean_after_child(plan: Plan, run_id: str, pid: int) -> None:
     shutil.rmtree(plan.cache_dir / "runs" / run_id, ignore_errors=True)
 
 
-def _child_main(plan: Plan, run_id: str, sender: Any) -> None:
+def _child_main(job: RunKind, run_id: str, sender: Any) -> None:
     # The parent owns Ctrl-C: it decides to cancel and cleans up.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     from modelmill.engine.cancel import install_sigterm_handler
     from modelmill.engine.logbridge import route_worker_output
-    from modelmill.engine.workflow import run_plan
 
     cancel = threading.Event()
     install_sigterm_handler(cancel)
     send: Callable[[dict[str, Any]], None] = sender.send
     bus = EventBus(run_id, [send])
-    route_worker_output(bus, log_path(plan, run_id))
+    route_worker_output(bus, job.log_path(run_id))
     try:
-        run_plan(plan, bus, cancel)
+        job.execute(bus, cancel)
     except BaseException:  # noqa: BLE001 - the failure was reported as events
         os._exit(1)
     finally:
