@@ -151,32 +151,38 @@ def int4_block_quantize(weight: Any, block_size: int, symmetric: bool) -> tuple[
     return packed, scales, zero_point
 
 
-def save_weights(weights: dict[str, Any], path: str, file_format: str) -> Path:
-    """Write ``weights`` (name → numpy array) as ``file_format``; the suffix is added when missing. Atomic."""
+def save_weights(weights: dict[str, Any], path: str, file_format: str, *, overwrite: bool = False,
+                 inputs: tuple[Path, ...] = (), flag: str = "--output_path") -> Path:
+    """Write ``weights`` (name → numpy array) as ``file_format``; the suffix is added when missing. Atomic, and an
+    existing file is replaced only with ``overwrite``."""
+    from modelmill.engine.output import write_file_output
+
     suffix = ".npz" if file_format == "numpy" else f".{file_format}"
     target = Path(path if path.endswith(suffix) else path + suffix)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp{suffix}")
-    if file_format == "pt":
-        import torch
 
-        torch.save({k: torch.from_numpy(v) for k, v in weights.items()}, tmp)
-    elif file_format == "numpy":
-        import numpy as np
+    def write(tmp: Path) -> None:
+        if file_format == "pt":
+            import torch
 
-        np.savez(tmp, **weights)
-    elif file_format == "safetensors":
-        from safetensors.numpy import save_file
+            torch.save({k: torch.from_numpy(v) for k, v in weights.items()}, tmp)
+        elif file_format == "numpy":
+            import numpy as np
 
-        save_file(weights, str(tmp))
-    else:
-        import numpy as np
-        import onnxruntime as ort
+            np.savez(tmp, **weights)
+        elif file_format == "safetensors":
+            from safetensors.numpy import save_file
 
-        adapter = ort.AdapterFormat()
-        adapter.set_adapter_version(1)
-        adapter.set_model_version(1)
-        adapter.set_parameters({k: ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(v)) for k, v in weights.items()})
-        adapter.export_adapter(str(tmp))
-    tmp.replace(target)
+            save_file(weights, str(tmp))
+        else:
+            import numpy as np
+            import onnxruntime as ort
+
+            adapter = ort.AdapterFormat()
+            adapter.set_adapter_version(1)
+            adapter.set_model_version(1)
+            adapter.set_parameters({k: ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(v))
+                                    for k, v in weights.items()})
+            adapter.export_adapter(str(tmp))
+
+    write_file_output(target, write, overwrite=overwrite, inputs=inputs, flag=flag)
     return target

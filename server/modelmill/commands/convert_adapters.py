@@ -17,6 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--adapter_format", default="onnx_adapter", choices=FORMATS, help="file format to write")
     parser.add_argument("-o", "--output_path", required=True, help="file to write (the format's suffix is added)")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float16"], help="weight type")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing output file (ModelMill only; without it an existing file is refused)")
     parser.add_argument("--quantize_int4", action="store_true",
                         help="store the weights as blockwise int4 (MatMulNBits layout: .quant.weight/.scale)")
     parser.add_argument("--int4_block_size", type=int, default=32, choices=[16, 32, 64, 128, 256])
@@ -43,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
             if not symmetric:  # a symmetric zero point is always 8 and not a node input
                 quantized[name.replace(".weight", ".quant.zero_point")] = zero_point
         weights = quantized
-    target = save_weights(weights, args.output_path, args.adapter_format)
+    target = save_weights(weights, args.output_path, args.adapter_format, overwrite=args.overwrite,
+                          inputs=tuple(adapter_dir.iterdir()))
     print(f"wrote {len(weights)} adapter tensors to {target}", file=sys.stderr)
     if args.quantize_int4:
         print("note: models built here (generate-adapter) take float LoRA weights; this int4 file is for a model "

@@ -19,6 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="folder for the weights: one file per adapter (default adapters)")
     parser.add_argument("-f", "--format", required=True, choices=FORMATS, help="file format to write")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float16"], help="weight type")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace existing adapter files in the output folder (ModelMill only; without it an existing file is refused)")
     parser.add_argument("--cache_dir", default=None,
                         help="Hugging Face cache folder (accepted; ModelMill reads local folders only)")
     parser.add_argument("--log_level", type=int, default=3, choices=range(5))
@@ -42,8 +44,16 @@ def run(args: argparse.Namespace) -> int:
     model_dir = local_model(args.model)
     config_dir = model_dir if (model_dir / "config.json").exists() else None
     skip = Path(args.cache_dir) if args.cache_dir else None
-    for name, adapter_dir in find_peft_adapters(model_dir, "-m", skip).items():
+    adapters = find_peft_adapters(model_dir, "-m", skip)
+    suffix = ".npz" if args.format == "numpy" else f".{args.format}"
+    existing = [str(Path(args.output_path) / (name + suffix)) for name in adapters
+                if (Path(args.output_path) / (name + suffix)).exists()]
+    if existing and not args.overwrite:  # checked for all before writing any: no half-replaced set
+        refuse("-o", f"{', '.join(existing)} already exist{'s' if len(existing) == 1 else ''}",
+               "choose another --output_path, move those files away, or pass --overwrite to replace them")
+    for name, adapter_dir in adapters.items():
         weights = lora_weights(adapter_dir, args.dtype, "-m", config_dir)
-        target = save_weights(weights, str(Path(args.output_path) / name), args.format)
+        target = save_weights(weights, str(Path(args.output_path) / name), args.format, overwrite=args.overwrite,
+                              flag="-o")
         print(f"wrote the {name} adapter's {len(weights)} tensors to {target}", file=sys.stderr)
     return 0

@@ -20,6 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--test", nargs="?", const=True, default=None, metavar="DIR",
                         help="use a random 2-layer copy of the architecture (DIR keeps it for reuse)")
     parser.add_argument("-o", "--output_path", default="cost-model.csv", help="CSV file to write (.csv is added)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing output file (ModelMill only; without it an existing file is refused)")
     parser.add_argument("-p", "--weight_precision", default="fp16", choices=list(BYTES_PER_WEIGHT),
                         help="precision the weights will have; sets num_bytes")
     add_telemetry_flag(parser)
@@ -30,18 +32,16 @@ def run(args: argparse.Namespace) -> int:
 
     from modelmill.commands.driver import local_model
     from modelmill.commands.common import resolve_test_model
+    from modelmill.engine.output import write_file_output
 
     resolve_test_model(args)
     model_dir = local_model(args.model)
     costs = module_costs(model_dir, args.weight_precision, args.trust_remote_code)
     output = args.output_path if args.output_path.endswith(".csv") else args.output_path + ".csv"
     target = Path(output)
-    target.parent.mkdir(parents=True, exist_ok=True)
     lines = ["module,num_params,num_bytes,num_flops"]
     lines += [f"{name},{params},{nbytes},{flops}" for name, (params, nbytes, flops) in costs.items()]
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    tmp.replace(target)
+    write_file_output(target, lambda tmp: tmp.write_text("\n".join(lines) + "\n"), overwrite=args.overwrite)
     total = sum(cost[1] for cost in costs.values())
     print(f"wrote {target}: {len(costs)} modules, {total:g} bytes of {args.weight_precision} weights", file=sys.stderr)
     return 0

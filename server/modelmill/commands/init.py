@@ -58,11 +58,10 @@ def run(args: argparse.Namespace) -> int:
         print(format_report(diagnostics, "config.json"), file=sys.stderr)
         refuse("-m", "the config init would write does not validate clean",
                "fix the problems above (usually the model path), then run init again")
-    folder.mkdir(parents=True, exist_ok=True)
+    from modelmill.engine.output import write_file_output
+
     target = folder / "config.json"
-    tmp = folder / ".config.json.tmp"
-    tmp.write_text(text)
-    tmp.replace(target)
+    write_file_output(target, lambda tmp: tmp.write_text(text), flag="-o")
     print(f"wrote {target}\n  check it: modelmill validate {target}\n  run it:   modelmill run --config {target}",
           file=sys.stderr)
     return 0

@@ -9,6 +9,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config")
     parser.add_argument("-o", "--output", default=None, help="write here instead of stdout")
     parser.add_argument("--in-place", action="store_true", help="overwrite the config file")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing -o file")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -23,8 +24,10 @@ def run(args: argparse.Namespace) -> int:
     if target is None:
         sys.stdout.write(text)
     else:
-        tmp = target.with_name(f".{target.name}.tmp")  # written whole, then renamed: never a half config
-        tmp.write_text(text)
-        tmp.replace(target)
+        from modelmill.engine.output import write_file_output
+
+        # written whole, then renamed: never a half config; -o never replaces a file unasked
+        write_file_output(target, lambda tmp: tmp.write_text(text), overwrite=args.in_place or args.overwrite,
+                          flag="--in-place" if args.in_place else "-o")
         print(f"wrote {target}", file=sys.stderr)
     return 0

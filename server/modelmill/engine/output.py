@@ -6,8 +6,9 @@ import hashlib
 import os
 import shutil
 import socket
+import tempfile
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from modelmill.errors import ConfigError, ModelMillError
@@ -118,5 +119,39 @@ def write_atomic(path: Path, text: str) -> None:
     try:
         tmp.write_text(text)
         tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_file_output(target: Path, write: Callable[[Path], None], *, overwrite: bool = False,
+                      inputs: Iterable[Path] = (), flag: str = "-o") -> None:
+    """Write a single-file output (a CSV, an adapter file, a config): ``write(tmp)`` fills a temporary file
+    beside ``target``, which is renamed into place only when complete.
+
+    Never replaced: a link, a folder, or one of ``inputs``; an existing file only with ``overwrite`` (one
+    file carries no manifest, so ModelMill cannot tell its own earlier output from a user's file).
+    """
+    target = Path(os.path.abspath(target.expanduser()))
+    if target.is_symlink():
+        raise ConfigError(f"{flag} {target} is a symbolic link; ModelMill does not replace links or what they "
+                          "point to", fix=f"choose a new file for {flag}", where=flag)
+    if target.is_dir():
+        raise ConfigError(f"{flag} {target} is a folder, and this command writes one file",
+                          fix=f"give {flag} a file name, e.g. {target / 'output'}", where=flag)
+    resolved = target.resolve()
+    for source in inputs:
+        if source.exists() and source.resolve() == resolved:
+            raise ConfigError(f"{flag} {target} is this command's input", fix=f"choose another file for {flag}",
+                              where=flag)
+    if target.exists() and not overwrite:
+        raise ConfigError(f"{flag} {target} already exists", where=flag,
+                          fix=f"choose another {flag}, move that file away, or pass --overwrite to replace it")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=f".tmp{target.suffix}")
+    os.close(handle)
+    tmp = Path(name)
+    try:
+        write(tmp)
+        os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
