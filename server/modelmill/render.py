@@ -11,6 +11,8 @@ from typing import IO, Any
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 
+from modelmill.contracts import TrainingView
+from modelmill.run_state import RunState
 from modelmill.units import human_size, is_bytes
 
 # Olive's log_severity_level: 0 verbose/debug, 1 info, 2 warning, 3 error, 4 fatal.
@@ -27,7 +29,10 @@ def format_value(value: float | None, unit: str = "") -> str:
 
 
 class ProgressRenderer:
-    """One bar per pass (per search candidate), a spinner per evaluation, log lines at ``log_level``."""
+    """One bar per pass (per search candidate), a spinner per evaluation, log lines at ``log_level``.
+
+    The run's state is ``run_state.RunState``'s (the reducer the language server uses too): the bars follow its pass
+    rows, metric units and training losses come from it; the lines printed as events arrive are this view's own."""
 
     def __init__(self, console: Console, log_level: int = 3) -> None:
         self.console = console
@@ -35,9 +40,11 @@ class ProgressRenderer:
         self.progress = Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(),
                                  TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn(),
                                  TextColumn("[dim]{task.fields[message]}"), console=console, transient=False)
-        self.tasks: dict[tuple[str, str], TaskID] = {}
-        self.units: dict[str, str] = {}
-        self.training: dict[tuple[str, str], TrainingSummary] = {}
+        self.state: RunState | None = None
+        self.bars: dict[int, TaskID] = {}
+        """Per pass row (its id()): its bar."""
+        self.spinners: dict[str, TaskID] = {}
+        """Per candidate: its evaluation's spinner."""
 
     def __enter__(self) -> "ProgressRenderer":
         self.progress.start()
@@ -50,21 +57,28 @@ class ProgressRenderer:
         self.progress.console.print(text, highlight=False)
 
     def __call__(self, event: dict[str, Any]) -> None:
+        if self.state is None:
+            self.state = RunState(str(event.get("run_id") or "run"))
+        state = self.state
+        if not state.apply(event):
+            return
         kind = event["type"]
         candidate = event.get("candidate") or ""
-        key = (candidate, event.get("pass_name", ""))
+        pass_name = str(event.get("pass_name") or "")
         prefix = f"{candidate}{node_label(event)} " if candidate else ""
-        if kind == "pass.started":
-            label = f"{prefix}{event['index'] + 1}/{event['total']} {key[1]} ({event['pass_type']})"
-            self.tasks[key] = self.progress.add_task(label, total=1.0, message="")
-        elif kind == "pass.progress" and key in self.tasks:
-            self.progress.update(self.tasks[key], completed=event["fraction"], message=event.get("message", "")[:60])
-        elif kind == "pass.finished" and key in self.tasks:
-            note = "cached" if event.get("cached") else f"{event['duration_s']:.1f}s"
-            self.progress.update(self.tasks[key], completed=1.0, message=note)
-            summary = self.training.pop(key, None)
-            if summary is not None and summary.line():
-                self._print(f"  {prefix}{key[1]}: {summary.line()}")
+        row = state.pass_row(candidate, pass_name) if kind.startswith("pass.") else None
+        if kind == "pass.started" and row is not None:
+            label = f"{prefix}{row.index + 1}/{row.total} {row.name} ({row.type})"
+            self.bars[id(row)] = self.progress.add_task(label, total=1.0, message="")
+        elif kind == "pass.progress" and row is not None and id(row) in self.bars:
+            self.progress.update(self.bars[id(row)], completed=row.fraction, message=row.message[:60])
+        elif kind == "pass.finished" and row is not None and id(row) in self.bars:
+            note = "cached" if row.state == "cached" else f"{row.duration_s or 0.0:.1f}s"
+            self.progress.update(self.bars[id(row)], completed=1.0, message=note)
+            training = state.view.training
+            summary = training_line(training) if training is not None and training.pass_name == row.name else ""
+            if summary:
+                self._print(f"  {prefix}{row.name}: {summary}")
         elif kind == "candidate.started" and event.get("params"):
             where = f" on {node_label(event).strip(' @')}" if event.get("node") else ""
             self._print(f"[bold]candidate {candidate}[/]{where}: {json.dumps(event['params'])}")
@@ -79,29 +93,27 @@ class ProgressRenderer:
         elif kind == "candidate.cancelled":
             self._print(f"[dim]{candidate}: Ray task cancelled{node_label(event)}[/]")
         elif kind == "evaluation.started":
-            task_key = (candidate, "evaluate")
-            self.tasks[task_key] = self.progress.add_task(f"evaluate {candidate}", total=max(1, len(event["metrics"])),
-                                                          message=", ".join(event["metrics"])[:60])
+            self.spinners[candidate] = self.progress.add_task(f"evaluate {candidate}",
+                                                              total=max(1, len(event["metrics"])),
+                                                              message=", ".join(event["metrics"])[:60])
         elif kind == "metric.measured":
-            self.units[event["key"]] = event.get("unit", "")
-            task = self.tasks.get((candidate, "evaluate"))
+            task = self.spinners.get(candidate)
             if task is not None:
                 self.progress.advance(task)
                 self.progress.update(task, message=f"{event['key']} = {format_value(event['value'], event.get('unit', ''))}")
         elif kind == "candidate.evaluated":
-            task = self.tasks.get((candidate, "evaluate"))
+            task = self.spinners.get(candidate)
             if task is not None:
                 self.progress.update(task, completed=self.progress.tasks[task].total)
-            metrics = ", ".join(f"{k} {format_value(v, self.units.get(k, ''))}" for k, v in event["metrics"].items())
+            units = state.view.metric_units
+            metrics = ", ".join(f"{k} {format_value(v, units.get(k, ''))}" for k, v in event["metrics"].items())
             verdict = "" if event.get("is_input") else ("  [green]meets goals[/]" if event["accepted"]
                                                         else "  [yellow]misses a goal[/]")
             self._print(f"  {candidate}: {metrics}{verdict}")
-        if kind in ("train.step", "train.eval"):
-            self.training.setdefault(key, TrainingSummary()).add(event)
         if kind == "train.eval" and event.get("eval_loss") is not None:
-            self._print(f"  {key[1]}: eval loss {event['eval_loss']:.4f} at step {event['step']}")
+            self._print(f"  {pass_name}: eval loss {event['eval_loss']:.4f} at step {event['step']}")
         elif kind == "train.step" and self.log_level <= 1 and event.get("loss") is not None:
-            self._print(f"[dim]{key[1]}: step {event['step']}/{event['max_steps']} loss {event['loss']:.4f} "
+            self._print(f"[dim]{pass_name}: step {event['step']}/{event['max_steps']} loss {event['loss']:.4f} "
                         f"lr {event['learning_rate']:.2e}[/]")
         elif kind == "log" and LEVELS.get(event.get("level", "info"), 1) >= self.log_level:
             source = event.get("pass_name") or event.get("logger") or ""
@@ -114,35 +126,23 @@ class ProgressRenderer:
                 self._print(f"  [cyan]fix[/]: {event['fix']}")
             if event.get("traceback") and self.log_level <= 1:
                 self._print(event["traceback"])
-        elif kind == "run.finished" and event.get("best_candidate"):
-            self._print(f"best candidate: [bold]{event['best_candidate']}[/]")
+        elif kind == "run.finished" and state.view.best_candidate:
+            self._print(f"best candidate: [bold]{state.view.best_candidate}[/]")
 
 
-class TrainingSummary:
-    """A training pass's losses, for one line when it ends (also without a terminal, where no bar is drawn):
-    the first and last training loss and the eval loss of the base model (step 0) and of the last evaluation."""
-
-    def __init__(self) -> None:
-        self.losses: list[float] = []
-        self.evals: list[tuple[int, float]] = []
-        self.steps = 0
-
-    def add(self, event: dict[str, Any]) -> None:
-        if event["type"] == "train.step" and isinstance(event.get("loss"), (int, float)):
-            self.losses.append(float(event["loss"]))
-            self.steps = int(event.get("step") or self.steps)
-        elif event["type"] == "train.eval" and isinstance(event.get("eval_loss"), (int, float)):
-            self.evals.append((int(event.get("step") or 0), float(event["eval_loss"])))
-
-    def line(self) -> str:
-        parts = []
-        if self.losses:
-            parts.append(f"training loss {self.losses[0]:.4f} → {self.losses[-1]:.4f} ({self.steps} steps)")
-        if self.evals:
-            (first_step, first), (_, last) = self.evals[0], self.evals[-1]
-            base = " (base model)" if first_step == 0 else f" (step {first_step})"
-            parts.append(f"eval loss {last:.4f}" + (f", from {first:.4f}{base}" if len(self.evals) > 1 else ""))
-        return "; ".join(parts)
+def training_line(training: TrainingView) -> str:
+    """A training pass's losses in one line, for when it ends (also without a terminal, where no bar is drawn): the
+    first and last training loss, and the eval loss of the last evaluation beside the first (step 0: the base
+    model's)."""
+    parts = []
+    if training.first_loss is not None and training.loss is not None:
+        parts.append(f"training loss {training.first_loss:.4f} → {training.loss:.4f} ({training.step} steps)")
+    if training.eval_loss is not None:
+        first = training.first_eval_loss
+        base = " (base model)" if training.first_eval_step == 0 else f" (step {training.first_eval_step})"
+        parts.append(f"eval loss {training.eval_loss:.4f}"
+                     + (f", from {first:.4f}{base}" if training.evals > 1 and first is not None else ""))
+    return "; ".join(parts)
 
 
 NODE_CHARS = 8
