@@ -1,4 +1,5 @@
-"""evaluate: measure a model (latency, tokens/s, size, memory, quality); modelmill/evaluate/compare.py runs it."""
+"""evaluate: measure a model (latency, tokens/s, size, memory, quality); modelmill/evaluate/compare.py runs it
+(an ``EvaluateRun`` in the run engine's worker process, as the editor's Evaluate)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="PyTorch reference for similarity (default: the source recorded in the manifest)")
     parser.add_argument("--json", action="store_true", help="print one JSON object with every value on stdout")
     parser.add_argument("--report", default=None, metavar="DIR", help="write metrics.json, metrics.md and report.html")
+    parser.add_argument("--trust_remote_code", action="store_true",
+                        help="allow the model folder's own Python code (auto_map in config.json) to run")
 
 
 def run(args: argparse.Namespace) -> int:

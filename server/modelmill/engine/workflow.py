@@ -75,7 +75,7 @@ def run_plan(plan: Plan, bus: EventBus, cancel: threading.Event | None = None) -
                  duration_s=result.duration_s, best_candidate=(result.search or {}).get("best"))
         return result
     except BaseException as exc:
-        _report_failure(bus, exc)
+        report_failure(bus, exc)
         raise
     finally:
         chain.cache.discard_staging()
@@ -156,7 +156,8 @@ def _write_output(plan: Plan, result: RunResult, entry: CacheEntry) -> ModelRef:
                     attributes=result.model.attributes)
 
 
-def _report_failure(bus: EventBus, exc: BaseException) -> None:
+def report_failure(bus: EventBus, exc: BaseException) -> None:
+    """The events that end a failed or cancelled run (every run kind ends this way: engine/runner.py)."""
     if isinstance(exc, (RunCancelled, KeyboardInterrupt)):
         bus.emit("run.finished", status="cancelled")
         return

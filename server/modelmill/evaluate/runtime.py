@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from modelmill.engine.data import InputSpec, dummy_feeds, feeds_from_tokens, local_texts, model_dims
 from modelmill.engine.model import ModelRef
 from modelmill.errors import ModelMillError
+from modelmill.remote_code import HOW_TO_TRUST, remote_code_modules
 
 if TYPE_CHECKING:
     import numpy as np
@@ -139,6 +140,11 @@ def load_hf(path: Path, class_name: str | None = None, task: str | None = None,
     config = json.loads((path / "config.json").read_text()) if (path / "config.json").exists() else {}
     if not config:
         raise EvaluationError(f"{path} has no config.json", fix="point the model at a Hugging Face model folder")
+    modules = remote_code_modules(path)
+    if modules and not trust_remote_code:  # refused here, with the way to allow it, before transformers looks
+        raise EvaluationError(f"{path / 'config.json'} asks to run the model folder's own Python code (auto_map: "
+                              f"{', '.join(modules)}), and remote code is not allowed for this run",
+                              fix=f"evaluate it {HOW_TO_TRUST}")
     name = class_name or hf_class_name(config, task)
     try:
         model = getattr(transformers, name).from_pretrained(str(path), local_files_only=True,

@@ -1,5 +1,6 @@
-"""Runs started from the editor: optimize (the engine's child-process runner) and evaluate (a worker
-process), with work-done progress, ``modelmill/runEvent`` notifications and log lines.
+"""Runs started from the editor: optimize (a workflow plan) and evaluate (``evaluate.job.EvaluateRun``), both
+through the engine's child-process runner, with work-done progress, ``modelmill/runEvent`` notifications and
+log lines.
 
 Every engine event is forwarded unchanged as ``modelmill/runEvent``. The runner calls listeners
 from its reader thread; they hop onto the event loop with ``call_soon_threadsafe`` before
@@ -13,8 +14,6 @@ milestones as ``window/logMessage`` lines. A crashing or killed run ends with th
 from __future__ import annotations
 
 import asyncio
-import json
-import sys
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -31,7 +30,6 @@ from modelmill.lsp.shared import RUN_EVENT
 if TYPE_CHECKING:
     from modelmill.lsp.server import ModelMillServer
 
-CANCEL_GRACE_S = 0.5
 LOG_LEVELS = {"debug": types.MessageType.Log, "info": types.MessageType.Info, "warning": types.MessageType.Warning,
               "error": types.MessageType.Error, "critical": types.MessageType.Error}
 
@@ -46,7 +44,6 @@ class RunRecord:
     status: str = "starting"  # starting | running | succeeded | failed | cancelled
     token: str | None = None
     handle: Any = None
-    process: asyncio.subprocess.Process | None = None
     total: int = 0
     index: int = 0
     percentage: int = 0
@@ -99,42 +96,38 @@ class RunManager:
                 "events": [e for e in record.events if int(e.get("seq", -1)) > since]}
 
     async def start_optimize(self, snap: Snapshot) -> str:
-        from modelmill.engine.runner import start_run
         from modelmill.engine.workflow import new_run_id
 
         plan = await asyncio.to_thread(self._plan, snap, True)
         run_id = new_run_id()
         record = RunRecord(run_id, "optimize", snap.uri, f"ModelMill: {Path(snap.name).name}",
                            str(plan.output_dir))
-        self.records[run_id] = record
+        return await self._start(record, plan)
+
+    async def start_evaluate(self, path: str, metrics: list[str] | None, compare: str | None) -> str:
+        from modelmill.engine.workflow import new_run_id
+        from modelmill.evaluate.job import EvaluateRun
+
+        run_id = new_run_id()
+        record = RunRecord(run_id, "evaluate", path, f"ModelMill: evaluate {Path(path).name}")
+        job = EvaluateRun(path, str(compare) if compare else None, ",".join(metrics) if metrics else None)
+        return await self._start(record, job)
+
+    async def _start(self, record: RunRecord, job: Any) -> str:
+        """Start a run of either kind in the engine's runner; its events come back through ``_on_event``."""
+        from modelmill.engine.runner import start_run
+
+        self.records[record.run_id] = record
         await self._begin(record)
         listener = self._listener(record)
         try:
-            record.handle = await asyncio.to_thread(start_run, plan, run_id, [listener])
+            record.handle = await asyncio.to_thread(start_run, job, record.run_id, [listener])
         except Exception as exc:
             self._fail(record, f"the run could not start: {exc}")
             raise RequestFailed(f"the run could not start: {exc}") from exc
         if record.cancel_requested:
             record.handle.cancel()
-        return run_id
-
-    async def start_evaluate(self, path: str, metrics: list[str] | None, compare: str | None) -> str:
-        from modelmill.engine.workflow import new_run_id
-
-        run_id = new_run_id()
-        record = RunRecord(run_id, "evaluate", path, f"ModelMill: evaluate {Path(path).name}")
-        self.records[run_id] = record
-        await self._begin(record)
-        command = [sys.executable, "-m", "modelmill.lsp.eval_worker", run_id, path]
-        if metrics:
-            command += ["--metrics", ",".join(metrics)]
-        if compare:
-            command += ["--compare", str(compare)]
-        record.process = await asyncio.create_subprocess_exec(
-            *command, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.DEVNULL)
-        asyncio.ensure_future(self._read_worker(record))
-        return run_id
+        return record.run_id
 
     def cancel(self, run_id: str) -> bool:
         record = self.records.get(run_id)
@@ -143,9 +136,6 @@ class RunManager:
         record.cancel_requested = True
         if record.handle is not None:
             record.handle.cancel()
-        elif record.process is not None and record.process.returncode is None:
-            record.process.terminate()
-            asyncio.get_running_loop().call_later(CANCEL_GRACE_S, self._kill, record)
         return True
 
     def cancel_token(self, token: str) -> None:
@@ -165,9 +155,8 @@ class RunManager:
         """Cancel the runs still going and give them time to clean up (no half-written folders)."""
         self.cancel_all()
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and any(
-                (r.handle is not None and not r.handle.done) or (r.process is not None and r.process.returncode is None)
-                for r in self.records.values()):
+        while time.monotonic() < deadline and any(r.handle is not None and not r.handle.done
+                                                  for r in self.records.values()):
             await asyncio.sleep(0.05)
 
     async def dry_run(self, snap: Snapshot) -> dict[str, Any]:
@@ -372,47 +361,6 @@ class RunManager:
     def _fail(self, record: RunRecord, message: str) -> None:
         record.error = message
         self._finish(record, "failed", {})
-
-    # ------------------------------------------------------------------ the evaluation worker
-
-    async def _read_worker(self, record: RunRecord) -> None:
-        process = record.process
-        assert process is not None and process.stdout is not None
-        finished = False
-        try:
-            while True:
-                line = await process.stdout.readline()
-                if not line:
-                    break
-                try:
-                    event = json.loads(line)
-                except ValueError:
-                    continue
-                finished = finished or event.get("type") == "run.finished"
-                self._on_event(record, event)
-        finally:
-            code = await process.wait()
-        if not finished:
-            self._synthesize_end(record, code)
-
-    def _synthesize_end(self, record: RunRecord, code: int | None) -> None:
-        """The worker ended without ``run.finished``: report it as the runner does for a lost child."""
-        seq = record.last_seq + 1
-        base = {"v": 1, "run_id": record.run_id}
-        if not record.cancel_requested:
-            self._on_event(record, {**base, "type": "error", "ts": round(time.time(), 3), "seq": seq,
-                                    "message": f"the evaluation worker exited unexpectedly (exit code {code})",
-                                    "fix": "run it again; see the server log", "where": None, "kind": "worker-lost"})
-            seq += 1
-        status = "cancelled" if record.cancel_requested else "failed"
-        self._on_event(record, {**base, "type": "run.finished", "ts": round(time.time(), 3), "seq": seq,
-                                "status": status, "output_dir": None, "duration_s": round(time.time() - record.started, 3),
-                                "best_candidate": None})
-
-    @staticmethod
-    def _kill(record: RunRecord) -> None:
-        if record.process is not None and record.process.returncode is None:
-            record.process.kill()
 
 
 def _message(exc: Exception) -> str:
