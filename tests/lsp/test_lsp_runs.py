@@ -5,7 +5,6 @@ a client without work-done progress. The server keeps answering while runs go.""
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -71,13 +70,13 @@ async def test_optimize_streams_progress_events_and_output(client: LanguageClien
     path = _config(tiny_llama_dir, "int4")
     started = await _command(client, "modelmill.optimize", uri=path.as_uri())
     run_id = started["runId"]
-    # the server answers editor requests while the run goes
+    # the server answers editor requests while the run goes: the answers come before the run's last event
     open_document(client, path.as_uri(), path.read_text())
-    begun = time.perf_counter()
     items = await complete(client, path.as_uri(), types.Position(line=1, character=2))
     hover = await client.text_document_hover_async(types.HoverParams(
         text_document=types.TextDocumentIdentifier(uri=path.as_uri()), position=types.Position(line=7, character=17)))
-    assert items and hover is not None and time.perf_counter() - begun < 5
+    assert items and hover is not None
+    assert "run.finished" not in [e["type"] for e in _events(client, run_id)]
     finished = await _wait_event(client, run_id, "run.finished")
     assert finished["status"] == "succeeded", _events(client, run_id)
     events = _events(client, run_id)
@@ -95,9 +94,9 @@ async def test_optimize_streams_progress_events_and_output(client: LanguageClien
     percentages = [r.percentage for r in middle if r.percentage is not None]
     assert percentages == sorted(percentages) and percentages[-1] == 100
     assert isinstance(reports[-1], types.WorkDoneProgressEnd) and "succeeded" in reports[-1].message
-    # engine event → client notification: well under a second even on a busy machine
-    lags = sorted(arrived - event["ts"] for event, arrived in client.run_events if event["run_id"] == run_id)
-    assert lags[int(0.95 * (len(lags) - 1))] < 1.0
+    # streamed as they happen, not sent at the end: run.started reached the client before the run finished
+    arrivals = [arrived for event, arrived in client.run_events if event["run_id"] == run_id]
+    assert arrivals == sorted(arrivals) and arrivals[0] < finished["ts"]
     runs = await _command(client, "modelmill.runs")
     assert {"runId": run_id, "status": "succeeded", "outputDir": str(output)}.items() <= \
         next(r for r in runs if r["runId"] == run_id).items()
@@ -152,9 +151,24 @@ async def test_evaluate_runs_in_a_worker(client: LanguageClient) -> None:
     run_id = (await _command(client, "modelmill.evaluate", path=str(STATE["output"]), metrics=["size"]))["runId"]
     finished = await _wait_event(client, run_id, "run.finished", timeout=120)
     assert finished["status"] == "succeeded", _events(client, run_id)
-    measured = [e for e in _events(client, run_id) if e["type"] == "metric.measured"]
+    events = _events(client, run_id)
+    measured = [e for e in events if e["type"] == "metric.measured"]
     assert [e["key"] for e in measured] == ["size-bytes"] and measured[0]["value"] > 0
     assert finished["results"]["model"]
+    assert [e["seq"] for e in events] == list(range(len(events))) and events[0]["type"] == "run.started"
+    assert [e["type"] for e in events if e["type"].startswith(("evaluation", "candidate"))] == \
+        ["evaluation.started", "candidate.evaluated"]
+
+
+async def test_cancel_an_evaluate_run(client: LanguageClient, tiny_llama_dir: Path) -> None:
+    """Evaluate goes through the engine's runner: cancel ends it as it ends an optimize run."""
+    run_id = (await _command(client, "modelmill.evaluate", path=str(tiny_llama_dir), metrics=["perplexity"]))["runId"]
+    await _wait_event(client, run_id, "evaluation.started")
+    assert (await _command(client, "modelmill.cancel", runId=run_id)) == {"cancelled": True}
+    finished = await _wait_event(client, run_id, "run.finished", timeout=60)
+    assert finished["status"] == "cancelled"
+    assert "candidate.evaluated" not in [e["type"] for e in _events(client, run_id)]
+    assert isinstance(client.progress_reports[_token(client, run_id)][-1], types.WorkDoneProgressEnd)
 
 
 async def test_client_without_progress_gets_log_lines(minimal_client: LanguageClient) -> None:
