@@ -17,18 +17,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import queue
 import random
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
+from modelmill.testing.jsonrpc import BROKEN, JsonRpcClient, NoReply, frame
+
 ROOT = Path(__file__).resolve().parent.parent
-SERVER = [sys.executable, "-m", "modelmill", "lsp"]
 ALPHABET = '{}[]:,"\' \n\t-#abcTy01.é😀\\&*'
 BOMB = 'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n' + "".join(
     f"{n}: &{n} [{','.join(['*' + p] * 9)}]\n" for p, n in zip("abcdefgh", "bcdefghi"))
@@ -36,68 +34,12 @@ HOSTILE = {"json": ['{"passes": ' + "[" * 10_000 + "]" * 10_000 + "}", '{"passes
            "yaml": [BOMB + "passes: {}\n", "passes: " + "[" * 5_000]}
 
 
-def frame(message: dict[str, Any] | bytes, length: Any = None, name: bytes = b"Content-Length") -> bytes:
-    body = message if isinstance(message, bytes) else json.dumps(message).encode()
-    return name + b": " + str(len(body) if length is None else length).encode() + b"\r\n\r\n" + body
-
-
-def broken_frames(message: dict[str, Any]) -> list[bytes]:
-    body = json.dumps(message).encode()
-    return [frame(message, 10), frame(message, len(body) + 40), frame(message, "abc"), frame(message, -5),
-            frame(message, 10 ** 11), frame(message, name=b"content-length"), b"junk\r\n\r\n" + frame(message),
-            frame(body[:40])]
-
-
-class Client:
-    def __init__(self, cwd: str) -> None:
-        self.process = subprocess.Popen(SERVER, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                        stderr=subprocess.DEVNULL, cwd=cwd)
-        self.answers: dict[Any, tuple[float, dict[str, Any]]] = {}
-        self.logs: list[dict[str, Any]] = []
-        self.arrived: queue.Queue[Any] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        stream = self.process.stdout
-        while True:
-            length = 0
-            while True:
-                line = stream.readline()
-                if not line:
-                    self.arrived.put(None)
-                    return
-                if line.lower().startswith(b"content-length:"):
-                    length = int(line.split(b":")[1])
-                if line == b"\r\n":
-                    break
-            message = json.loads(stream.read(length))
-            if "id" in message and "method" not in message:
-                self.answers[message["id"]] = (time.perf_counter(), message)
-                self.arrived.put(message["id"])
-            elif message.get("method") == "window/logMessage":
-                self.logs.append(message["params"])
-
-    def send(self, data: bytes) -> None:
-        self.process.stdin.write(data)
-        self.process.stdin.flush()
-
-    def wait(self, message_id: Any, timeout: float) -> bool:
-        deadline = time.perf_counter() + timeout
-        while message_id not in self.answers:
-            left = deadline - time.perf_counter()
-            if left <= 0 or self.process.poll() is not None:
-                return False
-            try:
-                self.arrived.get(timeout=min(left, 0.5))
-            except queue.Empty:
-                pass
-        return True
-
-    def rss_mb(self) -> float:
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        return float("nan")
+def answered(client: JsonRpcClient, message_id: Any, timeout: float) -> bool:
+    try:
+        client.reply(message_id, timeout)
+    except NoReply:
+        return False
+    return True
 
 
 def mutate(rng: random.Random, text: str) -> str:
@@ -127,17 +69,14 @@ def main() -> int:
     workspace = Path(tempfile.mkdtemp(prefix="lsp_fuzz_"))
     (workspace / "zero.json").symlink_to("/dev/zero")
     (workspace / "bomb.yaml").write_text(BOMB)
-    client = Client(str(workspace))
-    next_id = iter(range(1, 10 ** 9))
+    client = JsonRpcClient(workspace, capture_stderr=False)
 
     def request(method: str, params: Any) -> int:
-        message_id = next(next_id)
-        client.send(frame({"jsonrpc": "2.0", "id": message_id, "method": method, "params": params}))
-        return message_id
+        return client.send_request(method, params)[1]
 
     first = request("initialize", {"processId": os.getpid(), "rootUri": workspace.as_uri(), "capabilities": {},
                                    "initializationOptions": {"settings": {"diagnosticsDelayMs": 50}}})
-    client.wait(first, 30)
+    answered(client, first, 30)
     client.send(frame({"jsonrpc": "2.0", "method": "initialized", "params": {}}))
     docs = {}
     for fmt, text in bases.items():
@@ -146,8 +85,8 @@ def main() -> int:
         client.send(frame({"jsonrpc": "2.0", "method": "textDocument/didOpen", "params": {"textDocument": {
             "uri": uri, "languageId": fmt, "version": 1, "text": text}}}))
     for uri in docs:  # warm up (schema index, checks) before measuring
-        client.wait(request("textDocument/hover", {"textDocument": {"uri": uri},
-                                                   "position": {"line": 1, "character": 3}}), 30)
+        answered(client, request("textDocument/hover", {"textDocument": {"uri": uri},
+                                                        "position": {"line": 1, "character": 3}}), 30)
     time.sleep(1.0)
     rss_before = client.rss_mb()
 
@@ -176,8 +115,8 @@ def main() -> int:
         document = {"uri": uri}
         roll = rng.random()
         if roll < 0.03:  # a broken frame, then an ordinary request that must still be answered
-            client.send(rng.choice(broken_frames({"jsonrpc": "2.0", "id": f"broken{step}",
-                                                  "method": "textDocument/hover", "params": {}})))
+            client.send(rng.choice(list(BROKEN.values()))({"jsonrpc": "2.0", "id": f"broken{step}",
+                                                           "method": "textDocument/hover", "params": {}}))
             kind, method, params = "after broken frame", "textDocument/hover", {"textDocument": document,
                                                                                   "position": position}
         elif roll < 0.06:
@@ -196,12 +135,12 @@ def main() -> int:
         kinds[kind] = kinds.get(kind, 0) + 1
         sent = time.perf_counter()
         message_id = request(method, params)
-        if not client.wait(message_id, args.timeout):
+        if not answered(client, message_id, args.timeout):
             unanswered.append((message_id, kind))
             if client.process.poll() is not None:
                 break
             continue
-        answered_at, answer = client.answers[message_id]
+        answered_at, answer = client.answered_at[message_id], client.responses[message_id]
         latencies.append((answered_at - sent) * 1000)
         slowest.append(((answered_at - sent) * 1000, kind, method))
         if answer.get("error", {}).get("code") == -32603:
@@ -210,11 +149,12 @@ def main() -> int:
     time.sleep(1.0)
     alive = client.process.poll() is None
     rss_after = client.rss_mb() if alive else float("nan")
-    feature_errors = [log["message"] for log in client.logs if log.get("type") == 1 and "Error in" in log["message"]]
-    framing_reports = sum(1 for log in client.logs if "malformed message" in log.get("message", ""))
+    logs = client.logged()
+    feature_errors = [log["message"] for log in logs if log.get("type") == 1 and "Error in" in log["message"]]
+    framing_reports = sum(1 for log in logs if "malformed message" in log.get("message", ""))
     if alive:
         shutdown = request("shutdown", None)
-        client.wait(shutdown, 10)
+        answered(client, shutdown, 10)
         client.send(frame({"jsonrpc": "2.0", "method": "exit"}))
         exit_code = client.process.wait(10)
     else:

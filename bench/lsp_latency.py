@@ -39,7 +39,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-ROOT = Path(__file__).resolve().parent.parent
+from modelmill.testing.jsonrpc import frame, read_message
+
 SERVER = [sys.executable, "-m", "modelmill", "lsp"]
 
 
@@ -89,39 +90,19 @@ def position_of(text: str, needle: str, offset: int = 0) -> tuple[int, int]:
 
 def make_tiny_llama(folder: Path) -> Path:
     """The tests' tiny Llama (2 layers, hidden 64) with a BPE tokenizer, built locally."""
-    sys.path.insert(0, str(ROOT / "tests"))
-    import torch
-    from conftest import VOCAB_SIZE, save_bpe_tokenizer  # type: ignore[import-not-found]
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from modelmill.testing.tiny_models import build_tiny_llama
 
-    folder.mkdir(parents=True, exist_ok=True)
-    save_bpe_tokenizer(folder)
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=VOCAB_SIZE, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-                         num_key_value_heads=2, intermediate_size=128, max_position_embeddings=256,
-                         bos_token_id=1, eos_token_id=2, pad_token_id=3, tie_word_embeddings=False)
-    LlamaForCausalLM(config).eval().save_pretrained(str(folder))
-    return folder
+    return build_tiny_llama(folder)
 
 
 # ------------------------------------------------------------------ initialize
 
 
-def _frame(message: dict[str, Any]) -> bytes:
-    body = json.dumps(message).encode()
-    return b"Content-Length: %d\r\n\r\n" % len(body) + body
-
-
 def _read(stream: Any) -> dict[str, Any]:
-    length = 0
-    while True:
-        line = stream.readline()
-        if not line:
-            raise RuntimeError("server closed the stream")
-        if line.lower().startswith(b"content-length:"):
-            length = int(line.split(b":")[1])
-        if line == b"\r\n":
-            return json.loads(stream.read(length))
+    message = read_message(stream)
+    if message is None:
+        raise RuntimeError("server closed the stream")
+    return message
 
 
 def measure_initialize(repeats: int, workspace: Path, text: str) -> dict[str, list[float]]:
@@ -131,14 +112,14 @@ def measure_initialize(repeats: int, workspace: Path, text: str) -> dict[str, li
     for _ in range(repeats):
         started = time.perf_counter()
         process = subprocess.Popen(SERVER, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        process.stdin.write(_frame({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        process.stdin.write(frame({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
             "processId": os.getpid(), "rootUri": workspace.as_uri(), "capabilities": {},
             "initializationOptions": {"settings": {"diagnosticsDelayMs": 0}}}}))
         process.stdin.flush()
         _read(process.stdout)
         init.append((time.perf_counter() - started) * 1000)
-        process.stdin.write(_frame({"jsonrpc": "2.0", "method": "initialized", "params": {}}))
-        process.stdin.write(_frame({"jsonrpc": "2.0", "method": "textDocument/didOpen", "params": {
+        process.stdin.write(frame({"jsonrpc": "2.0", "method": "initialized", "params": {}}))
+        process.stdin.write(frame({"jsonrpc": "2.0", "method": "textDocument/didOpen", "params": {
             "textDocument": {"uri": uri, "languageId": "json", "version": 1, "text": text}}}))
         process.stdin.flush()
         while True:
@@ -146,8 +127,8 @@ def measure_initialize(repeats: int, workspace: Path, text: str) -> dict[str, li
             if message.get("method") == "textDocument/publishDiagnostics":
                 break
         ready.append((time.perf_counter() - started) * 1000)
-        process.stdin.write(_frame({"jsonrpc": "2.0", "id": 2, "method": "shutdown"}))
-        process.stdin.write(_frame({"jsonrpc": "2.0", "method": "exit"}))
+        process.stdin.write(frame({"jsonrpc": "2.0", "id": 2, "method": "shutdown"}))
+        process.stdin.write(frame({"jsonrpc": "2.0", "method": "exit"}))
         process.stdin.flush()
         process.wait(30)
     return {"initialize reply": init, "first diagnostics (server loaded)": ready}

@@ -1,7 +1,8 @@
 #!/usr/bin/env python
-"""Benchmark: what a user feels of the language server, seen by a raw JSON-RPC client of its own (standard library
-only: no pygls, no lsprotocol, nothing from ``modelmill``), talking to ``python -m modelmill lsp`` over pipes with
-the server's default settings (the client declares no ``workspace/configuration`` and passes no settings).
+"""Benchmark: what a user feels of the language server, seen by a raw JSON-RPC client independent of the server
+(``modelmill.testing.jsonrpc``: standard library only, no pygls, no lsprotocol, none of the server's code),
+talking to ``python -m modelmill lsp`` over pipes with the server's default settings (the client declares no
+``workspace/configuration`` and passes no settings).
 
 Measures, in milliseconds (median and p95 of ``--samples`` samples):
 
@@ -28,15 +29,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import queue
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
+
+# The client is modelmill.testing.jsonrpc: standard library only and none of the server's code (not its framing,
+# modelmill.lsp.framing / launch), so that a framing bug on the server's side shows up here instead of being shared.
+from modelmill.testing.jsonrpc import JsonRpcClient
 
 ROOT = Path(__file__).resolve().parent.parent
 GOALS = {"initialize reply after spawn": None, "first diagnostics after spawn": 600, "first completion": 100,
@@ -99,92 +101,16 @@ def position_of(text: str, needle: str, offset: int = 0) -> dict[str, int]:
 # ------------------------------------------------------------------ the raw client
 
 
-class Client:
-    """The server over pipes: frames written by hand, every message read on a thread with its arrival time."""
-
-    def __init__(self, pythonpath: str | None, workspace: Path) -> None:
-        env = dict(os.environ)
-        if pythonpath:
-            env["PYTHONPATH"] = os.pathsep.join([pythonpath, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-        self.started = time.perf_counter()
-        self.process = subprocess.Popen([sys.executable, "-m", "modelmill", "lsp"], stdin=subprocess.PIPE,
-                                        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=workspace, env=env)
-        self.inbox: queue.Queue[tuple[float, dict[str, Any]]] = queue.Queue()
-        self.next_id = 0
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        stream = self.process.stdout
-        while True:
-            length = 0
-            while True:
-                line = stream.readline()
-                if not line:
-                    return
-                if line.lower().startswith(b"content-length:"):
-                    length = int(line.split(b":")[1])
-                if line == b"\r\n":
-                    break
-            message = json.loads(stream.read(length))
-            self.inbox.put((time.perf_counter(), message))
-            if "method" in message and "id" in message:  # a request from the server: answer it (null)
-                self.send({"jsonrpc": "2.0", "id": message["id"], "result": None})
-
-    def send(self, message: dict[str, Any]) -> float:
-        body = json.dumps(message).encode()
-        self.process.stdin.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
-        self.process.stdin.flush()
-        return time.perf_counter()
-
-    def request(self, method: str, params: Any) -> tuple[float, int]:
-        self.next_id += 1
-        return self.send({"jsonrpc": "2.0", "id": self.next_id, "method": method, "params": params}), self.next_id
-
-    def notify(self, method: str, params: Any) -> float:
-        return self.send({"jsonrpc": "2.0", "method": method, "params": params})
-
-    def wait(self, match: Any, timeout: float = 60) -> tuple[float, dict[str, Any]]:
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError("no matching message")
-            arrived, message = self.inbox.get(timeout=left)
-            if match(message):
-                return arrived, message
-
-    def reply(self, message_id: int) -> tuple[float, dict[str, Any]]:
-        return self.wait(lambda m: m.get("id") == message_id and "method" not in m)
-
-    def diagnostics(self, uri: str, version: int | None = None) -> tuple[float, dict[str, Any]]:
-        return self.wait(lambda m: m.get("method") == "textDocument/publishDiagnostics"
-                         and m["params"]["uri"] == uri and (version is None or m["params"].get("version") == version))
-
-    def initialize(self, workspace: Path) -> float:
-        sent, message_id = self.request("initialize", {
-            "processId": os.getpid(), "rootUri": workspace.as_uri(), "clientInfo": {"name": "raw bench"},
-            "capabilities": {"textDocument": {"publishDiagnostics": {"versionSupport": True}}}})
-        arrived, _ = self.reply(message_id)
-        self.notify("initialized", {})
-        return (arrived - self.started) * 1000
-
-    def open(self, uri: str, language: str, text: str) -> None:
-        self.notify("textDocument/didOpen", {"textDocument": {"uri": uri, "languageId": language, "version": 1,
-                                                              "text": text}})
-
-    def change(self, uri: str, version: int, text: str) -> float:
-        return self.notify("textDocument/didChange", {"textDocument": {"uri": uri, "version": version},
-                                                      "contentChanges": [{"text": text}]})
-
-    def close(self) -> None:
-        try:
-            _, message_id = self.request("shutdown", None)
-            self.reply(message_id)
-            self.notify("exit", None)
-            self.process.wait(10)
-        except Exception:  # noqa: BLE001 - a bench: end the process anyway
-            self.process.kill()
-            self.process.wait(10)
+def start_client(pythonpath: str | None, workspace: Path) -> tuple[JsonRpcClient, float]:
+    """A server on pipes (``pythonpath`` first on its path), initialized with the server's default settings;
+    the milliseconds from spawn to the ``initialize`` reply."""
+    env = {}
+    if pythonpath:
+        env["PYTHONPATH"] = os.pathsep.join([pythonpath, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    client = JsonRpcClient(workspace, env=env, capture_stderr=False, answer_server_requests=True)
+    reply = client.initialize(workspace, settings=None, processId=os.getpid(), clientInfo={"name": "raw bench"},
+                              capabilities={"textDocument": {"publishDiagnostics": {"versionSupport": True}}})
+    return client, (client.answered_at[reply["id"]] - client.started) * 1000
 
 
 # ------------------------------------------------------------------ measurements
@@ -212,19 +138,20 @@ class Documents:
 
 
 def cold(pythonpath: str | None, workspace: Path, docs: Documents, first: str) -> dict[str, float]:
-    client = Client(pythonpath, workspace)
+    client, initialized = start_client(pythonpath, workspace)
     try:
-        result = {"initialize reply after spawn": client.initialize(workspace)}
+        result = {"initialize reply after spawn": initialized}
         client.open(docs.json_uri, "json", docs.json)
         arrived, _ = client.diagnostics(docs.json_uri)
         result["first diagnostics after spawn"] = (arrived - client.started) * 1000
         if first == "completion":
-            sent, message_id = client.request("textDocument/completion", {
+            sent, message_id = client.send_request("textDocument/completion", {
                 "textDocument": {"uri": docs.json_uri}, "position": position_of(docs.json, '"ModelBuilder"', 1)})
         else:
-            sent, message_id = client.request("textDocument/hover", {
+            sent, message_id = client.send_request("textDocument/hover", {
                 "textDocument": {"uri": docs.json_uri}, "position": position_of(docs.json, '"precision"', 2)})
-        arrived, reply = client.reply(message_id)
+        reply = client.reply(message_id, 60)
+        arrived = client.answered_at[message_id]
         assert reply.get("result"), reply
         result[f"first {first}"] = (arrived - sent) * 1000
         return result
@@ -236,8 +163,7 @@ class Warm:
     """One running server with the JSON and YAML documents open, for the keystroke samples."""
 
     def __init__(self, pythonpath: str | None, workspace: Path, docs: Documents) -> None:
-        self.client = Client(pythonpath, workspace)
-        self.client.initialize(workspace)
+        self.client, _ = start_client(pythonpath, workspace)
         self.docs = docs
         self.version = {docs.json_uri: 1, docs.yaml_uri: 1}
         self.client.open(docs.json_uri, "json", docs.json)
@@ -331,9 +257,8 @@ def main() -> None:
                 samples[name].setdefault("burst of 10 → last diagnostics", []).append(took)
                 bursts[name].append(validated)
         for name in names_of(servers):  # the server's own view: validation and publish times (debugInfo)
-            _, message_id = warm[name].client.request("workspace/executeCommand",
-                                                      {"command": "modelmill.debugInfo", "arguments": [{}]})
-            _, reply = warm[name].client.reply(message_id)
+            reply = warm[name].client.request("workspace/executeCommand",
+                                              {"command": "modelmill.debugInfo", "arguments": [{}]}, wait=60)
             timings[name] = (reply.get("result") or {}).get("timings", {})
     finally:
         for server in warm.values():

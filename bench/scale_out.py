@@ -44,11 +44,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from modelmill.testing.ray_cluster import start_cluster
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests" / "engine"))
-
-from ray_cluster_helpers import start_cluster  # noqa: E402 - the tests' loopback cluster, one implementation
-
 DEFAULT_RESULTS = ROOT / "bench" / "results" / "scale_out.json"
 BIN = Path(sys.executable).parent
 TARGET_SPEEDUP = 1.7

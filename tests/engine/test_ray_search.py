@@ -18,7 +18,7 @@ from modelmill.config import load_workflow, parse_document
 from modelmill.engine.plan import Plan, plan_from_config
 from modelmill.engine.runner import RunOutcome, start_run
 from modelmill.engine.workflow import MANIFEST_NAME
-from ray_cluster_helpers import LocalCluster, cluster_environment, free_port, start_cluster
+from modelmill.testing.ray_cluster import LocalCluster, cluster_environment, free_port, start_cluster
 
 SIZE_METRIC = {"name": "size", "type": "size_on_disk", "sub_types": [{"name": "bytes", "priority": 1}]}
 # Four candidates: each int4 block size gives a different size, so the best one is unambiguous.
