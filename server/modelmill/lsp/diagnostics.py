@@ -13,18 +13,20 @@ from __future__ import annotations
 import functools
 import time
 from pathlib import Path
-from typing import Any
-
-from lsprotocol import types
+from typing import TYPE_CHECKING, Any
 
 from modelmill.config import Diagnostic, Environment, validate_document
 from modelmill.lsp.documents import Snapshot
 from modelmill.lsp.settings import Settings
 
+if TYPE_CHECKING:  # lsprotocol loads after the first diagnostics are sent (early.py uses ``to_json_list``)
+    from lsprotocol import types
+
 SOURCE = "modelmill"
-SEVERITY = {"error": types.DiagnosticSeverity.Error, "warning": types.DiagnosticSeverity.Warning,
-            "info": types.DiagnosticSeverity.Information, "hint": types.DiagnosticSeverity.Hint}
-TAGS = {"old-schema": [types.DiagnosticTag.Deprecated], "redundant-pass": [types.DiagnosticTag.Unnecessary]}
+SEVERITY = {"error": 1, "warning": 2, "info": 3, "hint": 4}
+"""LSP's DiagnosticSeverity values."""
+TAGS = {"old-schema": [2], "redundant-pass": [1]}
+"""LSP's DiagnosticTag values: 2 Deprecated, 1 Unnecessary."""
 DOCS_PAGE = Path(__file__).resolve().parents[3] / "docs" / "diagnostics.md"
 
 
@@ -69,17 +71,39 @@ def docs_href(code: str, settings: Settings) -> str | None:
     return f"{page}#{code}" if page else None
 
 
+def _fields(diag: Diagnostic, settings: Settings) -> dict[str, Any]:
+    """Everything of one LSP diagnostic but its range, as JSON values (None where absent)."""
+    href = docs_href(diag.code, settings)
+    return {"message": f"{diag.message}\n{diag.hint}" if diag.hint else diag.message,
+            "severity": SEVERITY.get(diag.severity), "code": diag.code, "source": SOURCE,
+            "data": {"path": list(diag.path), **_plain(diag.data)}, "tags": TAGS.get(diag.code),
+            "codeDescription": {"href": href} if href else None}
+
+
 def to_lsp(found: list[Diagnostic], snap: Snapshot, settings: Settings) -> list[types.Diagnostic]:
+    from lsprotocol import types
+
     codec = snap.codec
     result = []
     for diag in found:
-        href = docs_href(diag.code, settings)
-        message = f"{diag.message}\n{diag.hint}" if diag.hint else diag.message
-        data: dict[str, Any] = {"path": list(diag.path), **_plain(diag.data)}
+        fields = _fields(diag, settings)
+        severity, tags, description = fields["severity"], fields["tags"], fields["codeDescription"]
         result.append(types.Diagnostic(
-            range=codec.range(diag.range), message=message, severity=SEVERITY.get(diag.severity),
-            code=diag.code, source=SOURCE, data=data, tags=TAGS.get(diag.code),
-            code_description=types.CodeDescription(href=href) if href else None))
+            range=codec.range(diag.range), message=fields["message"],
+            severity=types.DiagnosticSeverity(severity) if severity is not None else None,
+            code=fields["code"], source=fields["source"], data=fields["data"],
+            tags=[types.DiagnosticTag(tag) for tag in tags] if tags is not None else None,
+            code_description=types.CodeDescription(**description) if description else None))
+    return result
+
+
+def to_json_list(found: list[Diagnostic], snap: Snapshot, settings: Settings) -> list[dict[str, Any]]:
+    """``to_lsp`` as the JSON it is sent as (lsprotocol's converter drops absent fields), without lsprotocol."""
+    codec = snap.codec
+    result = []
+    for diag in found:
+        fields = {"range": codec.range_json(diag.range), **_fields(diag, settings)}
+        result.append({key: value for key, value in fields.items() if value is not None})
     return result
 
 

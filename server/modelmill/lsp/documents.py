@@ -14,14 +14,15 @@ import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
-
-from lsprotocol import types
 
 from modelmill.config.positions import ObjectNode, Range
 from modelmill.lsp.fastparse import LspDocument, parse
 from modelmill.lsp.settings import Settings, looks_like_workflow, matches_patterns
+
+if TYPE_CHECKING:  # lsprotocol is imported on first use: the first diagnostics are sent before it loads (early.py)
+    from lsprotocol import types
 
 JSON_LANGUAGES = ("json", "jsonc")
 _JSON_HINT = re.compile(r"[\"']?(?:input_model|passes|engine)[\"']?\s*:")
@@ -32,6 +33,8 @@ YAML_LANGUAGES = ("yaml",)
 @functools.lru_cache(maxsize=8192)
 def _position(line: int, character: int) -> types.Position:
     """Positions are immutable in practice (nobody edits a sent range), so equal ones are shared."""
+    from lsprotocol import types
+
     return types.Position(line=line, character=character)
 
 
@@ -50,18 +53,32 @@ class Codec:
             return len(head.encode("utf-8"))
         return col + sum(1 for char in head if ord(char) > 0xFFFF)
 
-    def position(self, line: int, col: int) -> types.Position:
+    def units(self, line: int, col: int) -> tuple[int, int]:
+        """(line, code-point column) → (line, character) in the client's units, clamped to the text."""
         if line >= len(self.lines):
             line, col = len(self.lines) - 1, len(self.lines[-1])
         line_text = self.lines[line]
         col = min(max(col, 0), len(line_text))
-        return _position(line, self._units(line_text, col))
+        return line, self._units(line_text, col)
+
+    def position(self, line: int, col: int) -> types.Position:
+        return _position(*self.units(line, col))
 
     def range(self, rng: Range) -> types.Range:
+        from lsprotocol import types
+
         return types.Range(start=self.position(rng.start.line, rng.start.col),
                            end=self.position(rng.end.line, rng.end.col))
 
+    def range_json(self, rng: Range) -> dict[str, dict[str, int]]:
+        """``range`` as LSP's JSON (what ``range`` serializes to), without lsprotocol."""
+        (start_line, start), (end_line, end) = self.units(rng.start.line, rng.start.col), \
+            self.units(rng.end.line, rng.end.col)
+        return {"start": {"line": start_line, "character": start}, "end": {"line": end_line, "character": end}}
+
     def span(self, line: int, start: int, end: int) -> types.Range:
+        from lsprotocol import types
+
         return types.Range(start=self.position(line, start), end=self.position(line, end))
 
     def column(self, line: int, character: int) -> int:
@@ -179,6 +196,10 @@ class SnapshotCache:
         snapshot = Snapshot(uri, version, text, fmt, encoding)
         self._items[uri] = snapshot
         return snapshot
+
+    def adopt(self, snapshot: Snapshot) -> None:
+        """Take a snapshot made before the server loaded (early.py) as the latest of its URI."""
+        self._items[snapshot.uri] = snapshot
 
     def drop(self, uri: str) -> None:
         self._items.pop(uri, None)

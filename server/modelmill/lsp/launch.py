@@ -1,12 +1,15 @@
-"""``modelmill lsp`` / ``python -m modelmill.lsp``: start the server, answering ``initialize`` fast.
+"""``modelmill lsp`` / ``python -m modelmill.lsp``: start the server, answering ``initialize`` and sending the first
+diagnostics before pygls has loaded.
 
-Importing pygls and lsprotocol takes most of a second (lsprotocol builds ~600 attrs classes), and
-the config layer more. So over stdio the process reads the client's first message itself while a
-thread imports the server: when it is ``initialize``, it is answered at once from the precomputed
-capabilities (``modelmill.lsp.capabilities``, checked against pygls's own answer by a test). When
-the server is loaded, the same message is replayed into pygls (so it sets up the session as usual)
-and pygls's duplicate reply is dropped. Nothing heavy (torch, onnxruntime, transformers) is imported
-on this path at all.
+Importing pygls and lsprotocol takes about half a second of CPU (lsprotocol builds ~570 attrs classes), the
+config layer about a third. So over stdio a thread reads stdin (``_Feed``) and the launcher serves the first
+messages itself (``early.EarlySession``): ``initialize`` is answered at once from the precomputed capabilities
+(``modelmill.lsp.capabilities``, checked against pygls's own answer by a test) and the ``didOpen`` of a config is
+validated and its diagnostics sent, while one loader thread imports what validation needs and then, once those
+diagnostics are out, the server. The first message the early session does not serve (or the server having
+loaded) ends it: every byte read is replayed into pygls (so it sets up the session as usual), pygls's duplicate
+``initialize`` reply is dropped, and the server adopts what was validated. Nothing heavy (torch, onnxruntime,
+transformers) is imported on this path at all.
 
 The protocol runs on private copies of the stdin/stdout descriptors; descriptors 0 and 1 become
 /dev/null and stderr, so a child process or a C library printing to stdout can never corrupt the
@@ -18,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import queue
 import sys
 import threading
 from typing import Any, BinaryIO
@@ -49,6 +53,10 @@ def main(argv: list[str] | None = None, args: argparse.Namespace | None = None) 
     return 0
 
 
+GO_AFTER_S = 0.25
+"""How long the loader waits for a first ``didOpen`` to validate before it imports pygls anyway."""
+
+
 def _import_server() -> None:
     try:
         from modelmill.lsp import server
@@ -66,6 +74,33 @@ def _load() -> Any:
     return _loaded["module"].create_server()
 
 
+class _Loader(threading.Thread):
+    """Imports what the first validation needs, then (after the first diagnostics, ``go``) pygls and the server.
+
+    One thread, in that order: two importing threads would share one interpreter lock and slow each other."""
+
+    def __init__(self, early: bool) -> None:
+        super().__init__(name="modelmill-lsp-import", daemon=True)
+        self.early = early
+        self.validation_ready = threading.Event()
+        self.go = threading.Event()
+        self.server_ready = threading.Event()
+
+    def run(self) -> None:
+        if self.early:
+            try:
+                from modelmill.lsp.early import prepare_validation
+
+                prepare_validation()
+            except BaseException:  # noqa: BLE001 - the server meets (and reports) the same error later
+                pass
+            finally:
+                self.validation_ready.set()
+            self.go.wait(GO_AFTER_S)
+        _import_server()
+        self.server_ready.set()
+
+
 def run_stdio(fast: bool = True) -> None:
     in_fd, out_fd = os.dup(0), os.dup(1)
     null = os.open(os.devnull, os.O_RDONLY)
@@ -75,62 +110,117 @@ def run_stdio(fast: bool = True) -> None:
     sys.stdout = sys.stderr
     stdin: BinaryIO = os.fdopen(in_fd, "rb")
     stdout: BinaryIO = os.fdopen(out_fd, "wb")
-    loader = threading.Thread(target=_import_server, name="modelmill-lsp-import", daemon=True)
+    loader = _Loader(early=fast)
     loader.start()
-    prefix, init_id = b"", None
+    feed = _Feed(stdin)
+    prefix, init_id, adopted = b"", None, None
     if fast:
-        prefix, init_id = answer_initialize(stdin, stdout)
+        from modelmill.lsp.early import EarlySession
+
+        session = EarlySession(stdout, loader.validation_ready)
+        prefix = serve_early(session, feed, loader)
+        init_id, adopted = session.init_id, session.adopted
+    loader.go.set()
     loader.join()
     server = _load()
-    server.start_io(_Replay(prefix, stdin), _DropReply(stdout, init_id))
+    if adopted is not None:
+        server.adopt(adopted)
+    server.start_io(_Replay(prefix, feed), _DropReply(stdout, init_id))
 
 
-def read_message(stream: BinaryIO) -> tuple[bytes, Any]:
-    """One JSON-RPC message, read with the server's framing rules (``framing.FrameReader``: bounded,
-    resynchronising): (every byte read so far, the parsed body or None).
+class _HandOver(Exception):
+    """The server has loaded while the early session waited for a message."""
 
-    All the bytes read are replayed into the server, which frames them again, so a malformed first
-    message is reported and recovered from exactly as a later one would be.
-    """
+
+def serve_early(session: Any, feed: _Feed, loader: _Loader) -> bytes:
+    """Serve the first messages with ``session`` (``early.EarlySession``) until one it does not serve, the end of
+    the stream, or the server having loaded; returns every byte read, for the replay into pygls.
+
+    Frames are read with the server's framing rules (``framing.FrameReader``: bounded, resynchronising); a frame
+    with a problem ends the early session, so it is reported and recovered from as a later one would be."""
     from modelmill.lsp.framing import FrameReader
 
-    read_some = getattr(stream, "read1", None) or stream.read
     raw = bytearray()
 
     def read(size: int) -> bytes:
-        chunk = read_some(size)
-        raw.extend(chunk)
+        while True:
+            chunk = feed.get(timeout=0.05)
+            if chunk is not None:
+                raw.extend(chunk)
+                return chunk
+            if loader.server_ready.is_set():
+                raise _HandOver
+
+    reader = FrameReader(read)
+    first = True
+    try:
+        while True:
+            frame = reader.next()
+            if frame is None or frame.body is None or frame.problem:
+                break
+            try:
+                message = json.loads(frame.body)
+            except (ValueError, RecursionError):
+                break
+            served = session.initialize(message) if first else session.handle(message)
+            first = False
+            if not served:
+                break
+            if isinstance(message, dict) and message.get("method") == "textDocument/didOpen":
+                loader.go.set()  # the first diagnostics are out: load the rest now
+    except _HandOver:
+        pass
+    return bytes(raw)
+
+
+class _Feed:
+    """stdin, read on a thread into a short queue: the early session, then pygls (``read1``), read from it.
+
+    A blocked read of stdin cannot be interrupted, so one thread owns it for the whole session."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self.chunks: queue.Queue[bytes] = queue.Queue(maxsize=16)  # bounded: a fast client waits, as on a pipe
+        self.pending = b""
+        self.eof = False
+        self.stream = stream
+        threading.Thread(target=self._run, name="modelmill-lsp-stdin", daemon=True).start()
+
+    def _run(self) -> None:
+        read = getattr(self.stream, "read1", None) or self.stream.read
+        while True:
+            try:
+                chunk = read(64 * 1024)
+            except (OSError, ValueError):  # closed
+                chunk = b""
+            self.chunks.put(chunk)
+            if not chunk:
+                return
+
+    def get(self, timeout: float) -> bytes | None:
+        """The next chunk (b"" at the end), or None when none came within ``timeout`` seconds."""
+        try:
+            return self.chunks.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def read1(self, size: int = -1) -> bytes:
+        """Up to ``size`` bytes, at least one unless at the end of the stream (blocks)."""
+        if not self.pending:
+            if self.eof:
+                return b""
+            self.pending = self.chunks.get()
+            if not self.pending:
+                self.eof = True
+                return b""
+        size = len(self.pending) if size < 0 else size
+        chunk, self.pending = self.pending[:size], self.pending[size:]
         return chunk
-
-    frame = FrameReader(read).next()
-    try:
-        message = json.loads(frame.body) if frame is not None and frame.body is not None else None
-    except (ValueError, RecursionError):
-        message = None
-    return bytes(raw), message
-
-
-def answer_initialize(stdin: BinaryIO, stdout: BinaryIO) -> tuple[bytes, Any]:
-    """Read the first message; answer it when it is ``initialize``. Returns (raw bytes, its id or None)."""
-    raw, message = read_message(stdin)
-    if not isinstance(message, dict) or message.get("method") != "initialize" or "id" not in message:
-        return raw, None
-    from modelmill.lsp.capabilities import initialize_result
-
-    try:
-        result = initialize_result(message.get("params") or {})
-    except Exception:  # noqa: BLE001 - let pygls answer instead
-        return raw, None
-    body = json.dumps({"jsonrpc": "2.0", "id": message["id"], "result": result}).encode()
-    stdout.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
-    stdout.flush()
-    return raw, message["id"]
 
 
 class _Replay:
-    """stdin with the already-read first message put back in front."""
+    """The input with the bytes the early session read put back in front."""
 
-    def __init__(self, prefix: bytes, stream: BinaryIO) -> None:
+    def __init__(self, prefix: bytes, stream: _Feed) -> None:
         self.prefix = prefix
         self.stream = stream
 
@@ -140,7 +230,7 @@ class _Replay:
             size = len(self.prefix) if size < 0 else size
             chunk, self.prefix = self.prefix[:size], self.prefix[size:]
             return chunk
-        return self.stream.read1(size)  # type: ignore[attr-defined]
+        return self.stream.read1(size)
 
 
 class _DropReply:

@@ -34,7 +34,7 @@ from modelmill.lsp.completion import TRIGGER_CHARACTERS, CompletionEnv, complete
 from modelmill.lsp.diagnostics import analyze, debounce_ms, to_lsp
 from modelmill.lsp.documents import Snapshot, SnapshotCache, format_of
 from modelmill.lsp.hover import hover
-from modelmill.lsp.settings import Settings
+from modelmill.lsp.settings import Settings, initial_settings
 from modelmill.lsp.shared import SECTION, SET_TRUSTED
 from modelmill.lsp.symbols import document_symbols
 
@@ -68,7 +68,7 @@ logging.getLogger("pygls.protocol.json_rpc").addFilter(_OneLineRefusals())
 
 class ModelMillServer(LanguageServer):
     def __init__(self) -> None:
-        super().__init__(NAME, __version__, max_workers=8)
+        super().__init__(NAME, __version__, max_workers=8, converter_factory=commands.converter)
         self.settings = Settings()
         self.init_settings = Settings()
         """Settings from initializationOptions: the base that workspace/configuration values override."""
@@ -82,6 +82,8 @@ class ModelMillServer(LanguageServer):
         self._cost_ms: dict[str, float] = {}
         """Per document: its recent validation time (ms), which decides the debounce of its changes."""
         self.validated_once = threading.Event()
+        self._adopted: dict[str, tuple[Snapshot, Settings]] = {}
+        """Per URI: a version validated and published before the server loaded (``adopt``), not to send again."""
         self.shutdown_task: asyncio.Task[Any] | None = None
         self.timings: dict[str, list[float]] = {"validate_ms": [], "publish_ms": []}
         self.closing = False
@@ -126,6 +128,21 @@ class ModelMillServer(LanguageServer):
                 self.workspace.root_path else Path.cwd()
             self._env = Environment(installed_execution_providers(), cwd)
         return self._env
+
+    def adopt(self, early: Any) -> None:
+        """Take over what the launcher served before pygls loaded (``early.Adopted``): its environment and the
+        snapshots it validated and published, so that the replayed ``didOpen`` of the same version reuses them and
+        is not published twice."""
+        if early.env is not None:
+            self._env = early.env
+        for uri, (snap, settings, validate_ms) in early.published.items():
+            self.snapshots.adopt(snap)
+            self.snapshots.workflow_uris.add(uri)
+            self._adopted[uri] = (snap, settings)
+            self._cost_ms[uri] = validate_ms
+            found, _ = analyze(snap, self.env)
+            if found:
+                self._published.add(uri)
 
     def warm_up(self) -> None:
         """Right after ``initialized``, in the order the first requests need them. On a thread: the installed EPs
@@ -266,6 +283,9 @@ class ModelMillServer(LanguageServer):
                     self._publish(uri, None, [])
                 return
             found, validate_ms = analyze(snap, self.env)
+            adopted = self._adopted.pop(uri, None)
+            if adopted is not None and adopted[0] is snap and adopted[1] == self.settings:
+                return  # sent before the server loaded (launch.py)
             diagnostics = to_lsp(found, snap, self.settings)
             self._publish(uri, snap.version, diagnostics)
             previous = self._cost_ms.get(uri)
@@ -370,9 +390,7 @@ def create_server() -> ModelMillServer:
         ls.client_name = params.client_info.name if params.client_info else ""
         options = _plain(params.initialization_options) or {}
         ls.initialization_options = options if isinstance(options, dict) else {}
-        trusted = ls.initialization_options.get("trusted", True)
-        ls.init_settings = Settings.from_json(ls.initialization_options.get("settings"), Settings())
-        ls.settings = ls.init_settings.with_trust(trusted is not False)
+        ls.init_settings, ls.settings = initial_settings(ls.initialization_options)
 
     @server.feature(types.INITIALIZED)
     @guard("initialized")

@@ -57,6 +57,14 @@ class Settings:
         return replace(self, trusted=bool(trusted))
 
 
+def initial_settings(options: Any) -> tuple[Settings, Settings]:
+    """From ``initializationOptions`` (a dict, else ignored): (the base settings that workspace/configuration values
+    override, the settings in force: the base with the workspace trust, trusted unless ``trusted`` is false)."""
+    options = options if isinstance(options, dict) else {}
+    base = Settings.from_json(options.get("settings"), Settings())
+    return base, base.with_trust(options.get("trusted", True) is not False)
+
+
 # ------------------------------------------------------------------ file patterns
 
 

@@ -20,7 +20,7 @@ from modelmill.engine.model import ModelKind, ModelRef
 class PassParams(BaseModel):
     """Base for pass parameter models: unknown keys are errors (with did-you-mean)."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=False)
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=False, defer_build=True)
 
     @classmethod
     def searchable_fields(cls) -> dict[str, list[Any]]:

@@ -1,0 +1,122 @@
+"""The first diagnostics are sent before pygls has loaded (modelmill/lsp/early.py): the same diagnostics as the
+server sends once loaded, sent once; the session goes on as usual after the hand-over; and that path imports
+neither pygls/lsprotocol nor a heavy library."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from modelmill.testing.jsonrpc import JsonRpcClient
+
+# Problems of several kinds (unknown pass with a hint, old-schema form with a Deprecated tag, a bad value), some on
+# lines with characters outside ASCII and the BMP, so that the position encodings differ.
+CONFIG = """{
+  "input_model": {"type": "HfModel", "model_path": "mödel-😀", "tåsk": "text-generation"},
+  "systems": {"local": {"type": "LocalSystem", "accelerators": [{"device": "cpu",
+              "execution_providers": ["CPUExecutionProvider"]}]}},
+  "passes": {
+    "q": {"type": "OnnxDynamicQuantizaton"},
+    "b": {"type": "ModelBuilder", "precision": "int5", "😀": 1}
+  },
+  "engine": {"target": "local", "output_dir": "out"}
+}
+"""
+
+
+def _session(tmp_path: Path, fast: bool, encodings: list[str] | None) -> tuple[list[dict[str, Any]], JsonRpcClient]:
+    """Start a server, initialize, open the config; every publishDiagnostics of version 1 after a request
+    that the server answers once loaded (hover) and a moment for a replayed validation to be sent."""
+    server = JsonRpcClient(tmp_path, env={"MODELMILL_LSP_FAST_INIT": "1" if fast else "0"})
+    capabilities: dict[str, Any] = {"textDocument": {"publishDiagnostics": {"versionSupport": True}}}
+    if encodings:
+        capabilities["general"] = {"positionEncodings": encodings}
+    server.initialize(tmp_path, settings=None, capabilities=capabilities)
+    uri = (tmp_path / "model.olive.json").as_uri()
+    server.open(uri, "json", CONFIG)
+    hover = server.request("textDocument/hover", {"textDocument": {"uri": uri},
+                                                  "position": {"line": 5, "character": 16}}, wait=60)
+    assert "result" in hover
+    time.sleep(0.5)
+    published = [m["params"] for m in list(server.notifications)
+                 if m.get("method") == "textDocument/publishDiagnostics" and m["params"]["uri"] == uri]
+    return published, server
+
+
+@pytest.mark.parametrize("encodings", [None, ["utf-8"]])
+def test_early_diagnostics_equal_the_servers_and_are_sent_once(tmp_path: Path, encodings: list[str] | None) -> None:
+    early, fast = _session(tmp_path, True, encodings)
+    try:
+        late, slow = _session(tmp_path, False, encodings)
+        assert slow.close() == 0
+    finally:
+        assert fast.close() == 0
+    assert len(early) == 1 and len(late) == 1, (early, late)
+    assert early == late
+    diagnostics = early[0]["diagnostics"]
+    assert len(diagnostics) >= 3
+    assert any(d.get("tags") for d in diagnostics) and all(d["source"] == "modelmill" for d in diagnostics)
+
+
+def test_the_session_goes_on_after_the_hand_over(tmp_path: Path) -> None:
+    published, server = _session(tmp_path, True, None)
+    try:
+        uri = published[0]["uri"]
+        fixed = CONFIG.replace("OnnxDynamicQuantizaton", "OnnxDynamicQuantization")
+        server.change(uri, 2, fixed)
+        second = server.diagnostics(uri, 2)[1]["params"]
+        assert any("OnnxDynamicQuantizaton" in d["message"] for d in published[0]["diagnostics"])
+        assert not any("OnnxDynamicQuantizaton" in d["message"] for d in second["diagnostics"])
+        symbols = server.request("textDocument/documentSymbol", {"textDocument": {"uri": uri}})
+        assert symbols["result"]
+    finally:
+        assert server.close() == 0
+
+
+_EARLY_PATH = """
+import json, sys, threading
+from io import BytesIO
+from pathlib import Path
+import modelmill.lsp.launch
+from modelmill.lsp.early import EarlySession, prepare_validation
+
+prepare_validation()
+ready = threading.Event()
+ready.set()
+out = BytesIO()
+session = EarlySession(out, ready)
+session.initialize({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"capabilities": {}}})
+session.handle({"jsonrpc": "2.0", "method": "initialized", "params": {}})
+text = Path(sys.argv[1]).read_text()
+served = session.handle({"jsonrpc": "2.0", "method": "textDocument/didOpen", "params": {"textDocument": {
+    "uri": Path(sys.argv[1]).as_uri(), "languageId": "json", "version": 1, "text": text}}})
+assert served and b"publishDiagnostics" in out.getvalue()
+print(json.dumps(sorted(m for m in ("pygls", "lsprotocol", "cattrs", "torch", "onnxruntime", "transformers", "onnx")
+                        if m in sys.modules)))
+"""
+
+
+def test_the_early_path_imports_neither_pygls_nor_heavy_libraries(tmp_path: Path) -> None:
+    config = tmp_path / "model.olive.json"
+    config.write_text(CONFIG, encoding="utf-8")
+    out = subprocess.run([sys.executable, "-c", _EARLY_PATH, str(config)], capture_output=True, text=True,
+                         check=True).stdout
+    assert json.loads(out) == []
+
+
+def test_the_server_and_the_run_driver_import_no_heavy_library() -> None:
+    """The lasting guard of start-up time: the language server (all of it) and what a command-line run imports
+    before a pass runs load no torch, onnxruntime, transformers or onnx."""
+    code = ("import json, sys; import modelmill.lsp.server as s; s.create_server(); "
+            "import modelmill.cli, modelmill.commands.driver, modelmill.engine.workflow, modelmill.engine.runner, "
+            "modelmill.render; "
+            "print(json.dumps([m for m in ('torch', 'onnxruntime', 'transformers', 'onnx', 'onnxruntime_genai') "
+            "if m in sys.modules]))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert json.loads(out) == []
