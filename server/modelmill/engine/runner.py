@@ -21,14 +21,17 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol, runtime_checkable
 
 from modelmill.engine.events import EventBus, Listener
-from modelmill.engine.plan import Plan
+
+if TYPE_CHECKING:  # not imported at run time: a worker of another kind (evaluate) never loads the pass machinery
+    from modelmill.engine.plan import Plan
 
 CANCEL_GRACE_S = 0.5
 
 
+@runtime_checkable
 class RunKind(Protocol):
     """What a run does. Picklable: the worker process receives it."""
 
@@ -207,7 +210,7 @@ def start_run(plan: Plan | RunKind, run_id: str, listeners: list[Listener] | Non
               in_process: bool | None = None) -> RunHandle:
     """Start ``plan`` (or a run of another kind); events go to ``listeners`` (called from a reader thread) and
     ``handle.events()``."""
-    job: RunKind = PlanRun(plan) if isinstance(plan, Plan) else plan
+    job: RunKind = plan if isinstance(plan, RunKind) else PlanRun(plan)
     handle = RunHandle(run_id, job, list(listeners or []))
     if in_process is None:
         in_process = job.in_process()

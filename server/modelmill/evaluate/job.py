@@ -121,14 +121,12 @@ class EvaluateRun:
         pass
 
     def execute(self, bus: EventBus, cancel: threading.Event) -> dict[str, Any]:
-        from modelmill.engine.workflow import report_failure
-
         started = time.perf_counter()
         try:
             models, metrics, reference = self._resolve()
         except BaseException as exc:
             bus.emit("run.started", plan=self._describe(None, None), config=self._config())
-            report_failure(bus, exc)
+            _report_failure(bus, exc)
             raise
         bus.emit("run.started", plan=self._describe(models, metrics), config=self._config())
         try:
@@ -138,7 +136,7 @@ class EvaluateRun:
             if self.report_dir is not None:
                 self._write_reports(results, bus.run_id)
         except BaseException as exc:
-            report_failure(bus, exc)
+            _report_failure(bus, exc)
             raise
         payload = {label: result.to_json() for label, result in results.items()}
         bus.emit("run.finished", status="succeeded",
@@ -218,6 +216,12 @@ class EvaluateRun:
                 staging.rename(target)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def _report_failure(bus: EventBus, exc: BaseException) -> None:
+    from modelmill.engine.workflow import report_failure  # only now: the workflow engine is slow to import
+
+    report_failure(bus, exc)
 
 
 def _staging(target: Path, run_id: str) -> Path:
