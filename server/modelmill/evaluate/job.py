@@ -169,9 +169,11 @@ class EvaluateRun:
         if self.compare:
             models["compare"] = model_ref(self.compare, self.trust_remote_code)
         reference = None
-        if self.reference:
-            found = model_ref(self.reference, self.trust_remote_code)
-            reference = ModelRef("hf", found.path, attributes=found.attributes)
+        if self.reference:  # loaded by transformers, whatever else the folder holds
+            from modelmill.remote_code import ATTRIBUTE
+
+            reference = ModelRef("hf", model_ref(self.reference).path,
+                                 attributes={ATTRIBUTE: True} if self.trust_remote_code else {})
         return models, choose_metrics(self.metrics, models["model"]), reference
 
     def _measure(self, bus: EventBus, cancel: threading.Event, models: dict[str, ModelRef],
