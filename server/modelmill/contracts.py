@@ -128,7 +128,7 @@ class PassFinishedEvent(Event):
     index: int = req()
     duration_s: float = req()
     output: str = req()
-    cached: bool = req("(bool)")
+    cached: bool = req()
     cache_key: str = req()
     candidate: str | None = opt()
     report: dict[str, Any] | None = opt("(what the pass measured or decided, e.g. ModelBuilder's `session_tuning`; also "
@@ -181,7 +181,7 @@ class WarningEvent(Event):
             "sha256 is dropped and rebuilt)")
     message: str = req()
     pass_name: str | None = opt()
-    cache_key: str | None = opt("and")
+    cache_key: str | None = opt()
     reason: str | None = opt("(a damaged cache entry)")
     candidate: str | None = opt()
 
@@ -290,7 +290,7 @@ class RunFinishedEvent(Event):
     WHEN = "last event of every run"
     status: Literal["succeeded", "failed", "cancelled"] = req("(`succeeded` / `failed` / `cancelled`)")
     output_dir: str | None = null("(null unless it succeeded)")
-    duration_s: float | None = null()
+    duration_s: float | None = null("(may be null)")
     best_candidate: str | None = null("(search runs; else null)")
     results: dict[str, Any] | None = opt("(`modelmill.evaluate` runs: each model's values)")
 
@@ -355,7 +355,7 @@ class PassRow:
 
 @dataclass(slots=True)
 class CandidateRow:
-    """A search candidate, or the input model (``input``) measured for comparison."""
+    """A search candidate, or the input model (`input`) measured for comparison."""
 
     id: str
     params: dict[str, Any] = field(default_factory=dict)

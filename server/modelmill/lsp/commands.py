@@ -1,13 +1,15 @@
-"""``workspace/executeCommand`` handlers: optimize, evaluate, cancel, validate, plan, runs, runEvents, debugInfo.
+"""``workspace/executeCommand`` handlers: optimize, evaluate, cancel, validate, plan, runs, runEvents, runState,
+debugInfo.
 
-Each takes one argument object (see docs/lsp.md). A request that cannot be done (an untrusted
-workspace, a config with errors, an unknown run) is answered with a JSON-RPC error whose message
-says why and what to do (code -32803, RequestFailed).
+Each takes one argument object (see docs/lsp.md), typed in ``modelmill.contracts`` (``OptimizeArgs``, ...): pygls
+structures it from the handler's annotation through ``converter()``'s hook, so a missing argument or one of the
+wrong type is answered InvalidParams (-32602) before the handler runs. A request that cannot be done (an untrusted
+workspace, a config with errors, an unknown run) is answered with a JSON-RPC error whose message says why and what
+to do (code -32803, RequestFailed).
 """
 
 from __future__ import annotations
 
-import json
 import statistics
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -15,6 +17,8 @@ from typing import TYPE_CHECKING, Any, Callable
 from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
 
 from modelmill.config.limits import read_config_text
+from modelmill.contracts import (COMMAND_ARGS, CancelArgs, CommandArgs, EvaluateArgs, OptimizeArgs, PlanArgs,
+                                 RunEventsArgs, RunStateArgs, ValidateArgs)
 from modelmill.errors import ConfigError
 from modelmill.lsp.documents import Snapshot, format_of, uri_to_path
 from modelmill.lsp.shared import SERVER_COMMANDS, UNTRUSTED
@@ -22,9 +26,9 @@ from modelmill.lsp.shared import SERVER_COMMANDS, UNTRUSTED
 if TYPE_CHECKING:
     from modelmill.lsp.server import ModelMillServer
 
-OPTIMIZE, EVALUATE, CANCEL, VALIDATE, PLAN, RUNS, RUN_EVENTS, DEBUG_INFO = (
+OPTIMIZE, EVALUATE, CANCEL, VALIDATE, PLAN, RUNS, RUN_EVENTS, RUN_STATE, DEBUG_INFO = (
     SERVER_COMMANDS[key] for key in ("optimize", "evaluate", "cancel", "validate", "plan", "runs", "runEvents",
-                                     "debugInfo"))
+                                     "runState", "debugInfo"))
 
 
 class RequestFailed(JsonRpcException):
@@ -32,23 +36,25 @@ class RequestFailed(JsonRpcException):
     MESSAGE = "Request failed"
 
 
-def argument(args: tuple[Any, ...], key: str, default: Any = None, required: bool = False,
-             kind: type | tuple[type, ...] | None = None) -> Any:
-    """A field of the single argument object (a dict, or pygls's attribute object).
+def converter() -> Any:
+    """pygls's converter, with the command arguments of ``modelmill.contracts`` structured by their own
+    ``from_json`` (its ArgumentError becomes InvalidParams)."""
+    from pygls.protocol import default_converter
 
-    A value of the wrong type (``kind``) is a JSON-RPC InvalidParams error (-32602).
-    """
-    first = args[0] if args else None
-    if hasattr(first, "_asdict"):
-        first = first._asdict()
-    value = first.get(key, default) if isinstance(first, dict) else default
-    if required and (value is None or value == ""):
-        raise RequestFailed(f"missing argument '{key}': pass one object such as {{\"{key}\": ...}}")
-    if kind is not None and value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
-        expected = " or ".join(t.__name__ for t in (kind if isinstance(kind, tuple) else (kind,)))
-        raise JsonRpcInvalidParams(f"argument '{key}' must be a {expected.replace('str', 'string')}, "
-                                   f"not {json.dumps(value)[:60]}")
-    return value
+    found = default_converter()
+    for cls in COMMAND_ARGS:
+        found.register_structure_hook(cls, lambda value, cls: cls.from_json(value))
+    return found
+
+
+def given(arg: CommandArgs | None, cls: type[CommandArgs]) -> Any:
+    """The argument object, or InvalidParams when the request sent none (``arguments`` absent)."""
+    if arg is not None:
+        return arg
+    try:
+        return cls.from_json({})
+    except ValueError as exc:
+        raise JsonRpcInvalidParams(str(exc)) from None
 
 
 def config_snapshot(ls: ModelMillServer, uri: str) -> Snapshot:
@@ -71,37 +77,33 @@ def config_snapshot(ls: ModelMillServer, uri: str) -> Snapshot:
 def register(server: ModelMillServer, guard: Callable[..., Any]) -> None:
     @server.command(OPTIMIZE)
     @guard(OPTIMIZE)
-    async def optimize(ls, *args: Any) -> dict[str, Any]:
+    async def optimize(ls, arg: OptimizeArgs | None = None) -> dict[str, Any]:
+        arg = given(arg, OptimizeArgs)
         if not ls.settings.trusted:
             raise RequestFailed(UNTRUSTED)
-        uri = argument(args, "uri", required=True, kind=str)
-        run_id = await ls.runs.start_optimize(config_snapshot(ls, uri))
+        run_id = await ls.runs.start_optimize(config_snapshot(ls, arg.uri))
         return {"runId": run_id}
 
     @server.command(EVALUATE)
     @guard(EVALUATE)
-    async def evaluate(ls, *args: Any) -> dict[str, Any]:
+    async def evaluate(ls, arg: EvaluateArgs | None = None) -> dict[str, Any]:
+        arg = given(arg, EvaluateArgs)
         if not ls.settings.trusted:
             raise RequestFailed(UNTRUSTED)
-        path = argument(args, "path", required=True, kind=str)
-        metrics = argument(args, "metrics")
-        if metrics is not None and (not isinstance(metrics, list) or not all(isinstance(m, str) for m in metrics)):
-            raise RequestFailed("metrics must be a list of names such as [\"llm\", \"size\"]")
-        run_id = await ls.runs.start_evaluate(str(path), metrics, argument(args, "compare"))
+        run_id = await ls.runs.start_evaluate(arg.path, arg.metrics, arg.compare)
         return {"runId": run_id}
 
     @server.command(CANCEL)
     @guard(CANCEL)
-    async def cancel(ls, *args: Any) -> dict[str, Any]:
-        run_id = argument(args, "runId", required=True, kind=(str, int))
-        return {"cancelled": ls.runs.cancel(str(run_id))}
+    async def cancel(ls, arg: CancelArgs | None = None) -> dict[str, Any]:
+        return {"cancelled": ls.runs.cancel(given(arg, CancelArgs).run_id)}
 
     @server.command(VALIDATE)
     @guard(VALIDATE)
-    async def validate(ls, *args: Any) -> dict[str, Any]:
+    async def validate(ls, arg: ValidateArgs | None = None) -> dict[str, Any]:
         from modelmill.lsp.diagnostics import analyze, to_json, to_lsp
 
-        snap = config_snapshot(ls, argument(args, "uri", required=True, kind=str))
+        snap = config_snapshot(ls, given(arg, ValidateArgs).uri)
         found, _ = analyze(snap, ls.env)
         diagnostics = [to_json(d) for d in to_lsp(found, snap, ls.settings)]
         return {"diagnostics": diagnostics, "errors": sum(1 for d in found if d.severity == "error"),
@@ -109,8 +111,8 @@ def register(server: ModelMillServer, guard: Callable[..., Any]) -> None:
 
     @server.command(PLAN)
     @guard(PLAN)
-    async def plan(ls, *args: Any) -> dict[str, Any]:
-        snap = config_snapshot(ls, argument(args, "uri", required=True, kind=str))
+    async def plan(ls, arg: PlanArgs | None = None) -> dict[str, Any]:
+        snap = config_snapshot(ls, given(arg, PlanArgs).uri)
         return await ls.runs.dry_run(snap)
 
     @server.command(RUNS)
@@ -120,10 +122,14 @@ def register(server: ModelMillServer, guard: Callable[..., Any]) -> None:
 
     @server.command(RUN_EVENTS)
     @guard(RUN_EVENTS)
-    async def run_events(ls, *args: Any) -> dict[str, Any]:
-        run_id = argument(args, "runId", required=True, kind=(str, int))
-        since = argument(args, "since", -1, kind=int)
-        return ls.runs.events(str(run_id), since)
+    async def run_events(ls, arg: RunEventsArgs | None = None) -> dict[str, Any]:
+        arg = given(arg, RunEventsArgs)
+        return ls.runs.events(arg.run_id, arg.since)
+
+    @server.command(RUN_STATE)
+    @guard(RUN_STATE)
+    async def run_state(ls, arg: RunStateArgs | None = None) -> dict[str, Any]:
+        return ls.runs.state(given(arg, RunStateArgs).run_id)
 
     @server.command(DEBUG_INFO)
     @guard(DEBUG_INFO)

@@ -2,18 +2,22 @@
 through the engine's child-process runner, with work-done progress, ``modelmill/runEvent`` notifications and
 log lines.
 
-Every engine event is forwarded unchanged as ``modelmill/runEvent``. The runner calls listeners
-from its reader thread; they hop onto the event loop with ``call_soon_threadsafe`` before
-anything is sent. Progress: ``window/workDoneProgress/create`` with a fresh token per run, then
-``$/progress`` begin (cancellable) / report (percentage, current pass) / end; the client's cancel
-of that progress cancels the run. Clients without ``window.workDoneProgress`` get the same
-milestones as ``window/logMessage`` lines. A crashing or killed run ends with the runner's
-``run.finished`` like any other, and never touches the server process.
+Each run's events are reduced by ``run_state.RunState`` (the reducer the CLI uses too). A client gets every engine
+event unchanged as ``modelmill/runEvent`` and/or the reduced state as ``modelmill/runState`` (at most every
+``STATE_INTERVAL_S`` per run, and at once for a run's first and last event), as its
+``initializationOptions.runNotifications`` asks (``events``, the default; ``state``; ``both``). The runner calls
+listeners from its reader thread; they hop onto the event loop with ``call_soon_threadsafe`` before anything is
+sent. Progress: ``window/workDoneProgress/create`` with a fresh token per run, then ``$/progress`` begin
+(cancellable) / report (the state's step and percentage, never decreasing) / end; the client's cancel of that
+progress cancels the run. Clients without ``window.workDoneProgress`` get the same milestones as
+``window/logMessage`` lines. A crashing or killed run ends with the runner's ``run.finished`` like any other, and
+never touches the server process.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -22,14 +26,19 @@ from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types
 
+from modelmill.contracts import ErrorEvent, RunFinishedEvent
+from modelmill.engine.events import EventBus
 from modelmill.lsp.commands import RequestFailed
 from modelmill.lsp.documents import Snapshot, uri_to_path
 from modelmill.lsp.run_history import MAX_EVENTS, RunHistory, bounded
-from modelmill.lsp.shared import RUN_EVENT
+from modelmill.lsp.shared import RUN_EVENT, RUN_STATE
+from modelmill.run_state import RunState, basename
 
 if TYPE_CHECKING:
     from modelmill.lsp.server import ModelMillServer
 
+STATE_INTERVAL_S = 0.1
+"""The least time between two ``modelmill/runState`` notifications of one run."""
 LOG_LEVELS = {"debug": types.MessageType.Log, "info": types.MessageType.Info, "warning": types.MessageType.Warning,
               "error": types.MessageType.Error, "critical": types.MessageType.Error}
 
@@ -41,19 +50,46 @@ class RunRecord:
     config: str
     title: str
     output_dir: str | None = None
-    status: str = "starting"  # starting | running | succeeded | failed | cancelled
     token: str | None = None
     handle: Any = None
-    total: int = 0
-    index: int = 0
-    percentage: int = 0
-    last_seq: int = -1
+    reported: tuple[str, int] | None = None
+    """The last work-done progress (step, percentage): reports never go backwards."""
     started: float = field(default_factory=time.time)
     finished: float | None = None
     cancel_requested: bool = False
-    error: str | None = None
     events: list[dict[str, Any]] = field(default_factory=list)
     """Its events so far (bounded: ``run_history.bounded``), for ``modelmill.runEvents`` and the history."""
+    restored_status: str | None = None
+    """A run from the history: its status as kept (its state is rebuilt from its events when first asked)."""
+    restored_error: str | None = None
+    _state: RunState | None = None
+    state_sent: float = 0.0
+    state_timer: asyncio.TimerHandle | None = None
+
+    @property
+    def state(self) -> RunState:
+        """The run's events reduced (``run_state``): status, step, percentage, error, output folder, ..."""
+        if self._state is None:
+            self._state = RunState.replay(self.run_id, self.events, self.title.removeprefix("ModelMill: "))
+            if self.restored_status in ("succeeded", "failed", "cancelled") and self._state.view.status == "running":
+                self._state.view.status = self.restored_status  # type: ignore[assignment]
+                self._state.view.step = self.restored_status
+        return self._state
+
+    @property
+    def status(self) -> str:
+        """starting | running | succeeded | failed | cancelled"""
+        if self._state is None and self.restored_status is not None:
+            return self.restored_status
+        view = self.state.view
+        return "starting" if view.events == 0 and view.status == "running" else view.status
+
+    @property
+    def error(self) -> str | None:
+        if self._state is None and self.restored_status is not None:
+            return self.restored_error
+        error = self.state.view.error
+        return error.message if error is not None else None
 
     def describe(self) -> dict[str, Any]:
         return {"runId": self.run_id, "kind": self.kind, "status": self.status, "config": self.config,
@@ -79,12 +115,12 @@ class RunManager:
         for run, events in self.history.load():
             if run["runId"] in self.records:
                 continue
-            record = RunRecord(run["runId"], str(run.get("kind") or "optimize"), str(run.get("config") or ""),
-                               f"ModelMill: {Path(str(run.get('config') or 'run')).name}", run.get("outputDir"),
-                               status=str(run.get("status") or "failed"), started=run.get("started") or 0.0,
-                               finished=run.get("finished") or run.get("started") or 0.0, error=run.get("error"),
-                               events=events)
-            record.last_seq = max((int(e.get("seq", -1)) for e in events), default=-1)
+            kind, config = str(run.get("kind") or "optimize"), str(run.get("config") or "")
+            label = f"{'evaluate ' if kind == 'evaluate' else ''}{basename(config or 'run')}"
+            record = RunRecord(run["runId"], kind, config, f"ModelMill: {label}", run.get("outputDir"),
+                               started=run.get("started") or 0.0,
+                               finished=run.get("finished") or run.get("started") or 0.0, events=events,
+                               restored_status=str(run.get("status") or "failed"), restored_error=run.get("error"))
             self.records[record.run_id] = record
 
     def events(self, run_id: str, since: int = -1) -> dict[str, Any]:
@@ -95,13 +131,20 @@ class RunManager:
         return {"runId": run_id, "status": record.status, "finished": record.finished is not None,
                 "events": [e for e in record.events if int(e.get("seq", -1)) > since]}
 
+    def state(self, run_id: str) -> dict[str, Any]:
+        """A run's reduced state (``RunView``), as ``modelmill/runState`` sends it."""
+        record = self.records.get(run_id)
+        if record is None:
+            raise RequestFailed(f"no run '{run_id}' here: modelmill.runs lists the runs this server knows")
+        return record.state.to_json()
+
     async def start_optimize(self, snap: Snapshot) -> str:
         from modelmill.engine.workflow import new_run_id
 
         plan = await asyncio.to_thread(self._plan, snap, True)
         run_id = new_run_id()
         record = RunRecord(run_id, "optimize", snap.uri, f"ModelMill: {Path(snap.name).name}",
-                           str(plan.output_dir))
+                           str(plan.output_dir), _state=RunState(run_id, Path(snap.name).name))
         return await self._start(record, plan)
 
     async def start_evaluate(self, path: str, metrics: list[str] | None, compare: str | None) -> str:
@@ -109,7 +152,8 @@ class RunManager:
         from modelmill.evaluate.job import EvaluateRun
 
         run_id = new_run_id()
-        record = RunRecord(run_id, "evaluate", path, f"ModelMill: evaluate {Path(path).name}")
+        record = RunRecord(run_id, "evaluate", path, f"ModelMill: evaluate {Path(path).name}",
+                           _state=RunState(run_id, f"evaluate {Path(path).name}"))
         job = EvaluateRun(path, str(compare) if compare else None, ",".join(metrics) if metrics else None)
         return await self._start(record, job)
 
@@ -243,10 +287,19 @@ class RunManager:
 
         return listener
 
+    def _notifications(self) -> str:
+        """What the client asked to hear of runs: ``events`` (default), ``state`` or ``both``."""
+        wanted = self.ls.initialization_options.get("runNotifications")
+        return wanted if wanted in ("events", "state", "both") else "events"
+
     def _on_event(self, record: RunRecord, event: dict[str, Any]) -> None:
         if self.ls.closing:
             return
-        record.last_seq = max(record.last_seq, int(event.get("seq", -1)))
+        try:
+            if not record.state.apply(event):
+                return  # a duplicate
+        except Exception:  # noqa: BLE001 - a reducer bug must not stop the forwarding
+            self.ls.log_exception("runEvent")
         record.events.append(event)
         if len(record.events) > 2 * MAX_EVENTS:
             record.events = bounded(record.events)
@@ -254,12 +307,39 @@ class RunManager:
         finished = event.get("type") == "run.finished"
         if finished:
             self._safe_render(record, event)
+        wanted = self._notifications()
         try:
-            self.ls.protocol.notify(RUN_EVENT, event)
+            if wanted != "state":
+                self.ls.protocol.notify(RUN_EVENT, event)
+            if wanted != "events":
+                self._send_state(record, at_once=finished or record.state.view.events == 1)
         except Exception:  # noqa: BLE001 - a broken notification must not stop the progress display
             self.ls.log_exception("runEvent")
         if not finished:
             self._safe_render(record, event)
+
+    def _send_state(self, record: RunRecord, at_once: bool = False) -> None:
+        """``modelmill/runState`` now, or once ``STATE_INTERVAL_S`` has passed since the last one."""
+        if record.state_timer is not None:
+            if not at_once:
+                return  # one is due already and will carry this change
+            record.state_timer.cancel()
+            record.state_timer = None
+        wait = record.state_sent + STATE_INTERVAL_S - time.monotonic()
+        if at_once or wait <= 0:
+            record.state_sent = time.monotonic()
+            self.ls.protocol.notify(RUN_STATE, record.state.to_json())
+        else:
+            record.state_timer = asyncio.get_running_loop().call_later(wait, self._flush_state, record)
+
+    def _flush_state(self, record: RunRecord) -> None:
+        record.state_timer = None
+        if self.ls.closing:
+            return
+        try:
+            self._send_state(record, at_once=True)
+        except Exception:  # noqa: BLE001
+            self.ls.log_exception("runState")
 
     def _safe_render(self, record: RunRecord, event: dict[str, Any]) -> None:
         try:
@@ -268,35 +348,15 @@ class RunManager:
             self.ls.log_exception("runEvent")
 
     def _render(self, record: RunRecord, event: dict[str, Any]) -> None:
+        """The state as work-done progress; the events worth a line as log lines."""
         kind = event.get("type")
+        view = record.state.view
         prefix = f"[{record.run_id}]"
-        if kind == "run.started":
-            record.status = "running"
-            plan = event.get("plan") or {}
-            record.total = len(plan.get("passes") or []) or record.total
-            self._report(record, f"{record.total} pass{'es' if record.total != 1 else ''}", 0)
-        elif kind == "pass.started":
-            total = int(event.get("total") or record.total or 1)
-            index = int(event.get("index") or 0)
-            record.total, record.index = total, index
-            where = f" [{event['candidate']}]" if event.get("candidate") else ""
-            self._report(record, f"{index + 1}/{total} {event.get('pass_name')} ({event.get('pass_type')}){where}",
-                         100 * index // total)
-        elif kind == "pass.progress":
-            total = max(record.total, 1)
-            fraction = float(event.get("fraction") or 0.0)
-            index = record.index
-            message = f"{event.get('pass_name')}: {event.get('message') or f'{fraction:.0%}'}"
-            self._report(record, message, int(100 * (index + fraction) / total))
-        elif kind == "pass.finished":
-            total = max(record.total, 1)
-            index = int(event.get("index") or 0)
-            done = "cached" if event.get("cached") else f"{event.get('duration_s', 0):.1f}s"
-            self._report(record, f"{index + 1}/{total} {event.get('pass_name')} done ({done})",
-                         100 * (index + 1) // total)
-        elif kind == "candidate.started":
-            self._report(record, f"candidate {event.get('candidate')}", None)
-        elif kind == "metric.measured":
+        if kind == "run.finished":
+            self._finish(record, event)
+            return
+        self._report(record)
+        if kind == "metric.measured":
             self.ls.log(f"{prefix} {event.get('candidate', '')} {event.get('key')} = {event.get('value')} "
                         f"{event.get('unit') or ''}".rstrip())
         elif kind == "log":
@@ -305,23 +365,25 @@ class RunManager:
             self.ls.log(f"{prefix}{where} {event.get('message')}", level)
         elif kind == "warning":
             self.ls.log(f"{prefix} warning: {event.get('message')}", types.MessageType.Warning)
-        elif kind == "error":
-            record.error = str(event.get("message"))
-            fix = f" — {event['fix']}" if event.get("fix") else ""
-            self.ls.log(f"{prefix} error: {event.get('message')}{fix}", types.MessageType.Error)
+        elif kind == "error" and view.error is not None:
+            fix = f" — {view.error.fix}" if view.error.fix else ""
+            self.ls.log(f"{prefix} error: {view.error.message}{fix}", types.MessageType.Error)
             self.ls.window_show_message(types.ShowMessageParams(
-                type=types.MessageType.Error, message=f"ModelMill run failed: {event.get('message')}{fix}"))
-        elif kind == "run.finished":
-            self._finish(record, str(event.get("status") or "failed"), event)
+                type=types.MessageType.Error, message=f"ModelMill run failed: {view.error.message}{fix}"))
 
-    def _report(self, record: RunRecord, message: str, percentage: int | None) -> None:
-        if percentage is not None:
-            record.percentage = max(record.percentage, min(int(percentage), 100))
+    def _report(self, record: RunRecord) -> None:
+        """The state's step and percentage, when either moved (the percentage never goes back: LSP asks for a
+        steadily rising one, and a search's next candidate starts its passes again)."""
+        view = record.state.view
+        percentage = max(record.reported[1] if record.reported else 0, view.percent)
+        if record.reported == (view.step, percentage):
+            return
+        record.reported = (view.step, percentage)
         if record.token is not None:
             self.ls.work_done_progress.report(record.token, types.WorkDoneProgressReport(
-                message=message, percentage=record.percentage, cancellable=True))
+                message=view.step, percentage=percentage, cancellable=True))
         else:
-            self.ls.log(f"[{record.run_id}] {record.percentage}% {message}")
+            self.ls.log(f"[{record.run_id}] {percentage}% {view.step}")
 
     async def _begin(self, record: RunRecord) -> None:
         message = "starting"
@@ -338,10 +400,10 @@ class RunManager:
                 self.ls.log_exception("progress")
         self.ls.log(f"[{record.run_id}] {record.title}: {message}")
 
-    def _finish(self, record: RunRecord, status: str, event: dict[str, Any]) -> None:
+    def _finish(self, record: RunRecord, event: dict[str, Any]) -> None:
         if record.finished is not None:
             return
-        record.status = status
+        status = record.state.view.status
         record.finished = time.time()
         if event.get("output_dir") and status == "succeeded":
             record.output_dir = str(event["output_dir"])
@@ -359,9 +421,11 @@ class RunManager:
             self.history.save(record.describe(), record.events)
 
     def _fail(self, record: RunRecord, message: str) -> None:
-        record.error = message
-        self._finish(record, "failed", {})
-
+        """A run that could not start ends as a failed run does: ``error``, then ``run.finished``."""
+        bus = EventBus(record.run_id, [lambda event: self._on_event(record, event)])
+        bus._seq = itertools.count(record.state.last_seq + 1)  # numbered after the run's own events
+        bus.emit(ErrorEvent(message=message, fix=None, where=None, kind="internal"))
+        bus.emit(RunFinishedEvent(status="failed", duration_s=round(time.time() - record.started, 3)))
 
 def _message(exc: Exception) -> str:
     fix = getattr(exc, "fix", None)

@@ -23,12 +23,19 @@ SERVER_COMMANDS: dict[str, str] = {
     "plan": "modelmill.plan",
     "runs": "modelmill.runs",
     "runEvents": "modelmill.runEvents",
+    "runState": "modelmill.runState",
     "debugInfo": "modelmill.debugInfo",
 }
 """``workspace/executeCommand`` ids (docs/lsp.md). The client's own UI commands use other ids (package.json)."""
 
 RUN_EVENT = "modelmill/runEvent"
 """The notification that carries each engine event of a run."""
+RUN_STATE = "modelmill/runState"
+"""The notification that carries a run's reduced state (``contracts.RunView``), for clients that ask for it
+(``initializationOptions.runNotifications``)."""
+RUN_NOTIFICATIONS = "state"
+"""What the extension asks for in ``initializationOptions.runNotifications``: the state only (``events``, the
+default, and ``both`` are for other clients)."""
 SET_TRUSTED = "modelmill/setTrusted"
 """The notification the client sends when the workspace becomes trusted."""
 
@@ -53,7 +60,8 @@ def as_json() -> dict[str, Any]:
         "_generated": "by `python -m modelmill.lsp.shared --write` from server/modelmill/lsp/shared.py; do not edit",
         "section": SECTION,
         "serverCommands": dict(SERVER_COMMANDS),
-        "notifications": {"runEvent": RUN_EVENT, "setTrusted": SET_TRUSTED},
+        "notifications": {"runEvent": RUN_EVENT, "runState": RUN_STATE, "setTrusted": SET_TRUSTED},
+        "runNotifications": RUN_NOTIFICATIONS,
         "defaultConfigFilePatterns": list(DEFAULT_PATTERNS),
         "workflowKeys": list(WORKFLOW_KEYS),
         "untrustedMessage": UNTRUSTED,
