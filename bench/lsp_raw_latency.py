@@ -7,7 +7,9 @@ talking to ``python -m modelmill lsp`` over pipes with the server's default sett
 Measures, in milliseconds (median and p95 of ``--samples`` samples):
 
 * cold start: process spawn → ``initialize`` reply; spawn → first ``publishDiagnostics`` of an opened ~900-line
-  config; then the first ``completion`` or the first ``hover`` (alternately) right after those diagnostics;
+  config, and the CPU time the server had used by then (a figure a load on the machine disturbs less); then the
+  first ``completion`` or the first ``hover`` (alternately) sent right after those diagnostics: request → reply,
+  and spawn → reply (``--cold-only`` measures these only);
 * keystroke → ``publishDiagnostics`` of that version on the ~900-line JSON config (typing in a value: the JSON
   stays valid), on half-typed JSON (a new key being typed: broken JSON) and on the same config in YAML; keystrokes
   come at typing pace (the next one ~40 ms after the previous one's diagnostics);
@@ -30,6 +32,7 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -41,8 +44,9 @@ from typing import Any
 from modelmill.testing.jsonrpc import JsonRpcClient
 
 ROOT = Path(__file__).resolve().parent.parent
-GOALS = {"initialize reply after spawn": None, "first diagnostics after spawn": 600, "first completion": 100,
-         "first hover": 100, "keystroke → diagnostics (JSON)": 30, "keystroke → diagnostics (half-typed JSON)": 20,
+GOALS = {"initialize reply after spawn": None, "first diagnostics after spawn": 600,
+         "server CPU until first diagnostics": None, "first completion": 100, "first hover": 100,
+         "first completion answered after spawn": None, "first hover answered after spawn": None, "keystroke → diagnostics (JSON)": 30, "keystroke → diagnostics (half-typed JSON)": 20,
          "keystroke → diagnostics (YAML)": 20, "burst of 10 → last diagnostics": None}
 
 
@@ -137,6 +141,19 @@ class Documents:
         return self.yaml.replace('output_dir: "out"', f'output_dir: "out{"x" * (step % 7 + 1)}"', 1)
 
 
+def prepare(pythonpath: str | None) -> None:
+    """Write the server's bytecode caches as an installed package has them (``.pyc``, and the attrs code cache of
+    modelmill/lsp/codecache.py where the tree has one), even where PYTHONDONTWRITEBYTECODE is set: each tree is
+    measured with its caches in place, as a user's installation runs."""
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
+    if pythonpath:
+        env["PYTHONPATH"] = os.pathsep.join([pythonpath, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(Path(pythonpath) / "modelmill")],
+                       env=env, stdout=subprocess.DEVNULL, check=False)
+    subprocess.run([sys.executable, "-c", "from modelmill.lsp import launch; launch._import_server()"], env=env,
+                   check=False)
+
+
 def cold(pythonpath: str | None, workspace: Path, docs: Documents, first: str) -> dict[str, float]:
     client, initialized = start_client(pythonpath, workspace)
     try:
@@ -144,6 +161,7 @@ def cold(pythonpath: str | None, workspace: Path, docs: Documents, first: str) -
         client.open(docs.json_uri, "json", docs.json)
         arrived, _ = client.diagnostics(docs.json_uri)
         result["first diagnostics after spawn"] = (arrived - client.started) * 1000
+        result["server CPU until first diagnostics"] = cpu_ms(client.process.pid)
         if first == "completion":
             sent, message_id = client.send_request("textDocument/completion", {
                 "textDocument": {"uri": docs.json_uri}, "position": position_of(docs.json, '"ModelBuilder"', 1)})
@@ -154,9 +172,20 @@ def cold(pythonpath: str | None, workspace: Path, docs: Documents, first: str) -
         arrived = client.answered_at[message_id]
         assert reply.get("result"), reply
         result[f"first {first}"] = (arrived - sent) * 1000
+        result[f"first {first} answered after spawn"] = (arrived - client.started) * 1000
         return result
     finally:
         client.close()
+
+
+def cpu_ms(pid: int) -> float:
+    """The CPU time (user + system, ms) a process has used so far: less sensitive than wall time to a load on the
+    machine (Linux /proc; 10 ms resolution; NaN elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return float("nan")
 
 
 class Warm:
@@ -223,6 +252,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=30)
     parser.add_argument("--cold-samples", type=int, default=None, help="cold starts per server (default --samples)")
     parser.add_argument("--json", type=Path, default=None, help="write every sample here")
+    parser.add_argument("--cold-only", action="store_true", help="measure the cold starts only")
     args = parser.parse_args()
     servers = [tuple(item.split("=", 1)) for item in args.server] or [("this checkout", str(ROOT / "server"))]
     workspace = Path(tempfile.mkdtemp(prefix="mm-raw-bench-"))
@@ -234,15 +264,17 @@ def main() -> None:
     print(f"config: {docs.json.count(chr(10)) + 1} lines of JSON, {docs.yaml.count(chr(10))} of YAML; "
           f"{os.cpu_count()} CPUs; load average at start {loads[0]}", file=sys.stderr)
 
+    for _, path in servers:
+        prepare(path)
     cold_samples = args.cold_samples or args.samples
     for index in range(cold_samples):
         for name, path in servers:
             for key, value in cold(path, workspace, docs, "completion" if index % 2 == 0 else "hover").items():
                 samples[name].setdefault(key, []).append(value)
     loads.append(load())
-    warm = {name: Warm(path, workspace, docs) for name, path in servers}
+    warm = {} if args.cold_only else {name: Warm(path, workspace, docs) for name, path in servers}
     try:
-        for step in range(args.samples):
+        for step in range(args.samples if warm else 0):
             for name, _ in servers:
                 server = warm[name]
                 samples[name].setdefault("keystroke → diagnostics (JSON)", []).append(
@@ -251,12 +283,12 @@ def main() -> None:
                     server.keystroke(docs.json_uri, docs.half_typed_key(step)))
                 samples[name].setdefault("keystroke → diagnostics (YAML)", []).append(
                     server.keystroke(docs.yaml_uri, docs.typed_yaml(step)))
-        for step in range(max(5, args.samples // 3)):
+        for step in range(max(5, args.samples // 3) if warm else 0):
             for name, _ in servers:
                 took, validated = warm[name].burst(step)
                 samples[name].setdefault("burst of 10 → last diagnostics", []).append(took)
                 bursts[name].append(validated)
-        for name in names_of(servers):  # the server's own view: validation and publish times (debugInfo)
+        for name in names_of(servers) if warm else []:  # the server's own view: validation and publish times (debugInfo)
             reply = warm[name].client.request("workspace/executeCommand",
                                               {"command": "modelmill.debugInfo", "arguments": [{}]}, wait=60)
             timings[name] = (reply.get("result") or {}).get("timings", {})

@@ -59,7 +59,10 @@ GO_AFTER_S = 0.25
 
 def _import_server() -> None:
     try:
-        from modelmill.lsp import server
+        from modelmill.lsp.codecache import attrs_code_cache
+
+        with attrs_code_cache():  # lsprotocol's ~570 attrs classes: their generated methods come from a cache
+            from modelmill.lsp import server
 
         _loaded["module"] = server
     except BaseException as exc:  # noqa: BLE001 - reported by the main thread
