@@ -1,5 +1,5 @@
 """Bounded loading (modelmill.config.limits): alias bombs, unbounded files and deep nesting are one clear
-error each, at once, in `validate`, `run` and both parsers, never a hang, a memory spike or a traceback."""
+error each, at once, in `validate`, `run` and the parser, never a hang, a memory spike or a traceback."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ import pytest
 from modelmill.cli import main
 from modelmill.config import limits, load_document, parse_document
 from modelmill.errors import ConfigError
-from modelmill.lsp.fastparse import parse
 
 # 469 bytes, nine levels of nine aliases: 9^9 (about 4 * 10^8) strings once expanded.
 ALIAS_BOMB = "\n".join(
@@ -34,11 +33,10 @@ def _fmt(name: str) -> str:
 
 
 @pytest.mark.parametrize("name", sorted(BOMBS))
-@pytest.mark.parametrize("parser", ["config", "lsp"])
-def test_bombs_are_one_syntax_error_at_once(name: str, parser: str) -> None:
+def test_bombs_are_one_syntax_error_at_once(name: str) -> None:
     text = BOMBS[name]
     started = time.perf_counter()
-    doc = (parse_document if parser == "config" else parse)(text, f"bomb.{_fmt(name)}")
+    doc = parse_document(text, f"bomb.{_fmt(name)}")
     assert time.perf_counter() - started < 2
     assert doc.root is None and len(doc.syntax) == 1 and doc.syntax[0].severity == "error"
     assert ("alias" in doc.syntax[0].message) == (name in ("alias", "merge"))
@@ -49,18 +47,17 @@ def test_the_alias_bomb_is_small_and_the_limits_leave_real_anchors_alone() -> No
     assert len(ALIAS_BOMB.encode()) <= 469
     text = ("common: &ep [CPUExecutionProvider]\nsystems:\n  local:\n    type: LocalSystem\n    accelerators:\n"
             "      - {device: cpu, execution_providers: *ep}\n      - {device: cpu, execution_providers: *ep}\n")
-    for doc in (parse_document(text, "c.yaml"), parse(text, "c.yaml")):
-        assert doc.syntax == []
-        assert doc.data["systems"]["local"]["accelerators"][1]["execution_providers"] == ["CPUExecutionProvider"]
+    doc = parse_document(text, "c.yaml")
+    assert doc.syntax == []
+    assert doc.data["systems"]["local"]["accelerators"][1]["execution_providers"] == ["CPUExecutionProvider"]
 
 
 def test_nesting_at_the_limit_is_fine_and_one_more_level_is_not() -> None:
     ok = "[" * limits.MAX_DEPTH + "]" * limits.MAX_DEPTH
     deep = "[" * (limits.MAX_DEPTH + 1) + "]" * (limits.MAX_DEPTH + 1)
-    for parser in (parse_document, parse):
-        assert not [d for d in parser(ok, "x.json").syntax if "nests" in d.message]
-        problem = parser(deep, "x.json").syntax
-        assert len(problem) == 1 and problem[0].range.start.col == limits.MAX_DEPTH
+    assert not [d for d in parse_document(ok, "x.json").syntax if "nests" in d.message]
+    problem = parse_document(deep, "x.json").syntax
+    assert len(problem) == 1 and problem[0].range.start.col == limits.MAX_DEPTH
     brackets_in_strings = '{"a": "' + "[" * 500 + '"}'
     assert parse_document(brackets_in_strings, "x.json").syntax == []
 
@@ -68,8 +65,8 @@ def test_nesting_at_the_limit_is_fine_and_one_more_level_is_not() -> None:
 def test_a_text_over_the_size_limit_is_not_parsed(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(limits, "MAX_CONFIG_BYTES", 1000)
     text = '{"passes": {}, "pad": "' + "x" * 2000 + '"}'
-    for parser in (parse_document, parse):
-        doc = parser(text, "x.json")
+    for fmt in ("json", "yaml"):
+        doc = parse_document(text, f"x.{fmt}")
         assert doc.root is None and "limit" in doc.syntax[0].message
 
 
@@ -138,9 +135,9 @@ def test_cli_answers_each_with_one_error_and_a_nonzero_exit(command: str, case: 
 
 def test_only_values_added_by_aliases_count() -> None:
     many = "passes: {}\nvalues: [" + ", ".join(str(i) for i in range(limits.MAX_YAML_ALIAS_VALUES + 5000)) + "]\n"
-    assert parse(many, "c.yaml").syntax == [] and parse_document(many, "c.yaml").syntax == []
+    assert parse_document(many, "c.yaml").syntax == []
     row = "[" + ", ".join(["1"] * 99) + "]"  # 100 values, repeated by aliases
     near = f"row: &r {row}\nrows: [{', '.join(['*r'] * 90)}]\n"  # adds 90 * 100 values
     over = f"row: &r {row}\nrows: [{', '.join(['*r'] * 110)}]\n"  # adds 110 * 100 values
-    assert parse(near, "c.yaml").syntax == []
-    assert "alias" in parse(over, "c.yaml").syntax[0].message
+    assert parse_document(near, "c.yaml").syntax == []
+    assert "alias" in parse_document(over, "c.yaml").syntax[0].message

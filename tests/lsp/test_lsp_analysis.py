@@ -1,4 +1,4 @@
-"""The server's pure analysis, called directly: fast parsing, cursor location on half-typed text,
+"""The server's pure analysis, called directly: cursor location on half-typed text,
 completion, hover, code actions, symbols, settings, estimates and feature isolation."""
 
 from __future__ import annotations
@@ -14,12 +14,10 @@ from lsp_helpers import DATA, dumps, flat_config
 from lsprotocol import types
 
 from modelmill.config import Environment, parse_document, validate_document
-from modelmill.config.positions import ArrayNode, ObjectNode
 from modelmill.lsp.code_actions import code_actions
 from modelmill.lsp.completion import CompletionEnv, complete
 from modelmill.lsp.documents import Codec, Snapshot
 from modelmill.lsp.estimate import estimate_steps, parameter_count
-from modelmill.lsp.fastparse import parse
 from modelmill.lsp.hover import hover
 from modelmill.lsp.locate import locate
 from modelmill.lsp.settings import Settings, matches_patterns
@@ -44,41 +42,7 @@ def _labels(marked: str, fmt: str = "json") -> list[str]:
     return [item.label for item in complete(_snap(text, fmt), line, col, ENV).items]
 
 
-# ------------------------------------------------------------------ parsing
-
-
-def _same_tree(a: Any, b: Any) -> None:
-    assert type(a) is type(b)
-    if a is None:
-        return
-    assert a.range == b.range
-    if isinstance(a, ObjectNode):
-        assert [(e.key, e.key_range) for e in a.entries] == [(e.key, e.key_range) for e in b.entries]
-        for x, y in zip(a.entries, b.entries):
-            _same_tree(x.value, y.value)
-    elif isinstance(a, ArrayNode):
-        assert len(a.items) == len(b.items)
-        for x, y in zip(a.items, b.items):
-            _same_tree(x, y)
-    else:
-        assert a.value == b.value or a.value != a.value
-
-
-@pytest.mark.parametrize("name", ["tutorial_config.json", "tutorial_config.yaml"])
-def test_fast_parse_matches_the_config_parser(name: str) -> None:
-    text = (DATA / name).read_text()
-    fast, slow = parse(text, name), parse_document(text, name)
-    _same_tree(fast.root, slow.root)
-    assert fast.data == slow.data
-    assert validate_document(fast, CPU_ONLY) == validate_document(slow, CPU_ONLY)
-
-
-def test_fast_parse_of_broken_text_matches_too() -> None:
-    for text, name in (('{"a": 1, "b": [1, 2', "x.json"), ("a:\n  b: [1\nc: d\n", "x.yaml"),
-                       ('{"a": "\\u00e9\\ud83d\\ude00", "b": {"c": -1.5e3}, "c": "é😀"}', "u.json")):
-        fast, slow = parse(text, name), parse_document(text, name)
-        _same_tree(fast.root, slow.root)
-        assert [(d.code, d.range) for d in fast.syntax] == [(d.code, d.range) for d in slow.syntax]
+# ------------------------------------------------------------------ positions
 
 
 def test_codec_converts_to_utf16() -> None:
@@ -107,7 +71,7 @@ def test_codec_converts_to_utf16() -> None:
 def test_locate_half_typed_text(marked: str, kind: str, path: tuple[Any, ...], prefix: str) -> None:
     text, line, col = _cursor(marked)
     fmt = "json" if marked.lstrip().startswith("{") else "yaml"
-    found = locate(text, fmt, line, col, parse(text, f"x.{fmt}").root)
+    found = locate(text, fmt, line, col, parse_document(text, f"x.{fmt}").root)
     assert (found.kind, found.path, found.prefix) == (kind, path, prefix)
 
 
@@ -209,7 +173,7 @@ def test_migrate_action_produces_the_flat_form(name: str) -> None:
     snap, actions = _actions(text, "yaml" if name.endswith("yaml") else "json")
     migrate = next(a for a in actions if a.title.startswith("Migrate"))
     migrated = _apply(text, migrate.edit.changes[snap.uri])
-    after = validate_document(parse(migrated, name), CPU_ONLY)
+    after = validate_document(parse_document(migrated, name), CPU_ONLY)
     assert not [d for d in after if d.code == "old-schema" or d.severity == "error"]
 
 
@@ -320,7 +284,7 @@ def test_run_settings_become_overrides(tmp_path: Path) -> None:
 
 def test_locate_shortcut_on_clean_documents_agrees_with_the_full_scan() -> None:
     text = (DATA / "tutorial_config.json").read_text()
-    root = parse(text, "t.json").root
+    root = parse_document(text, "t.json").root
     lines = text.split("\n")
     for line, line_text in enumerate(lines):
         for col in range(0, len(line_text) + 1, 2):

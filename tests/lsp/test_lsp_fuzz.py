@@ -87,37 +87,32 @@ _JSON = st.recursive(
 
 @settings(max_examples=400, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 @given(_JSON, st.sampled_from([None, 0, 2, "\t"]), st.booleans())
-def test_fast_json_parse_equals_the_config_parser(value: object, indent: object, ascii_only: bool) -> None:
-    """On valid JSON the fast path must build exactly the tree and data the tolerant parser builds."""
+def test_valid_json_parses_to_json_loads_data_with_exact_ranges(value: object, indent: object,
+                                                                ascii_only: bool) -> None:
+    """On valid JSON the tolerant parser reports nothing, builds the data json.loads builds, and every key's
+    and value's range spans exactly its own text, at the right line and column."""
     import json
 
-    from modelmill.config import parse_document
-    from modelmill.lsp.fastparse import parse
+    from modelmill.config.positions import ArrayNode, ObjectNode, Range, parse_json, to_data
 
     text = json.dumps(value, indent=indent, ensure_ascii=ascii_only)  # type: ignore[arg-type]
-    fast, slow = parse(text, "x.json"), parse_document(text, "x.json")
-    _same(fast.root, slow.root)
-    assert fast.data == slow.data and [(d.code, d.range) for d in fast.syntax] == \
-        [(d.code, d.range) for d in slow.syntax]
+    root, issues = parse_json(text)
+    assert issues == [] and to_data(root) == json.loads(text)
 
+    def source(rng: Range) -> object:
+        start, end = rng.start.offset, rng.end.offset
+        assert (rng.start.line, rng.start.col) == (text.count("\n", 0, start), start - text.rfind("\n", 0, start) - 1)
+        return json.loads(text[start:end])
 
-def _same(a: object, b: object) -> None:
-    from modelmill.config.positions import ArrayNode, ObjectNode
-
-    assert type(a) is type(b)
-    if a is None:
-        return
-    assert a.range == b.range  # type: ignore[attr-defined]
-    if isinstance(a, ObjectNode):
-        assert [(e.key, e.key_range) for e in a.entries] == [(e.key, e.key_range) for e in b.entries]  # type: ignore
-        for x, y in zip(a.entries, b.entries):  # type: ignore[attr-defined]
-            _same(x.value, y.value)
-    elif isinstance(a, ArrayNode):
-        assert len(a.items) == len(b.items)  # type: ignore[attr-defined]
-        for x, y in zip(a.items, b.items):  # type: ignore[attr-defined]
-            _same(x, y)
-    else:
-        assert a.value == b.value and type(a.value) is type(b.value)  # type: ignore[attr-defined]
+    stack: list[object] = [root]
+    while stack:
+        node = stack.pop()
+        assert source(node.range) == to_data(node)  # type: ignore[union-attr, arg-type]
+        if isinstance(node, ObjectNode):
+            assert [source(e.key_range) for e in node.entries] == [e.key for e in node.entries]
+            stack.extend(e.value for e in node.entries)
+        elif isinstance(node, ArrayNode):
+            stack.extend(node.items)
 
 
 # ------------------------------------------------------------------ through the server

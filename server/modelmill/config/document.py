@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -12,11 +13,12 @@ from modelmill.config.positions import (
     ZERO,
     ArrayNode,
     Entry,
+    LineIndex,
     Node,
     ObjectNode,
     Range,
-    parse_json,
-    parse_yaml,
+    entry_at,
+    parse,
     to_data,
 )
 from modelmill.errors import ConfigError
@@ -34,10 +36,19 @@ class Document:
     root: Node | None
     syntax: list[Diagnostic] = field(default_factory=list)
 
+    _plain: Any = field(default=None, init=False, repr=False, compare=False)
+
     @property
     def data(self) -> Any:
-        """Plain data, as json.load / yaml.safe_load would return it (best effort on broken text)."""
-        return to_data(self.root)
+        """Plain data, as json.load / yaml.safe_load would return it (best effort on broken text).
+
+        Built once per document; each call returns a new top-level dict (or a copy of a list or
+        scalar) whose ``copy.deepcopy`` is cheap. Treat nested values as read-only, or deep-copy them.
+        """
+        if self._plain is None:
+            self._plain = (_plain_data(self),)
+        cached = self._plain[0]
+        return CheapCopyDict(cached) if isinstance(cached, dict) else tree_copy(cached)
 
     @property
     def name(self) -> str:
@@ -78,29 +89,35 @@ class Document:
 
     def path_at(self, line: int, col: int) -> KeyPath:
         """The key path of the innermost value or key at a position (for hover/completion)."""
-        path: list[str | int] = []
-        node = self.root
-        while node is not None:
-            if isinstance(node, ObjectNode):
-                hit = next((e for e in node.entries if _inside(e.key_range, line, col)
-                            or (e.value is not None and _inside(e.value.range, line, col))), None)
-                if hit is None:
-                    break
-                path.append(hit.key)
-                node = None if _inside(hit.key_range, line, col) else hit.value
-            elif isinstance(node, ArrayNode):
-                index = next((i for i, item in enumerate(node.items) if _inside(item.range, line, col)), None)
-                if index is None:
-                    break
-                path.append(index)
-                node = node.items[index]
-            else:
-                break
-        return tuple(path)
+        starts = LineIndex(self.text).starts
+        offset = starts[min(line, len(starts) - 1)] + col
+        return entry_at(self.root, offset)[0]
 
 
-def _inside(rng: Range, line: int, col: int) -> bool:
-    return (rng.start.line, rng.start.col) <= (line, col) <= (rng.end.line, rng.end.col)
+def _plain_data(doc: Document) -> Any:
+    if doc.format == "json" and not any(d.severity == "error" for d in doc.syntax):
+        try:  # valid JSON: the C parser gives the same data as the node tree, much faster
+            return json.loads(doc.text)
+        except (ValueError, RecursionError):
+            pass  # a byte-order mark, which the tolerant parser skips
+    return to_data(doc.root)
+
+
+class CheapCopyDict(dict):  # type: ignore[type-arg]
+    """A plain-data dict whose ``copy.deepcopy`` takes a fast path (no memo, no reductions)."""
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> dict[str, Any]:
+        return tree_copy(self)
+
+
+def tree_copy(value: Any) -> Any:
+    """Deep copy of JSON/YAML-like data: dicts and lists are copied, scalars are immutable."""
+    kind = type(value)
+    if kind is dict or kind is CheapCopyDict:
+        return {key: tree_copy(item) for key, item in value.items()}
+    if kind is list:
+        return [tree_copy(item) for item in value]
+    return value
 
 
 def detect_format(text: str, name: str) -> Format:
@@ -116,7 +133,7 @@ def parse_document(text: str, path_or_name: str | Path = "<config>", format: For
     """Parse text (never raises on bad syntax: problems land in ``Document.syntax``)."""
     name = str(path_or_name)
     fmt = format or detect_format(text, name)
-    root, issues = parse_json(text) if fmt == "json" else parse_yaml(text)
+    root, issues = parse(text, fmt)
     syntax = [Diagnostic(issue.range, issue.severity, issue.code, issue.message)  # type: ignore[arg-type]
               for issue in issues]
     return Document(name, text, fmt, root, syntax)

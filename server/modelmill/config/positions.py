@@ -1,10 +1,23 @@
-"""Config text → a node tree that remembers where every key and value sits in the source.
+"""The config parser: text → a node tree that remembers where every key and value sits.
 
-The JSON parser is hand-written so that it is tolerant: an editor sends half-typed text,
-and the checks still need the positions of everything before (and after) the mistake.
-YAML goes through PyYAML's composer, whose nodes carry marks, and is converted to the same
-tree. Lines, columns and offsets are 0-based and count Unicode code points (the language
-server converts to UTF-16 where the client needs it).
+One tolerant, position-aware parser serves everything that reads a config: ``modelmill validate``
+and ``run``, and the language server's diagnostics, completion, hover, code actions and symbols.
+
+- JSON: one iterative state machine over regular-expression tokens. An editor sends half-typed
+  text, so it records each mistake and keeps going (a missing comma is assumed where the next
+  member starts, a missing value leaves the entry without one, stray characters are skipped up to
+  the next delimiter or line end, open brackets are closed at the end of the text). The same
+  machine, stopped at an offset, tells completion which containers are open there and what each
+  expects next (``json_frames_at``).
+- YAML: composed by libyaml (PyYAML's C loader; the pure-Python one where it is missing), whose
+  nodes carry marks; on a syntax error the text above the error is composed again, so the keys
+  there keep their positions.
+
+Ranges are lazy: a range keeps two offsets and computes lines and columns when first read (a
+1,000-line config has thousands of ranges; diagnostics, hover and completion read a few).
+Lines, columns and offsets are 0-based and count Unicode code points (the language server
+converts to UTF-16 where the client needs it). Hostile input is bounded (``limits``): size,
+nesting depth and YAML alias expansion are each one error, found before any recursion.
 """
 
 from __future__ import annotations
@@ -12,12 +25,18 @@ from __future__ import annotations
 import bisect
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
 from modelmill.config import limits
+
+KeyPath = tuple[str | int, ...]
+
+
+# --------------------------------------------------------------------------------------- positions
 
 
 @dataclass(frozen=True)
@@ -27,25 +46,92 @@ class Position:
     offset: int
 
 
-@dataclass(frozen=True)
+class LineIndex:
+    """Offset (code points) → line and column, for one text."""
+
+    __slots__ = ("starts",)
+
+    def __init__(self, text: str) -> None:
+        self.starts = [0]
+        find = text.find
+        index = find("\n")
+        while index >= 0:
+            self.starts.append(index + 1)
+            index = find("\n", index + 1)
+
+    def position(self, offset: int) -> Position:
+        line = bisect.bisect_right(self.starts, offset) - 1
+        return Position(line, offset - self.starts[line], offset)
+
+    def range(self, start: int, end: int) -> Range:
+        rng = _new_range(Range)  # a lazy range: _start and _end are set when first read
+        rng._lines = self
+        rng.start_offset = start
+        rng.end_offset = end
+        return rng
+
+
 class Range:
-    start: Position
-    end: Position
+    """From ``start`` to ``end``. Built from two positions, or by ``LineIndex.range`` from two offsets
+    (then the positions are computed when first read)."""
+
+    __slots__ = ("_end", "_lines", "_start", "end_offset", "start_offset")
+    _lines: LineIndex
+    _start: Position
+    _end: Position
+
+    def __init__(self, start: Position, end: Position) -> None:
+        self.start_offset, self.end_offset = start.offset, end.offset
+        self._start, self._end = start, end
+
+    @property
+    def start(self) -> Position:
+        try:
+            return self._start
+        except AttributeError:
+            self._start = self._lines.position(self.start_offset)
+            return self._start
+
+    @property
+    def end(self) -> Position:
+        try:
+            return self._end
+        except AttributeError:
+            self._end = self._lines.position(self.end_offset)
+            return self._end
 
     def contains(self, offset: int) -> bool:
-        return self.start.offset <= offset <= self.end.offset
+        return self.start_offset <= offset <= self.end_offset
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Range):
+            return NotImplemented
+        return (self.start, self.end) == (other.start, other.end)
+
+    def __hash__(self) -> int:
+        return hash((self.start, self.end))
+
+    def __repr__(self) -> str:
+        return f"Range(start={self.start!r}, end={self.end!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return Range, (self.start, self.end)  # a plain copy, without the text's line index
 
 
+_new_range = object.__new__
 ZERO = Range(Position(0, 0, 0), Position(0, 0, 0))
 
 
-@dataclass
+# --------------------------------------------------------------------------------------- nodes
+
+
+@dataclass(slots=True)
 class ScalarNode:
     range: Range
     value: Any
 
 
-@dataclass
+@dataclass(slots=True)
 class Entry:
     """One ``key: value`` pair; ``value`` is None when the text stops before the value."""
 
@@ -54,7 +140,7 @@ class Entry:
     value: Node | None
 
 
-@dataclass
+@dataclass(slots=True)
 class ObjectNode:
     range: Range
     entries: list[Entry] = field(default_factory=list)
@@ -67,7 +153,7 @@ class ObjectNode:
         return None
 
 
-@dataclass
+@dataclass(slots=True)
 class ArrayNode:
     range: Range
     items: list[Node] = field(default_factory=list)
@@ -88,294 +174,349 @@ class SyntaxIssue:
 
 def to_data(node: Node | None) -> Any:
     """The plain Python value of a node tree (what json.load / yaml.safe_load would give)."""
-    if node is None:
-        return None
-    if isinstance(node, ScalarNode):
-        return node.value
-    if isinstance(node, ArrayNode):
-        return [to_data(item) for item in node.items]
-    return {entry.key: to_data(entry.value) for entry in node.entries if entry.value is not None}
+    kind = type(node)
+    if kind is ScalarNode:
+        return node.value  # type: ignore[union-attr]
+    if kind is ObjectNode:
+        return {entry.key: to_data(entry.value) for entry in node.entries  # type: ignore[union-attr]
+                if entry.value is not None}
+    if kind is ArrayNode:
+        return [to_data(item) for item in node.items]  # type: ignore[union-attr]
+    return None
 
 
-class _Lines:
-    """Offset → (line, col) for one text."""
+def node_at(root: Node | None, path: KeyPath) -> Node | None:
+    """The node at ``path``, or None (the last of duplicate keys wins)."""
+    node = root
+    for elem in path:
+        if isinstance(node, ObjectNode) and isinstance(elem, str):
+            entry = node.get(elem)
+            node = entry.value if entry is not None else None
+        elif isinstance(node, ArrayNode) and isinstance(elem, int) and 0 <= elem < len(node.items):
+            node = node.items[elem]
+        else:
+            return None
+    return node
 
-    def __init__(self, text: str) -> None:
-        self.starts = [0] + [match.end() for match in re.finditer("\n", text)]
 
-    def position(self, offset: int) -> Position:
-        line = bisect.bisect_right(self.starts, offset) - 1
-        return Position(line, offset - self.starts[line], offset)
+def entry_at(root: Node | None, offset: int) -> tuple[KeyPath, Entry | None, Node | None, bool]:
+    """(path, entry, node, on_key) of the innermost key or value at ``offset``."""
+    path: list[str | int] = []
+    node: Any = root
+    entry: Entry | None = None
+    while node is not None:
+        if isinstance(node, ObjectNode):
+            hit, on_key = None, False
+            for candidate in node.entries:
+                if candidate.key_range.contains(offset):
+                    hit, on_key = candidate, True
+                    break
+                if candidate.value is not None and candidate.value.range.contains(offset):
+                    hit = candidate
+                    break
+            if hit is None:
+                break
+            path.append(hit.key)
+            entry = hit
+            if on_key:
+                return tuple(path), entry, hit.value, True
+            node = hit.value
+        elif isinstance(node, ArrayNode):
+            index = next((i for i, item in enumerate(node.items) if item.range.contains(offset)), None)
+            if index is None:
+                break
+            path.append(index)
+            entry = None
+            node = node.items[index]
+        else:
+            return tuple(path), entry, node, False
+    return tuple(path), entry, node if path else None, False
 
-    def range(self, start: int, end: int) -> Range:
-        return Range(self.position(start), self.position(end))
 
-
-def duplicate_key_issues(node: Node | None) -> list[SyntaxIssue]:
+def duplicate_key_issues(root: Node | None) -> list[SyntaxIssue]:
     """Warnings for keys that appear twice in one object (the later value silently wins)."""
     issues: list[SyntaxIssue] = []
-    if isinstance(node, ObjectNode):
-        seen: set[str] = set()
-        for entry in node.entries:
-            if entry.key in seen:
-                issues.append(SyntaxIssue(f"duplicate key '{entry.key}': this later value replaces the earlier one",
-                                          entry.key_range, "warning", "duplicate-key"))
-            seen.add(entry.key)
-    children = node.items if isinstance(node, ArrayNode) else (
-        [e.value for e in node.entries if e.value is not None] if isinstance(node, ObjectNode) else [])
-    for child in children:
-        issues.extend(duplicate_key_issues(child))
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        kind = type(node)
+        if kind is ObjectNode:
+            seen: set[str] = set()
+            for entry in node.entries:  # type: ignore[union-attr]
+                if entry.key in seen:
+                    issues.append(SyntaxIssue(f"duplicate key '{entry.key}': this later value replaces the earlier "
+                                              f"one", entry.key_range, "warning", "duplicate-key"))
+                seen.add(entry.key)
+                if entry.value is not None and type(entry.value) is not ScalarNode:
+                    stack.append(entry.value)
+        elif kind is ArrayNode:
+            stack.extend(item for item in node.items if type(item) is not ScalarNode)  # type: ignore[union-attr]
+    issues.sort(key=lambda issue: issue.range.start_offset)
     return issues
+
+
+def parse(text: str, fmt: str) -> tuple[Node | None, list[SyntaxIssue]]:
+    """Parse ``fmt`` ("json" or "yaml") text: the nodes parsed, and every syntax problem with its range."""
+    return parse_json(text) if fmt == "json" else parse_yaml(text)
 
 
 # --------------------------------------------------------------------------------------- JSON
 
-_NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?")
-_WORD = re.compile(r"-?[A-Za-z_][A-Za-z0-9_.\-]*")
+# Tokens, each after optional whitespace. The group number is the token's kind.
+_TOKEN = re.compile(
+    r'[ \t\r\n\ufeff]*(?:'
+    r'("[^"\\\x00-\x1f]*")'  # 1: a string with nothing to decode
+    r'|("[^"\\\n]*(?:\\[\s\S]?[^"\\\n]*)*"?|\'[^\'\\\n]*(?:\\[\s\S]?[^\'\\\n]*)*\'?)'  # 2: any other string
+    r'|([{\[])'  # 3
+    r'|([}\]])'  # 4
+    r'|(,)'  # 5
+    r'|(:)'  # 6
+    r'|(-?[A-Za-z_][A-Za-z0-9_.\-]*)'  # 7: a word (true, null, or a mistake)
+    r'|(-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?)'  # 8: a number
+    r'|(//[^\n]*|/\*(?:[^*]|\*(?!/))*(?:\*/)?)'  # 9: a comment
+    r'|([^ \t\r\n\ufeff]))')  # 10: anything else
+_STR, _STRING, _OPEN, _CLOSE, _COMMA, _COLON, _WORD, _NUMBER, _COMMENT, _JUNK = range(1, 11)
+_VALUES = {_STR, _STRING, _OPEN, _WORD, _NUMBER}
+_JUNK_END = re.compile(r'[,:{}\[\]"\n]')
 _WORDS = {"true": True, "false": False, "null": None, "NaN": float("nan"), "Infinity": float("inf"),
           "-Infinity": float("-inf")}
 _CLOSERS = {"{": "}", "[": "]"}
 
+# What an open container expects next.
+KEY, COLON, VALUE, AFTER = "key", "colon", "value", "after"
 
-class _JsonParser:
-    """Recursive descent over JSON that records errors and keeps going.
 
-    Recovery rules: a missing comma is assumed where the next key or item starts; a missing
-    value leaves the entry without a value; stray characters are skipped up to the next
-    delimiter or line end; at the end of the text every open object or array is closed.
-    """
+@dataclass(slots=True)
+class Frame:
+    """An open object or array at some point of a JSON scan, and what it expects next: an object a
+    ``KEY``, the ``COLON`` after one, or the ``VALUE``; an array a ``VALUE``; either, ``AFTER`` a
+    member, a ',' or its closer."""
 
-    def __init__(self, text: str) -> None:
+    node: ObjectNode | ArrayNode
+    state: str
+    entry: Entry | None = None
+    """Object: the member being read (its key is known once the state is past KEY)."""
+    last_end: int = 0
+    """Offset after the last complete member."""
+    comma_at: int = -1
+    """Offset of the ',' just read (a closer right after it is a trailing comma)."""
+
+
+class _Json:
+    """The tolerant JSON machine: one pass over the tokens with an explicit stack (no recursion)."""
+
+    def __init__(self, text: str, lines: LineIndex | None = None) -> None:
         self.text = text
-        self.pos = 0
-        self.lines = _Lines(text)
+        self.lines = lines or LineIndex(text)
         self.issues: list[SyntaxIssue] = []
-        self._eof_reported = False
+        self.stack: list[Frame] = []
+        self.root: Node | None = None
+        self.started = False  # a token other than a comment was read
 
-    # -- helpers
     def error(self, message: str, start: int, end: int | None = None) -> None:
         self.issues.append(SyntaxIssue(message, self.lines.range(start, start if end is None else end)))
 
-    def eof(self) -> bool:
-        return self.pos >= len(self.text)
-
-    def peek(self) -> str:
-        return self.text[self.pos] if self.pos < len(self.text) else ""
-
-    def skip_ws(self) -> None:
-        text = self.text
-        while self.pos < len(text):
-            char = text[self.pos]
-            if char in " \t\r\n\ufeff":
-                self.pos += 1
-            elif text.startswith("//", self.pos):
-                end = text.find("\n", self.pos)
-                end = len(text) if end < 0 else end
-                self.error("comments are not allowed in JSON", self.pos, end)
-                self.pos = end
-            elif text.startswith("/*", self.pos):
-                end = text.find("*/", self.pos + 2)
-                end = len(text) if end < 0 else end + 2
-                self.error("comments are not allowed in JSON", self.pos, end)
-                self.pos = end
-            else:
-                return
-
-    def skip_junk(self) -> None:
-        """Skip at least one character, up to the next delimiter, quote or line end."""
-        self.pos += 1
-        while self.pos < len(self.text) and self.text[self.pos] not in ',:{}[]"\n':
-            self.pos += 1
-
-    def unclosed(self, opener: str, start: int) -> None:
-        if not self._eof_reported:  # one report is enough: the innermost unclosed bracket is the cause
-            where = self.lines.position(start)
-            self.error(f"unexpected end of file: '{opener}' opened at line {where.line + 1}, column {where.col + 1} "
-                       f"is not closed (expected '{_CLOSERS[opener]}')", len(self.text))
-            self._eof_reported = True
-
-    # -- grammar
-    def parse(self) -> Node | None:
-        self.skip_ws()
-        if self.eof():
-            self.error("the file is empty: expected a JSON object", 0)
-            return None
-        node = self.value()
-        self.skip_ws()
-        if node is None and not self.eof():
-            self.skip_junk()
-        if not self.eof():
-            end = self.text.find("\n", self.pos)
-            self.error("unexpected text after the end of the JSON value", self.pos,
-                       len(self.text) if end < 0 else end)
-        return node
-
-    def value(self) -> Node | None:
-        char = self.peek()
-        if char == "{":
-            return self.object()
-        if char == "[":
-            return self.array()
-        if char in "\"'":
-            start = self.pos
-            text = self.string()
-            return ScalarNode(self.lines.range(start, self.pos), text)
-        if char == "-" or char.isdigit():
-            match = _NUMBER.match(self.text, self.pos)
-            if match and not self.text.startswith("-Infinity", self.pos):
-                self.pos = match.end()
-                literal = match.group(0)
-                number: Any = float(literal) if match.group(1) or match.group(2) else int(literal)
-                return ScalarNode(self.lines.range(match.start(), self.pos), number)
-        match = _WORD.match(self.text, self.pos)
-        if match:
-            self.pos = match.end()
-            word = match.group(0)
-            if word in _WORDS:
-                return ScalarNode(self.lines.range(match.start(), self.pos), _WORDS[word])
-            self.error(f"unexpected word '{word}': strings need double quotes", match.start(), self.pos)
-            return ScalarNode(self.lines.range(match.start(), self.pos), word)
-        self.error("expected a value", self.pos, min(self.pos + 1, len(self.text)))
-        return None
-
-    def string(self) -> str:
-        """A quoted string at ``pos``; single quotes and unterminated strings are errors but usable."""
-        start, quote = self.pos, self.peek()
+    def string(self, token: str, start: int) -> str:
+        """The value of a string token that needs more than dropping its quotes (reported as it is read)."""
+        quote = token[0]
         if quote == "'":
             self.error("strings need double quotes", start, start + 1)
-        index = start + 1
-        while index < len(self.text):
-            char = self.text[index]
-            if char == "\\":
-                index += 2
-                continue
-            if char == quote or char == "\n":
-                break
-            index += 1
-        index = min(index, len(self.text))
-        if index >= len(self.text) or self.text[index] != quote:
-            self.error("unterminated string", start, index)
-            self.pos = index
-            return self.text[start + 1:index]
-        self.pos = index + 1
-        raw = self.text[start:self.pos]
+        body = token[1:]
+        closed = body.endswith(quote) and (len(body) - len(body[:-1].rstrip("\\"))) % 2 == 1
+        if not closed:
+            self.error("unterminated string", start, start + len(token))
+            return body
         if quote == "'":
-            raw = '"' + raw[1:-1].replace('"', '\\"') + '"'
+            token = '"' + token[1:-1].replace('"', '\\"') + '"'
         try:
-            return json.loads(raw)
+            return json.loads(token)
         except json.JSONDecodeError as exc:
             self.error(f"invalid string: {exc.msg}", start + exc.pos, start + exc.pos + 1)
-            return raw[1:-1]
+            return token[1:-1]
 
-    def key(self) -> tuple[str, Range] | None:
-        start = self.pos
-        if self.peek() in "\"'":
-            text = self.string()
-            return text, self.lines.range(start, self.pos)
-        match = _WORD.match(self.text, self.pos)
-        if match:
-            self.pos = match.end()
-            self.error("property names need double quotes", start, self.pos)
-            return match.group(0), self.lines.range(start, self.pos)
-        return None
+    def scalar(self, kind: int, token: str, start: int, end: int) -> ScalarNode:
+        if kind == _STR:
+            value: Any = token[1:-1]
+        elif kind == _STRING:
+            value = self.string(token, start)
+        elif kind == _NUMBER:
+            value = float(token) if "." in token or "e" in token or "E" in token else int(token)
+        elif token in _WORDS:
+            value = _WORDS[token]
+        else:
+            self.error(f"unexpected word '{token}': strings need double quotes", start, end)
+            value = token
+        return ScalarNode(self.lines.range(start, end), value)
 
-    def object(self) -> ObjectNode:
-        start = self.pos
-        self.pos += 1
-        node = ObjectNode(self.lines.range(start, start + 1))
-        while True:
-            self.skip_ws()
-            if self.eof():
-                self.unclosed("{", start)
-                break
-            char = self.peek()
-            if char == "}":
-                self.pos += 1
-                break
-            if char == "]":  # mismatched closer: end this object, let the enclosing array take it
-                self.error("expected '}' before ']'", self.pos, self.pos + 1)
-                break
-            if char == ",":
-                self.error("unexpected ','", self.pos, self.pos + 1)
-                self.pos += 1
-                continue
-            parsed = self.key()
-            if parsed is None:
-                self.error("expected a property name in double quotes", self.pos, self.pos + 1)
-                self.skip_junk()
-                continue
-            name, key_range = parsed
-            self.skip_ws()
-            if self.peek() == ":":
-                self.pos += 1
-            else:
-                self.error(f"expected ':' after '{name}'", self.pos, min(self.pos + 1, len(self.text)))
-            self.skip_ws()
-            value = None
-            if self.eof() or self.peek() in ",}]":
-                self.error(f"expected a value for '{name}'", self.pos, min(self.pos + 1, len(self.text)))
-            else:
-                value = self.value()
-            node.entries.append(Entry(name, key_range, value))
-            if not self.after_member("}"):
-                break
-        node.range = self.lines.range(start, self.pos)
-        return node
+    def skip_junk(self, start: int) -> int:
+        """Where skipping a mistake at ``start`` stops: after at least one character, at the next
+        delimiter, quote or line end."""
+        found = _JUNK_END.search(self.text, start + 1)
+        return found.start() if found else len(self.text)
 
-    def array(self) -> ArrayNode:
-        start = self.pos
-        self.pos += 1
-        node = ArrayNode(self.lines.range(start, start + 1))
-        while True:
-            self.skip_ws()
-            if self.eof():
-                self.unclosed("[", start)
-                break
-            char = self.peek()
-            if char == "]":
-                self.pos += 1
-                break
-            if char == "}":
-                self.error("expected ']' before '}'", self.pos, self.pos + 1)
-                break
-            if char == ",":
-                self.error("unexpected ','", self.pos, self.pos + 1)
-                self.pos += 1
-                continue
-            before = self.pos
-            item = self.value()
-            if item is None:
-                if self.pos == before:
-                    self.skip_junk()
-                continue
-            node.items.append(item)
-            if not self.after_member("]"):
-                break
-        node.range = self.lines.range(start, self.pos)
-        return node
-
-    def after_member(self, closer: str) -> bool:
-        """Consume the ',' after a member. False when the container ended (closer or end of text)."""
-        self.skip_ws()
-        if self.eof():
-            return True  # the loop reports the unclosed bracket
-        char = self.peek()
-        if char == ",":
-            comma = self.pos
-            self.pos += 1
-            self.skip_ws()
-            if self.peek() == closer:
-                self.error("trailing comma", comma, comma + 1)
-            return True
-        if char == closer:
-            return True
-        if char in "}]":
-            return True  # mismatched closer, reported by the loop
-        # Python's json reports a missing comma where the next member starts; do the same.
-        self.error(f"expected ',' or '{closer}'", self.pos, self.pos + 1)
-        if not (char in "\"'{[-" or char.isalnum()):
-            self.skip_junk()
+    def push(self, token: str, start: int) -> bool:
+        """Open an object or array at ``start``; False when that nests too deep (the whole parse stops)."""
+        if len(self.stack) >= limits.MAX_DEPTH:
+            self.issues = [SyntaxIssue(limits.depth_problem(), self.lines.range(start, start + 1))]
+            self.root = None
+            return False
+        node: ObjectNode | ArrayNode = ObjectNode(ZERO) if token == "{" else ArrayNode(ZERO)
+        node.range = self.lines.range(start, start + 1)  # the end is set when it closes
+        self.stack.append(Frame(node, KEY if token == "{" else VALUE))
         return True
+
+    def close(self, end: int) -> None:
+        frame = self.stack.pop()
+        frame.node.range = self.lines.range(frame.node.range.start_offset, end)
+        if self.stack:
+            self.stack[-1].last_end = end
+
+    def run(self, pos: int = 0, stop: int | None = None) -> bool:
+        """Read tokens from ``pos`` (up to ``stop``: tokens starting there or later are left). False when
+        the text nests too deep."""
+        text, stack = self.text, self.stack
+        match = _TOKEN.match
+        while True:
+            found = match(text, pos)
+            if found is None:
+                break
+            kind = found.lastindex
+            start, end = found.start(kind), found.end()  # type: ignore[arg-type]
+            if stop is not None and start >= stop:
+                break
+            if kind == _COMMENT:
+                self.error("comments are not allowed in JSON", start, end)
+                pos = end
+                continue
+            if not stack:
+                if self.started:  # the root value is complete: only comments may follow
+                    line_end = text.find("\n", start)
+                    self.error("unexpected text after the end of the JSON value", start,
+                               len(text) if line_end < 0 else line_end)
+                    break
+                self.started = True
+                if kind == _OPEN:
+                    if not self.push(found.group(kind), start):
+                        return False
+                    self.root = stack[0].node
+                elif kind in _VALUES:
+                    self.root = self.scalar(kind, found.group(kind), start, end)
+                else:
+                    self.error("expected a value", start, start + 1)
+                    end = self.skip_junk(start)
+                pos = end
+                continue
+            top = stack[-1]
+            state = top.state
+            comma, top.comma_at = top.comma_at, -1
+            is_object = type(top.node) is ObjectNode
+            if state == AFTER:
+                if kind == _COMMA:
+                    top.state = KEY if is_object else VALUE
+                    top.comma_at = start
+                    pos = end
+                    continue
+                if kind != _CLOSE:
+                    # Python's json reports a missing comma where the next member starts; do the same.
+                    self.error(f"expected ',' or '{'}' if is_object else ']'}'", start, start + 1)
+                    first = text[start]
+                    if not (first in "\"'{[-" or first.isalnum()):
+                        top.state = KEY if is_object else VALUE
+                        pos = self.skip_junk(start)
+                        continue
+                top.state = state = KEY if is_object else VALUE  # the token starts the next member
+            if kind == _CLOSE and state in (KEY, VALUE) and (state == VALUE) != is_object:  # not a missing value
+                token = found.group(kind)
+                if token == ("}" if is_object else "]"):
+                    if comma >= 0:
+                        self.error("trailing comma", comma, comma + 1)
+                    self.close(end)
+                    pos = end
+                else:  # mismatched: end this container, let the enclosing one take the closer
+                    self.error(f"expected '{'}' if is_object else ']'}' before '{token}'", start, start + 1)
+                    self.close(start)
+                    pos = start
+                continue
+            if state == KEY:
+                if kind == _COMMA:
+                    self.error("unexpected ','", start, start + 1)
+                    pos = end
+                    continue
+                if kind == _STR or kind == _STRING or kind == _WORD:
+                    token = found.group(kind)
+                    if kind == _STR:
+                        key = token[1:-1]
+                    elif kind == _STRING:
+                        key = self.string(token, start)
+                    else:
+                        self.error("property names need double quotes", start, end)
+                        key = token
+                    top.entry = Entry(key, self.lines.range(start, end), None)
+                    top.node.entries.append(top.entry)  # type: ignore[union-attr]
+                    top.state = COLON
+                    pos = end
+                else:
+                    self.error("expected a property name in double quotes", start, start + 1)
+                    pos = self.skip_junk(start)
+                continue
+            if state == COLON:
+                if kind == _COLON:
+                    top.state = VALUE
+                    pos = end
+                    continue
+                self.error(f"expected ':' after '{top.entry.key}'", start, start + 1)  # type: ignore[union-attr]
+                top.state = state = VALUE
+            # VALUE: an entry's value or an array's item
+            if kind not in _VALUES:
+                if is_object and kind in (_COMMA, _CLOSE):
+                    self.error(f"expected a value for '{top.entry.key}'", start, start + 1)  # type: ignore[union-attr]
+                    top.state = AFTER
+                    pos = start
+                elif kind == _COMMA:
+                    self.error("unexpected ','", start, start + 1)
+                    pos = end
+                else:
+                    self.error("expected a value", start, start + 1)
+                    if is_object:
+                        top.state = AFTER
+                        pos = start
+                    else:
+                        pos = self.skip_junk(start)
+                continue
+            top.state = AFTER
+            if kind == _OPEN:
+                if not self.push(found.group(kind), start):
+                    return False
+                node: Node = stack[-1].node
+            else:
+                node = self.scalar(kind, found.group(kind), start, end)
+                top.last_end = end
+            if is_object:
+                top.entry.value = node  # type: ignore[union-attr]
+            else:
+                top.node.items.append(node)  # type: ignore[union-attr]
+            pos = end
+        return True
+
+    def finish(self) -> None:
+        """The end of the text: report what is missing and close every open container."""
+        text, stack = self.text, self.stack
+        end = len(text)
+        if not self.started:
+            self.error("the file is empty: expected a JSON object", 0)
+        if not stack:
+            return
+        top = stack[-1]
+        if top.state == COLON:
+            self.error(f"expected ':' after '{top.entry.key}'", end)  # type: ignore[union-attr]
+        if top.state in (COLON, VALUE) and type(top.node) is ObjectNode:
+            self.error(f"expected a value for '{top.entry.key}'", end)  # type: ignore[union-attr]
+        opener = "{" if type(top.node) is ObjectNode else "["
+        where = top.node.range.start
+        self.error(f"unexpected end of file: '{opener}' opened at line {where.line + 1}, column {where.col + 1} "
+                   f"is not closed (expected '{_CLOSERS[opener]}')", end)
+        while stack:
+            self.close(end)
 
 
 def parse_json(text: str) -> tuple[Node | None, list[SyntaxIssue]]:
@@ -383,57 +524,104 @@ def parse_json(text: str) -> tuple[Node | None, list[SyntaxIssue]]:
     too_big = limits.text_problem(text)
     if too_big:
         return None, [SyntaxIssue(too_big, ZERO)]
-    deep = limits.json_depth_offset(text)
-    if deep is not None:  # refused before parsing: the parser and every check recurse per level
-        return None, [SyntaxIssue(limits.depth_problem(), _Lines(text).range(deep, deep + 1))]
-    parser = _JsonParser(text)
-    root = parser.parse()
-    return root, parser.issues + duplicate_key_issues(root)
+    machine = _Json(text)
+    if not machine.run():
+        return None, machine.issues  # too deep: refused before any check recurses per level
+    machine.finish()
+    return machine.root, machine.issues + duplicate_key_issues(machine.root)
+
+
+def json_frames_at(text: str, offset: int, root: Node | None = None) -> tuple[KeyPath, Frame | None]:
+    """The containers open at ``offset`` of (maybe half-typed) JSON, as the parser sees them: the key
+    path of the innermost one and its frame (None outside any container).
+
+    ``root``: the text's parse, when it had no syntax errors; the scan then starts at the innermost
+    container around ``offset`` instead of the start of the text.
+    """
+    path: list[str | int] = []
+    start = 0
+    node: Any = root
+    while isinstance(node, (ObjectNode, ArrayNode)) and node.range.start_offset < offset < node.range.end_offset:
+        start = node.range.start_offset
+        members = [(e.key, e.value) for e in node.entries] if isinstance(node, ObjectNode) else enumerate(node.items)
+        child = next(((name, value) for name, value in members if isinstance(value, (ObjectNode, ArrayNode))
+                      and value.range.start_offset < offset < value.range.end_offset), None)
+        if child is None:
+            break
+        path.append(child[0])
+        node = child[1]
+    if root is None or start == 0:
+        path, start = [], 0
+    machine = _Json(text)
+    machine.run(start, offset)
+    frames = machine.stack
+    for frame in frames[:-1]:
+        path.append(frame.entry.key if frame.entry is not None else len(frame.node.items) - 1)  # type: ignore[union-attr]
+    return tuple(path), frames[-1] if frames else None
 
 
 # --------------------------------------------------------------------------------------- YAML
 
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+"""libyaml where PyYAML was built with it (about 10x faster); the pure-Python loader gives the same nodes."""
+_STR_TAG = "tag:yaml.org,2002:str"
 
-class _YamlConverter:
-    """PyYAML composed nodes → our nodes, building scalars with the safe constructor."""
 
-    def __init__(self, text: str) -> None:
-        self.lines = _Lines(text)
+class _TooDeep(Exception):
+    pass
+
+
+class _Yaml:
+    """Composed YAML nodes → our nodes, with the safe constructor's scalars and merge keys."""
+
+    def __init__(self, text: str, lines: LineIndex) -> None:
+        self.lines = lines
         self.constructor = yaml.constructor.SafeConstructor()
+        self.builders = self.constructor.yaml_constructors
         self.issues: list[SyntaxIssue] = []
+        self.aliases = "*" in text  # without aliases no node is shared: no cycle to watch for
+        self.merges = "<<" in text or "=" in text  # flatten_mapping resolves '<<' (and '=') keys
         self._active: set[int] = set()
 
     def range(self, node: yaml.Node) -> Range:
         return self.lines.range(node.start_mark.index, node.end_mark.index)
 
-    def convert(self, node: yaml.Node) -> Node | None:
-        if id(node) in self._active:  # a recursive alias; Olive could not load it either
-            self.issues.append(SyntaxIssue("recursive YAML alias", self.range(node)))
-            return None
-        self._active.add(id(node))
+    def convert(self, node: yaml.Node, depth: int = 1) -> Node | None:
+        if depth > limits.MAX_DEPTH:
+            raise _TooDeep
+        if self.aliases:
+            if id(node) in self._active:  # a recursive alias; Olive could not load it either
+                self.issues.append(SyntaxIssue("recursive YAML alias", self.range(node)))
+                return None
+            self._active.add(id(node))
         try:
-            return self._convert(node)
+            kind = type(node)
+            if kind is yaml.MappingNode:
+                if self.merges:
+                    try:
+                        self.constructor.flatten_mapping(node)
+                    except yaml.YAMLError as exc:
+                        self.issues.append(SyntaxIssue(str(exc), self.range(node)))
+                result = ObjectNode(self.range(node))
+                result.entries = [Entry(str(self.scalar(key)), self.range(key), self.convert(value, depth + 1))
+                                  for key, value in node.value]
+                return result
+            if kind is yaml.SequenceNode:
+                items = [self.convert(item, depth + 1) for item in node.value]
+                return ArrayNode(self.range(node), [item for item in items if item is not None])
+            return ScalarNode(self.range(node), self.scalar(node))
         finally:
-            self._active.discard(id(node))
-
-    def _convert(self, node: yaml.Node) -> Node | None:
-        if isinstance(node, yaml.MappingNode):
-            try:
-                self.constructor.flatten_mapping(node)  # resolve '<<' merge keys like safe_load does
-            except yaml.YAMLError as exc:
-                self.issues.append(SyntaxIssue(str(exc), self.range(node)))
-            result = ObjectNode(self.range(node))
-            for key_node, value_node in node.value:
-                key = self.scalar(key_node)
-                result.entries.append(Entry(str(key), self.range(key_node), self.convert(value_node)))
-            return result
-        if isinstance(node, yaml.SequenceNode):
-            items = [self.convert(item) for item in node.value]
-            return ArrayNode(self.range(node), [item for item in items if item is not None])
-        return ScalarNode(self.range(node), self.scalar(node))
+            if self.aliases:
+                self._active.discard(id(node))
 
     def scalar(self, node: yaml.Node) -> Any:
         try:
+            if type(node) is yaml.ScalarNode:
+                if node.tag == _STR_TAG:
+                    return node.value  # what SafeConstructor.construct_yaml_str returns
+                build = self.builders.get(node.tag)
+                if build is not None:  # the tag is resolved already: skip the constructor's bookkeeping
+                    return build(self.constructor, node)
             return self.constructor.construct_object(node, deep=True)
         except yaml.YAMLError as exc:
             self.issues.append(SyntaxIssue(f"cannot read this YAML value: {exc}", self.range(node)))
@@ -452,47 +640,51 @@ def yaml_issue(exc: yaml.YAMLError, text: str, range_at: Callable[[int, int], Ra
     return SyntaxIssue(message, range_at(offset, offset))
 
 
-def _compose_prefix(text: str, exc: yaml.YAMLError, lines: _Lines) -> yaml.Node | None:
-    """Compose the text above a YAML error, cutting back a line at a time while that still fails."""
-    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-    last = min(mark.line, len(lines.starts) - 1) if mark is not None else 0
-    for line in range(last, max(last - 40, 0), -1):
-        try:
-            return yaml.compose(text[:lines.starts[line]], Loader=yaml.SafeLoader)
-        except yaml.YAMLError:
-            continue
-    return None
+def _compose(text: str) -> Any:
+    return yaml.compose(text, Loader=_LOADER)
 
 
 def parse_yaml(text: str) -> tuple[Node | None, list[SyntaxIssue]]:
-    """Parse YAML: nodes with ranges, or a syntax issue at PyYAML's mark.
+    """Parse YAML: nodes with ranges, or a syntax issue at the loader's mark.
 
-    PyYAML stops at the first error; to still give positions for the keys above it, the text
+    The loader stops at the first error; to still give positions for the keys above it, the text
     up to the line of the error is composed again on its own.
     """
     too_big = limits.text_problem(text)
     if too_big:
         return None, [SyntaxIssue(too_big, ZERO)]
-    lines = _Lines(text)
+    lines = LineIndex(text)
     deep = limits.json_depth_offset(text)
-    if deep is not None:  # deep flow brackets: PyYAML's pure-Python scanner takes seconds before it recurses out
+    if deep is not None:  # deep flow brackets: refused before the loader recurses through them
         return None, [SyntaxIssue(limits.depth_problem(), lines.range(deep, deep + 1))]
     issues: list[SyntaxIssue] = []
     try:
         try:
-            composed = yaml.compose(text, Loader=yaml.SafeLoader)
+            composed = _compose(text)
         except yaml.YAMLError as exc:
             issues.append(yaml_issue(exc, text, lines.range))
-            composed = _compose_prefix(text, exc, lines)
-    except RecursionError:  # PyYAML's pure-Python composer recurses per level
+            composed = None
+            mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+            last = min(mark.line, len(lines.starts) - 1) if mark is not None else 0
+            for line in range(last, max(last - 40, 0), -1):
+                try:
+                    composed = _compose(text[:lines.starts[line]])
+                    break
+                except yaml.YAMLError:
+                    continue
+    except RecursionError:  # the pure-Python composer recurses per level
         return None, [SyntaxIssue(limits.depth_problem(), ZERO)]
     if composed is None:
         if not issues:
             issues.append(SyntaxIssue("the file is empty: expected a mapping of config keys", ZERO))
         return None, issues
-    expanded = limits.yaml_graph_problem(composed)
-    if expanded:  # checked before conversion, which copies every alias
-        return None, issues + [SyntaxIssue(expanded, ZERO)]
-    converter = _YamlConverter(text)
-    root = converter.convert(composed)
+    converter = _Yaml(text, lines)
+    if converter.aliases:
+        expanded = limits.yaml_graph_problem(composed)
+        if expanded:  # checked before conversion, which copies every alias
+            return None, issues + [SyntaxIssue(expanded, ZERO)]
+    try:
+        root = converter.convert(composed)
+    except _TooDeep:
+        return None, [SyntaxIssue(limits.depth_problem(), ZERO)]
     return root, issues + converter.issues + duplicate_key_issues(root)

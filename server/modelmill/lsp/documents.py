@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
+from modelmill.config.document import Document, parse_document
 from modelmill.config.positions import ObjectNode, Range
-from modelmill.lsp.fastparse import LspDocument, parse
 from modelmill.lsp.settings import Settings, looks_like_workflow, matches_patterns
 
 if TYPE_CHECKING:  # lsprotocol is imported on first use: the first diagnostics are sent before it loads (early.py)
@@ -135,7 +135,7 @@ class Snapshot:
     text: str
     fmt: str
     encoding: str = "utf-16"
-    _doc: LspDocument | None = field(default=None, repr=False)
+    _doc: Document | None = field(default=None, repr=False)
     _codec: Codec | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     cache: dict[str, Any] = field(default_factory=dict, repr=False)
@@ -155,11 +155,11 @@ class Snapshot:
         return Path(path).parent if path else None
 
     @property
-    def doc(self) -> LspDocument:
+    def doc(self) -> Document:
         if self._doc is None:
             with self._lock:
                 if self._doc is None:
-                    self._doc = parse(self.text, self.name, self.fmt)
+                    self._doc = parse_document(self.text, self.name, self.fmt)  # type: ignore[arg-type]
         return self._doc
 
     @property

@@ -10,9 +10,9 @@ from typing import Any
 
 from lsprotocol import types
 
-from modelmill.config.positions import Node, ObjectNode, ScalarNode
+from modelmill.config.positions import Node, ObjectNode, ScalarNode, entry_at
 from modelmill.lsp.documents import Snapshot
-from modelmill.lsp.locate import entry_at, node_at, shallow
+from modelmill.lsp.locate import node_at, shallow
 from modelmill.lsp.schema_nav import MISSING, Facet, schema_index
 
 _MAX_VALUES = 20

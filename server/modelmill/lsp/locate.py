@@ -1,15 +1,14 @@
 """Cursor → where it is in the config: a key or a value, the key path, and the text being typed.
 
-Works on half-typed text (a key without its ':', an open brace, a missing comma):
+Works on half-typed text (a key without its ':', an open brace, a missing comma), with the config
+parser (``modelmill.config.positions``) as the only reader of the text:
 
 - YAML: patch the cursor's line (the word being typed becomes a marker key or value), parse the
   patched text, and find the marker in the tree; when the line's indentation fits no mapping,
   the indentations of the lines above are tried in turn.
-- JSON: the same patch-and-parse would re-parse the whole document on every keystroke, so the
-  text *before* the cursor is scanned instead, tracking brackets, keys and commas as the tolerant
-  parser does (missing commas included). That yields the same path at a fraction of the cost;
-  the data around it (siblings, a pass's ``type``) comes from the document's cached parse.
-  When the scan cannot decide, the patch-and-parse route is taken as well.
+- JSON: the parser's state machine, stopped where the token under the cursor starts, tells which
+  containers are open there and what each expects next (``json_frames_at``); the data around the
+  cursor (siblings, a pass's ``type``) comes from the document's parse.
 
 Columns are Unicode code points (as in ``modelmill.config``); the LSP layer converts.
 """
@@ -21,9 +20,19 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from modelmill.config import positions
 from modelmill.config.diagnostics import KeyPath
-from modelmill.config.positions import ArrayNode, Entry, Node, ObjectNode, ScalarNode
-from modelmill.lsp.fastparse import LineIndex, fast_yaml
+from modelmill.config.positions import (
+    AFTER,
+    KEY,
+    VALUE,
+    ArrayNode,
+    LineIndex,
+    Node,
+    ObjectNode,
+    ScalarNode,
+    json_frames_at,
+)
 from modelmill.lsp.schema_nav import MISSING
 
 MARK = "__modelmill_cursor__"
@@ -76,20 +85,8 @@ class Location:
 
 def node_at(root: Node | None, path: KeyPath) -> Any:
     """The node at ``path`` (MISSING when there is none; the last duplicate key wins)."""
-    node: Any = root
-    if node is None:
-        return MISSING
-    for elem in path:
-        if isinstance(node, ObjectNode) and isinstance(elem, str):
-            entry = node.get(elem)
-            if entry is None or entry.value is None:
-                return MISSING
-            node = entry.value
-        elif isinstance(node, ArrayNode) and isinstance(elem, int) and 0 <= elem < len(node.items):
-            node = node.items[elem]
-        else:
-            return MISSING
-    return node
+    found = positions.node_at(root, path)
+    return MISSING if found is None else found
 
 
 def shallow(node: Any) -> Any:
@@ -156,7 +153,7 @@ def locate(text: str, fmt: str, line: int, col: int, root: Node | None = None, c
 # ------------------------------------------------------------------ JSON
 
 _WORD = re.compile(r"[A-Za-z0-9_.+\-]")
-_SCAN = re.compile(r'("[^"\\\n]*(?:\\.[^"\\\n]*)*"?)|([{\[])|([}\]])|(:)|(,)|([^\s{}\[\]:,"]+)')
+_SIGNIFICANT = re.compile(r"\s*(\S)")
 
 
 def _string_spans(line_text: str) -> list[tuple[int, int, bool]]:
@@ -175,93 +172,6 @@ def _string_spans(line_text: str) -> list[tuple[int, int, bool]]:
             return spans
         spans.append((start, pos + 1, True))
         index = pos + 1
-
-
-@dataclass
-class _Frame:
-    kind: str  # "{" or "["
-    state: str  # object: key, colon, value, after; array: value, after
-    key: str | None = None
-    index: int = 0
-    last_end: int = 0  # offset after the last member's value
-
-
-def _enclosing(root: Node | None, offset: int) -> tuple[list[_Frame], int] | None:
-    """From a clean parse: the frames of the containers around ``offset`` and where the innermost starts.
-
-    Scanning only the innermost container keeps completion fast in long documents.
-    """
-    frames: list[_Frame] = []
-    node: Any = root
-    start = 0
-    while isinstance(node, (ObjectNode, ArrayNode)) and node.range.start.offset < offset < node.range.end.offset:
-        is_object = isinstance(node, ObjectNode)
-        frame = _Frame("{" if is_object else "[", "key" if is_object else "value")
-        frames.append(frame)
-        start = node.range.start.offset + 1
-        child = None
-        members = [(e.key, e.value) for e in node.entries] if is_object else list(enumerate(node.items))
-        for name, value in members:
-            if isinstance(value, (ObjectNode, ArrayNode)) and \
-                    value.range.start.offset < offset < value.range.end.offset:
-                child = value
-                if is_object:
-                    frame.key = name  # type: ignore[assignment]
-                else:
-                    frame.index = name  # type: ignore[assignment]
-                break
-        if child is None:
-            break
-        node = child
-    if not frames:
-        return None
-    innermost = frames[-1]
-    innermost.key, innermost.index = None, 0
-    return frames, start
-
-
-def _scan(text: str, start: int, end: int, stack: list[_Frame] | None = None) -> list[_Frame]:
-    """The open containers at ``end``, scanning from ``start`` with ``stack`` open, with what each expects next.
-
-    Follows the tolerant parser's recovery: a member after a complete one without a comma
-    starts the next member; a value after a key without ':' is that key's value.
-    """
-    stack = list(stack or [])
-    for match in _SCAN.finditer(text, start, end):
-        kind = match.lastindex
-        top = stack[-1] if stack else None
-        if kind == 3:  # closer
-            if stack:
-                stack.pop()
-                if stack:
-                    stack[-1].last_end = match.end()
-            continue
-        if top is None:
-            if kind == 2:
-                stack.append(_Frame(match.group(), "key" if match.group() == "{" else "value"))
-            continue
-        if kind == 4:  # colon
-            if top.kind == "{" and top.state == "colon":
-                top.state = "value"
-        elif kind == 5:  # comma
-            if top.kind == "{":
-                top.state, top.key = "key", None
-            else:
-                top.index += 1
-                top.state = "value"
-        elif top.kind == "{" and top.state in ("key", "after") and kind != 2:
-            top.key = _decode(match.group())  # a key (after a missing comma too)
-            top.state = "colon"
-        else:  # a value: scalar, or a nested container
-            if top.kind == "[" and top.state == "after":
-                top.index += 1  # missing comma between items
-            if top.kind == "{" and top.state in ("key", "after"):
-                top.key = None  # a container where a key should be: the path is lost here
-            top.state = "after"
-            top.last_end = match.end()
-            if kind == 2:
-                stack.append(_Frame(match.group(), "key" if match.group() == "{" else "value"))
-    return stack
 
 
 def _decode(token: str) -> str:
@@ -298,46 +208,35 @@ def _locate_json(text: str, line: int, col: int, line_start: int, line_text: str
             end += 1
     prefix = line_text[start + (1 if quote else 0):col]
     token_start = line_start + start
-    known = _enclosing(root, token_start) if clean else None
-    stack = _scan(text, 0, token_start) if known is None else _scan(text, known[1], token_start, known[0])
+    path, frame = json_frames_at(text, token_start, root if clean else None)
     after = _next_significant(text, line_start + end)
     location = Location("none", (), line, start, end, prefix, quote, root=root, fmt="json")
-    if not stack:
-        if root is None or token_start <= _root_start(root):
+    if frame is None:
+        if root is None or token_start <= root.range.start_offset:
             location.kind = "value"  # before the root value: an empty document
         return location
-    path = tuple(frame.key if frame.kind == "{" else frame.index for frame in stack[:-1])
-    if any(elem is None for elem in path):
-        return location
-    top = stack[-1]
     follows = after not in ("", ",", "}", "]", ":")
-    if top.kind == "{":
-        if top.state in ("key", "after"):
-            location.kind, location.path = "key", path  # type: ignore[assignment]
+    if isinstance(frame.node, ObjectNode):
+        if frame.state in (KEY, AFTER):
+            location.kind, location.path = "key", path
             location.has_value = after == ":"
             location.needs_comma = follows
-            if top.state == "after":
-                location.comma_before = top.last_end
-            node = node_at(root, path)
+            if frame.state == AFTER:  # a key typed after a member that lacks its comma
+                location.comma_before = frame.last_end
             edited = _decode(line_text[start:end]) if quote else line_text[start:end]
-            location.existing = [key for key in keys_of(node) if key != edited]
-        elif top.state == "value" and top.key is not None:
-            location.kind, location.path = "value", path + (top.key,)  # type: ignore[assignment]
+            location.existing = [key for key in keys_of(node_at(root, path)) if key != edited]
+        elif frame.state == VALUE:
+            location.kind, location.path = "value", path + (frame.entry.key,)  # type: ignore[union-attr]
             location.needs_comma = follows
         return location
-    index = top.index + (1 if top.state == "after" else 0)
-    location.kind, location.path = "value", path + (index,)  # type: ignore[assignment]
+    location.kind, location.path = "value", path + (len(frame.node.items),)
     location.needs_comma = follows
     return location
 
 
 def _next_significant(text: str, offset: int) -> str:
-    match = re.compile(r"\s*(\S)").match(text, offset)
+    match = _SIGNIFICANT.match(text, offset)
     return match.group(1) if match else ""
-
-
-def _root_start(root: Node) -> int:
-    return root.range.start.offset
 
 
 # ------------------------------------------------------------------ YAML
@@ -453,7 +352,7 @@ def _indent_of(line_text: str) -> int:
 
 
 def _find(patched: str) -> tuple[str, KeyPath, Node | None] | None:
-    root, _issues = fast_yaml(patched)
+    root, _issues = positions.parse_yaml(patched)
     found = find_marker(root)
     return (found[0], found[1], root) if found is not None else None
 
@@ -467,38 +366,3 @@ def _yaml_location(found: tuple[str, KeyPath, Node | None], line: int, start: in
     if kind == "key":
         location.existing = keys_of(node_at(root, path))
     return location
-
-
-def entry_at(root: Node | None, offset: int) -> tuple[KeyPath, Entry | None, Node | None, bool]:
-    """(path, entry, node, on_key) of the innermost key or value at ``offset`` (for hover)."""
-    path: list[str | int] = []
-    node: Any = root
-    entry: Entry | None = None
-    on_key = False
-    while node is not None:
-        if isinstance(node, ObjectNode):
-            hit = None
-            for candidate in node.entries:
-                if candidate.key_range.contains(offset):
-                    hit, on_key = candidate, True
-                    break
-                if candidate.value is not None and candidate.value.range.contains(offset):
-                    hit, on_key = candidate, False
-                    break
-            if hit is None:
-                break
-            path.append(hit.key)
-            entry = hit
-            if on_key:
-                return tuple(path), entry, hit.value, True
-            node = hit.value
-        elif isinstance(node, ArrayNode):
-            index = next((i for i, item in enumerate(node.items) if item.range.contains(offset)), None)
-            if index is None:
-                break
-            path.append(index)
-            entry = None
-            node = node.items[index]
-        else:
-            return tuple(path), entry, node, False
-    return tuple(path), entry, node if path else None, False
