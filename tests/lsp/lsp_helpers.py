@@ -1,67 +1,30 @@
-"""Helpers for the language-server tests (a uniquely named module: other test folders have conftests): a pytest-lsp client that records what the server sends
-(diagnostics with versions, run events with arrival times), and small document helpers."""
+"""Helpers for the language-server tests (a uniquely named module: other test folders have conftests): small
+document helpers; the recording pytest-lsp client lives in modelmill.testing.lsp_client (re-exported here)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from lsprotocol import types
-from pytest_lsp import ClientServerConfig, LanguageClient
-from pytest_lsp.client import DEFAULT_CLIENT_FEATURES, register_lsp_features
-from pygls.protocol import default_converter
+
+# re-exported for the test modules
+from modelmill.testing.jsonrpc import SERVER_COMMAND  # noqa: F401
+from modelmill.testing.lsp_client import (  # noqa: F401
+    RUN_EVENT,
+    make_client,
+    plain,
+    server_config,
+    vscode_capabilities,
+)
+from pytest_lsp import LanguageClient
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "tests" / "config" / "data"
-SERVER_COMMAND = [sys.executable, "-m", "modelmill", "lsp"]
-RUN_EVENT = "modelmill/runEvent"
-
-
-def plain(value: Any) -> Any:
-    """pygls's attribute objects (custom notification params) → dicts and lists."""
-    if hasattr(value, "_asdict"):
-        return {k: plain(v) for k, v in value._asdict().items()}
-    if isinstance(value, dict):
-        return {k: plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    return value
-
-
-def make_client() -> LanguageClient:
-    client = LanguageClient(converter_factory=default_converter)
-    client.published = []  # type: ignore[attr-defined]
-    client.run_events = []  # type: ignore[attr-defined]
-    features = dict(DEFAULT_CLIENT_FEATURES)
-
-    def publish(client: LanguageClient, params: types.PublishDiagnosticsParams) -> None:
-        client.diagnostics[params.uri] = params.diagnostics
-        client.published.append((params.uri, params.version, params.diagnostics, time.perf_counter()))  # type: ignore
-
-    def run_event(client: LanguageClient, params: Any) -> None:
-        client.run_events.append((plain(params), time.time()))  # type: ignore[attr-defined]
-
-    features[types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS] = publish
-    features[RUN_EVENT] = run_event
-    register_lsp_features(client, features)
-    return client
-
-
-def server_config(env: dict[str, str] | None = None) -> ClientServerConfig:
-    import os
-
-    return ClientServerConfig(server_command=SERVER_COMMAND, client_factory=make_client,
-                              server_env={**os.environ, **(env or {})})
-
-
-def vscode_capabilities() -> types.ClientCapabilities:
-    import pytest_lsp
-
-    return pytest_lsp.client_capabilities("visual-studio-code")
 
 
 async def until(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:

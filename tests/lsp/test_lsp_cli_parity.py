@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 import pytest_lsp
-from lsp_helpers import DATA, diagnostics, open_document, server_config, vscode_capabilities
-from lsprotocol import types
+from lsp_helpers import DATA, diagnostics, open_document, server_config
+from modelmill.testing.lsp_client import initialize_like_vscode
 from pytest_lsp import LanguageClient
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -67,11 +67,7 @@ def configs(workspace: Path) -> list[Path]:
 
 @pytest_lsp.fixture(scope="module", config=server_config())
 async def client(lsp_client: LanguageClient, workspace: Path):
-    lsp_client.set_configuration(SETTINGS, section="modelmill")
-    await lsp_client.initialize_session(types.InitializeParams(
-        capabilities=vscode_capabilities(), root_uri=workspace.as_uri(),
-        workspace_folders=[types.WorkspaceFolder(uri=workspace.as_uri(), name="workspace")],
-        initialization_options={"trusted": True, "settings": SETTINGS}))
+    await initialize_like_vscode(lsp_client, workspace, SETTINGS)
     yield
     await lsp_client.shutdown_session()
 

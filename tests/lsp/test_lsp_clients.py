@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from raw_rpc import RawServer
 
 from modelmill.lsp.completion import CompletionEnv, complete
 from modelmill.lsp.documents import Snapshot
 from modelmill.lsp.hover import pass_doc
 from modelmill.lsp.schema_nav import MISSING, schema_index
+from modelmill.testing.jsonrpc import JsonRpcClient
 
 PASS_PREFIX = "pass."
 
@@ -109,7 +109,7 @@ def test_no_skeleton_at_the_start_of_a_document_with_text() -> None:
 # ------------------------------------------------------------------ over the wire: declared, not guessed
 
 
-def _enum_key_item(server: RawServer, root: Path) -> dict[str, Any]:
+def _enum_key_item(server: JsonRpcClient, root: Path) -> dict[str, Any]:
     uri = (root / "pick.olive.json").as_uri()
     text = '{"passes": {"b": {"type": "ModelBuilder", "prec"}}}'
     server.notify("textDocument/didOpen", {"textDocument": {"uri": uri, "languageId": "json", "version": 1,
@@ -120,8 +120,8 @@ def _enum_key_item(server: RawServer, root: Path) -> dict[str, Any]:
     return items["precision"]
 
 
-def _start(root: Path, name: str, capabilities: dict[str, Any], options: dict[str, Any]) -> RawServer:
-    server = RawServer(str(root))
+def _start(root: Path, name: str, capabilities: dict[str, Any], options: dict[str, Any]) -> JsonRpcClient:
+    server = JsonRpcClient(str(root))
     server.request("initialize", {"processId": None, "rootUri": root.as_uri(), "clientInfo": {"name": name},
                                   "capabilities": capabilities, "initializationOptions": options})
     server.notify("initialized", {})

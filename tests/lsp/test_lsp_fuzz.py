@@ -194,9 +194,9 @@ def test_hostile_documents_are_analysed_fast(name: str) -> None:
 
     fmt, text = HOSTILE[name]
     for cursor in (0, len(text) // 2, len(text)):
-        started = time.perf_counter()
+        started = time.process_time()  # this process's CPU time: what other processes on the machine do not inflate
         _analyse(text, fmt, cursor)
-        assert time.perf_counter() - started < 1.5, name
+        assert time.process_time() - started < 1.5, name
 
 
 @settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
@@ -212,14 +212,12 @@ def test_random_edits_of_hostile_documents_never_crash_the_analysis(name: str, d
 def test_hostile_traffic_gets_every_request_answered(tmp_path: Path) -> None:
     """Through a server process: hostile documents, files that are /dev/zero, broken frames and wrong parameter
     types, interleaved with ordinary requests; each ordinary request must be answered."""
-    import time
-
-    from raw_rpc import BROKEN, RawServer, frame
+    from modelmill.testing.jsonrpc import BROKEN, JsonRpcClient, frame
 
     (tmp_path / "zero.json").symlink_to("/dev/zero")
     (tmp_path / "bomb.yaml").write_text(HOSTILE["alias bomb"][1])
     rng = random.Random(12)
-    server = RawServer(str(tmp_path))
+    server = JsonRpcClient(str(tmp_path))
     try:
         server.initialize(tmp_path.as_uri())
         uris = []
@@ -257,10 +255,8 @@ def test_hostile_traffic_gets_every_request_answered(tmp_path: Path) -> None:
                         "textDocument": {"uri": uri},
                         "position": {"line": line, "character": rng.randint(0, len(lines[line]))}}}))
                 sent.append(message_id)
-        started = time.perf_counter()
-        for message_id in sent:
+        for message_id in sent:  # each one answered (NoReply if the server ends or stalls for 30 s)
             server.reply(message_id, wait=30)
-        assert time.perf_counter() - started < 30
         assert server.request("workspace/executeCommand", {"command": "modelmill.runs", "arguments": [{}]})["result"] \
             == []
     finally:

@@ -5,14 +5,12 @@ type), and a config that is a symlink to /dev/zero or an alias bomb is answered 
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
-from raw_rpc import BROKEN, RawServer, frame
-
 from modelmill.lsp.framing import MAX_MESSAGE_BYTES, FrameReader, _is_json
+from modelmill.testing.jsonrpc import BROKEN, JsonRpcClient, frame
 
 MESSAGE = {"jsonrpc": "2.0", "id": 7, "method": "workspace/executeCommand",
            "params": {"command": "modelmill.runs", "arguments": [{}]}}
@@ -75,26 +73,26 @@ def test_a_message_split_anywhere_is_read_whole() -> None:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RawServer]:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JsonRpcClient]:
     root = tmp_path_factory.mktemp("lsp_protocol")
     (root / "zero.yaml").symlink_to("/dev/zero")
     (root / "bomb.yaml").write_text("\n".join(
         ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
         + [f"{n}: &{n} [{','.join(['*' + p] * 9)}]" for p, n in zip("abcdefgh", "bcdefghi")]) + "\n")
-    raw = RawServer(str(root))
+    raw = JsonRpcClient(str(root))
     raw.root = root  # type: ignore[attr-defined]
     raw.initialize(root.as_uri())
     yield raw
     assert raw.close() == 0
 
 
-def _alive(server: RawServer) -> None:
+def _alive(server: JsonRpcClient) -> None:
     reply = server.request("workspace/executeCommand", {"command": "modelmill.runs", "arguments": [{}]}, wait=10)
     assert "result" in reply
 
 
 @pytest.mark.parametrize("case", sorted(BROKEN))
-def test_the_server_answers_after_each_framing_error(server: RawServer, case: str) -> None:
+def test_the_server_answers_after_each_framing_error(server: JsonRpcClient, case: str) -> None:
     message_id = f"broken-{case}"
     server.send(BROKEN[case]({**MESSAGE, "id": message_id}))
     _alive(server)
@@ -111,35 +109,33 @@ def test_the_server_answers_after_each_framing_error(server: RawServer, case: st
     [1, 2, 3],
     "text",
 ])
-def test_wrong_parameter_types_get_invalid_params(server: RawServer, method: str, params: Any) -> None:
+def test_wrong_parameter_types_get_invalid_params(server: JsonRpcClient, method: str, params: Any) -> None:
     reply = server.request(method, params, wait=10)
     assert reply["error"]["code"] == -32602, reply
 
 
 @pytest.mark.parametrize("arguments", [[{"uri": 42}], [{"uri": ["a"]}], [{"uri": True}]])
 @pytest.mark.parametrize("command", ["modelmill.optimize", "modelmill.validate", "modelmill.plan"])
-def test_commands_with_a_wrong_argument_type_get_invalid_params(server: RawServer, command: str,
+def test_commands_with_a_wrong_argument_type_get_invalid_params(server: JsonRpcClient, command: str,
                                                                 arguments: list[Any]) -> None:
     reply = server.request("workspace/executeCommand", {"command": command, "arguments": arguments}, wait=10)
     assert reply["error"]["code"] == -32602 and "uri" in reply["error"]["message"]
 
 
 @pytest.mark.parametrize("command", ["modelmill.validate", "modelmill.plan"])
-def test_a_config_that_is_dev_zero_fails_at_once(server: RawServer, command: str) -> None:
+def test_a_config_that_is_dev_zero_fails_at_once(server: JsonRpcClient, command: str) -> None:
     path: Path = server.root / "zero.yaml"  # type: ignore[attr-defined]
-    started = time.perf_counter()
+    # Refused before any read ("not a regular file"): reading it would never end, and the request wait ends the test.
     reply = server.request("workspace/executeCommand", {"command": command, "arguments": [{"uri": path.as_uri()}]})
-    assert time.perf_counter() - started < 3
     message = reply["error"]["message"]
     assert "\n" not in message and str(path) in message and "not a regular file" in message and "fix:" in message
 
 
-def test_an_alias_bomb_is_a_diagnostic_and_other_files_keep_being_answered(server: RawServer) -> None:
+def test_an_alias_bomb_is_a_diagnostic_and_other_files_keep_being_answered(server: JsonRpcClient) -> None:
     path: Path = server.root / "bomb.yaml"  # type: ignore[attr-defined]
-    started = time.perf_counter()
+    # One alias diagnostic: the alias limit stopped the expansion (9^9 nodes would not end in the request's wait).
     reply = server.request("workspace/executeCommand",
                            {"command": "modelmill.validate", "arguments": [{"uri": path.as_uri()}]})
-    assert time.perf_counter() - started < 3
     diagnostics = reply["result"]["diagnostics"]
     assert len(diagnostics) == 1 and "alias" in diagnostics[0]["message"]
     plan = server.request("workspace/executeCommand", {"command": "modelmill.plan",
@@ -148,7 +144,7 @@ def test_an_alias_bomb_is_a_diagnostic_and_other_files_keep_being_answered(serve
     _alive(server)
 
 
-def test_the_framing_errors_were_logged(server: RawServer) -> None:
+def test_the_framing_errors_were_logged(server: JsonRpcClient) -> None:
     logged = [m["params"]["message"] for m in server.notifications if m.get("method") == "window/logMessage"]
     assert any("malformed message" in m and "Content-Length" in m for m in logged)
 
@@ -156,7 +152,7 @@ def test_the_framing_errors_were_logged(server: RawServer) -> None:
 @pytest.mark.parametrize("case", ["over the limit", "too large", "no length"])
 def test_a_broken_first_message_does_not_stop_the_fast_initialize(case: str, tmp_path: Path) -> None:
     """launch.py reads the first message itself (to answer initialize early): with the same framing rules."""
-    raw = RawServer(str(tmp_path))
+    raw = JsonRpcClient(str(tmp_path))
     try:
         raw.send(BROKEN[case]({**MESSAGE, "id": "first"}))
         raw.initialize(tmp_path.as_uri())

@@ -7,9 +7,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from raw_rpc import RawServer
-
 from modelmill.lsp.run_history import MAX_RUNS, RunHistory, bounded
+from modelmill.testing.jsonrpc import JsonRpcClient
 
 
 def _run(index: int) -> dict[str, Any]:
@@ -37,14 +36,14 @@ def test_long_runs_keep_their_first_and_last_events() -> None:
     assert bounded(events[:3], 4) == events[:3]
 
 
-def _start(workspace: Path, home: Path) -> RawServer:
-    server = RawServer(str(workspace), {"MODELMILL_HOME": str(home)})
+def _start(workspace: Path, home: Path) -> JsonRpcClient:
+    server = JsonRpcClient(str(workspace), {"MODELMILL_HOME": str(home)})
     server.request("initialize", {"processId": None, "rootUri": workspace.as_uri(), "capabilities": {}})
     server.notify("initialized", {})
     return server
 
 
-def _command(server: RawServer, command: str, argument: dict[str, Any]) -> dict[str, Any]:
+def _command(server: JsonRpcClient, command: str, argument: dict[str, Any]) -> dict[str, Any]:
     reply = server.request("workspace/executeCommand", {"command": command, "arguments": [argument]}, wait=60)
     assert "result" in reply, reply
     return reply["result"]
