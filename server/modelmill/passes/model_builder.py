@@ -13,6 +13,7 @@ from pydantic import Field
 from modelmill.engine.context import PassContext
 from modelmill.engine.model import ModelRef
 from modelmill.errors import PassError
+from modelmill.passes import split_metadata
 from modelmill.passes.base import Pass, PassParams, searchable
 from modelmill.passes.builder_memory import BUILD_LOCK, lora_branches_stay_float, streamed_quantization
 from modelmill.remote_code import is_trusted, refuse_untrusted_option, require_trust
@@ -120,6 +121,8 @@ class ModelBuilder(Pass):
         options = builder_options(params, trust_remote_code=is_trusted(model))
         ctx.log(f"onnxruntime-genai builder: precision={params.precision} ep={builder_ep} options={options}")
         _build(model, params.precision, builder_ep, options, ctx, num_layers)
+        # CaptureSplitInfo's assignments, for SplitModel (as Olive does; the builder names nodes /model/layers.N/...)
+        split_metadata.write_split_metadata(ctx.output_dir / "model.onnx", model.attributes)
         if params.search:
             _merge_search(ctx.output_dir / "genai_config.json", params.search)
         _copy_generation_files(model, ctx)
