@@ -70,11 +70,11 @@ def _tagged(tag: str) -> list[int]:
     return found
 
 
-def _run_until(args: list[str], cwd: Path, stop_after: str, limit_s: float = 60) -> tuple[int, float, list[str]]:
+def _run_until(args: list[str], cwd: Path, stop_after: str, limit_s: float = 60) -> tuple[int, list[str]]:
     """Run the CLI with stdout+stderr on a pipe, read lines until one contains ``stop_after``, close the pipe.
 
-    Returns the exit code, the seconds from the close to the exit, and the lines read; asserts that no
-    process of the run is left.
+    Returns the exit code and the lines read; asserts that the CLI exited by itself (it is killed after
+    ``limit_s``: a hang) and that no process of the run is left.
     """
     tag = uuid.uuid4().hex
     env = {**os.environ, TAG: tag, "COLUMNS": "300"}
@@ -90,9 +90,7 @@ def _run_until(args: list[str], cwd: Path, stop_after: str, limit_s: float = 60)
             if stop_after in lines[-1]:
                 break
         process.stdout.close()  # what `head` does once it has its lines
-        closed = time.monotonic()
         code = process.wait()
-        elapsed = time.monotonic() - closed
     finally:
         watchdog.cancel()
     assert code != -9, f"the CLI hung after its output pipe closed (killed after {limit_s}s); read: {lines}"
@@ -103,7 +101,7 @@ def _run_until(args: list[str], cwd: Path, stop_after: str, limit_s: float = 60)
     for pid in left:
         os.kill(pid, 9)
     assert left == [], f"processes of the run were left running: {left}"
-    return code, elapsed, lines
+    return code, lines
 
 
 def _config(tmp_path: Path, model_dir: Path, **builder: object) -> Path:
@@ -122,9 +120,9 @@ def test_failing_run_piped_into_head_exits_promptly(tmp_path: Path) -> None:
     model.mkdir()
     (model / "config.json").write_text(json.dumps({"model_type": "llama", "num_hidden_layers": 1}))
     config = _config(tmp_path, model, extra_options={"hf_remote": True})
-    code, elapsed, lines = _run_until(["run", "--config", str(config)], tmp_path, "→")
+    code, lines = _run_until(["run", "--config", str(config)], tmp_path, "→")
     assert len(lines) == 3 and "plan" in lines[0]  # `head -3`
-    assert code == EXIT_STATUS and elapsed < 10
+    assert code == EXIT_STATUS  # exited by itself, with the status of a closed pipe
 
 
 @linux_only
@@ -132,7 +130,7 @@ def test_failing_run_piped_into_head_exits_promptly(tmp_path: Path) -> None:
 def test_closed_pipe_stops_a_running_worker(tiny_llama_dir: Path, tmp_path: Path) -> None:
     config = _config(tmp_path, tiny_llama_dir)
     # --log_level 1: the worker's first info line is the first write after the reader left.
-    code, elapsed, _ = _run_until(["run", "--config", str(config), "--log_level", "1"], tmp_path, "→")
-    assert code == EXIT_STATUS and elapsed < 10
-    assert not (tmp_path / "out").exists()  # cancelled: no output, as after Ctrl-C
+    code, _ = _run_until(["run", "--config", str(config), "--log_level", "1"], tmp_path, "→")
+    assert code == EXIT_STATUS
+    assert not (tmp_path / "out").exists()  # cancelled, not run to its end: no output, as after Ctrl-C
     assert not list(tmp_path.glob("*.partial-*"))
