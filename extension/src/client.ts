@@ -4,9 +4,10 @@ import * as vscode from 'vscode';
 import { ExecuteCommandRequest, LanguageClient, LanguageClientOptions, ServerOptions } from 'vscode-languageclient/node';
 import { checkInterpreter } from './preflight';
 import { onPythonInterpreterChange, pythonExtensionInterpreter } from './python';
-import { RunEvent } from './runModel';
+import { RunView } from './runModel';
 import {
-  diagnoseCheck, Interpreter, pythonEnv, resolveInterpreter, RUN_EVENT, SECTION, serverCommand, SET_TRUSTED, SetupProblem,
+  diagnoseCheck, Interpreter, pythonEnv, resolveInterpreter, RUN_NOTIFICATIONS, RUN_STATE, SECTION, serverCommand, SET_TRUSTED,
+  SetupProblem,
 } from './settings';
 import { ServerState } from './status';
 import { currentSettings } from './workspaceSettings';
@@ -24,7 +25,7 @@ export class ServerManager {
   interpreter: Interpreter | undefined;
 
   constructor(private readonly output: vscode.LogOutputChannel,
-              private readonly onRunEvent: (event: RunEvent) => void,
+              private readonly onRunState: (state: RunView) => void,
               private readonly onState: (state: ServerState, detail?: string) => void) {
     this.disposables.push(
       vscode.workspace.onDidChangeConfiguration((e) => {
@@ -94,11 +95,13 @@ export class ServerManager {
       documentSelector: ['json', 'jsonc', 'yaml'].flatMap((language) => [{ scheme: 'file', language }, { scheme: 'untitled', language }]),
       outputChannel: this.output,
       // triggerSuggestCommand: completions of a key with choices reopen the list with this VS Code command.
-      initializationOptions: { trusted: vscode.workspace.isTrusted, triggerSuggestCommand: 'editor.action.triggerSuggest' },
+      // runNotifications: the server sends each run's reduced state (modelmill/runState), not its raw events.
+      initializationOptions: { trusted: vscode.workspace.isTrusted, triggerSuggestCommand: 'editor.action.triggerSuggest',
+                               runNotifications: RUN_NOTIFICATIONS },
       synchronize: { configurationSection: SECTION },
     };
     const client = new LanguageClient(SECTION, 'ModelMill', serverOptions, clientOptions);
-    client.onNotification(RUN_EVENT, (event: RunEvent) => this.onRunEvent(event));
+    client.onNotification(RUN_STATE, (state: RunView) => this.onRunState(state));
     client.onDidChangeState((e) => this.onState(e.newState === 2 ? 'running' : e.newState === 3 ? 'starting' : 'stopped'));
     try {
       await client.start();

@@ -3,10 +3,11 @@ import * as fs from 'fs';
 import * as path from 'path';
 import * as vscode from 'vscode';
 import { ConfigFiles } from './configFiles';
-import { RunEvent, RunStore } from './runModel';
+import type { RunInfo, RunStartedResult } from './contracts.generated';
+import { RunStore, RunView } from './runModel';
 import { VIEW_ID } from './runsView';
 import {
-  cancelArgs, evaluateArgs, optimizeArgs, planArgs, planMarkdown, PlanResult, runEventsArgs, runsArgs, SERVER_COMMANDS, UNTRUSTED,
+  cancelArgs, evaluateArgs, optimizeArgs, planArgs, planMarkdown, PlanResult, runsArgs, runStateArgs, SERVER_COMMANDS, UNTRUSTED,
   validateArgs,
 } from './settings';
 
@@ -63,9 +64,9 @@ async function runOnServer<T>(deps: Deps, command: string, args: unknown[]): Pro
   }
 }
 
-function started(deps: Deps, result: { runId?: string } | undefined, label: string): void {
+/** A run the server started: the panel comes forward (its card appears with the run's first state). */
+function started(deps: Deps, result: RunStartedResult | undefined): void {
   if (!result?.runId) return;
-  deps.store.setLabel(result.runId, label);
   deps.changed(result.runId);
   void vscode.commands.executeCommand(`${VIEW_ID}.focus`, { preserveFocus: true });
 }
@@ -76,7 +77,7 @@ async function optimize(deps: Deps, arg?: unknown): Promise<void> {
   if (!uri) return;
   const doc = vscode.workspace.textDocuments.find((d) => d.uri.toString() === uri.toString());
   if (doc?.isDirty) await doc.save();
-  started(deps, await runOnServer(deps, SERVER_COMMANDS.optimize, optimizeArgs(uri.toString())), path.basename(uri.fsPath));
+  started(deps, await runOnServer(deps, SERVER_COMMANDS.optimize, optimizeArgs(uri.toString())));
 }
 
 async function evaluate(deps: Deps, arg?: unknown): Promise<void> {
@@ -91,7 +92,7 @@ async function evaluate(deps: Deps, arg?: unknown): Promise<void> {
     folder = pick.description ?? (await vscode.window.showOpenDialog({ canSelectFolders: true, canSelectFiles: false, canSelectMany: false }))?.[0]?.fsPath;
   }
   if (!folder) return;
-  started(deps, await runOnServer(deps, SERVER_COMMANDS.evaluate, evaluateArgs(folder)), `evaluate ${path.basename(folder)}`);
+  started(deps, await runOnServer(deps, SERVER_COMMANDS.evaluate, evaluateArgs(folder)));
 }
 
 async function cancel(deps: Deps, arg?: unknown): Promise<void> {
@@ -192,18 +193,14 @@ export function registerCommands(deps: Deps): void {
   register('modelmill.clearFinishedRuns', () => deps.store.clearFinished().forEach(deps.changed));
 }
 
-/** Runs the server already knows (e.g. after a restart of the window), for the panel. */
-/** The runs the server knows (this session's and the finished ones it keeps on disk), each rebuilt from its
- * events (`modelmill.runEvents`): after a window reload the panel shows them as they were. */
+/** The runs the server knows (this session's and the finished ones it keeps on disk), each as the server reduced
+ * it (`modelmill.runState`): after a window reload the panel shows them as they were. */
 export async function loadKnownRuns(deps: Deps): Promise<void> {
-  const runs = await deps.server.request<{ runId: string; status: string; config?: string; outputDir?: string }[]>(
-    SERVER_COMMANDS.runs, runsArgs()).catch(() => undefined);
+  const runs = await deps.server.request<RunInfo[]>(SERVER_COMMANDS.runs, runsArgs()).catch(() => undefined);
   for (const run of runs ?? []) {
-    const replay = await deps.server.request<{ events: RunEvent[] }>(SERVER_COMMANDS.runEvents, runEventsArgs(run.runId))
+    const state = await deps.server.request<RunView>(SERVER_COMMANDS.runState, runStateArgs(run.runId))
       .catch(() => undefined);
-    for (const event of replay?.events ?? []) deps.store.apply(event);
-    deps.store.addListed(run);
-    deps.changed(run.runId);
+    if (state && deps.store.update(state)) deps.changed(run.runId);
   }
 }
 

@@ -6,7 +6,7 @@ import * as vscode from 'vscode';
 import type { ServerManager } from './client';
 import { loadKnownRuns, panelAction, registerCommands, Server } from './commands';
 import { ConfigFiles } from './configFiles';
-import { RunEvent, RunStore } from './runModel';
+import { RunStore, RunView } from './runModel';
 import { RunsViewProvider, VIEW_ID } from './runsView';
 import { StatusItem } from './status';
 
@@ -19,13 +19,13 @@ export function activate(context: vscode.ExtensionContext): { activationMs: numb
   const status = new StatusItem(store);
   const view = new RunsViewProvider(store, context.extensionUri, panelAction);
   const changed = (runId: string) => { view.changed(runId); status.runsChanged(); };
-  const onEvent = (event: RunEvent) => {
-    const runId = store.apply(event);
+  const onState = (state: RunView) => {
+    const runId = store.update(state);
     if (runId) changed(runId);
   };
   const load = (): Promise<ServerManager> => manager ??= new Promise((resolve) => setImmediate(() => {
     const { ServerManager: Manager } = require('./client.js') as typeof import('./client');
-    resolve(new Manager(output, onEvent, (state, detail) => status.setServer(state, detail)));
+    resolve(new Manager(output, onState, (state, detail) => status.setServer(state, detail)));
   }));
   const server: Server = {
     request: async (command, args) => (await load()).request(command, args),

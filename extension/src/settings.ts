@@ -1,13 +1,18 @@
 // Settings, interpreter choice, the server's command line and the arguments of the server's commands.
 // Pure: no vscode import (extension.ts hands in what it read), so all of it is unit-tested under node.
 
+import type {
+  CancelArgs, EvaluateArgs, OptimizeArgs, PlanArgs, RunEventsArgs, RunStateArgs, ValidateArgs,
+} from './contracts.generated';
 import shared from './shared.json';
 
 // Names and values shared with the server: generated from server/modelmill/lsp/shared.py (one source).
 export const SECTION = shared.section;
 /** The server's commands (docs/lsp.md). The client's own UI commands use other ids (package.json). */
 export const SERVER_COMMANDS = shared.serverCommands;
-export const RUN_EVENT = shared.notifications.runEvent;
+/** The server's notification of a run's reduced state (a RunView), and what the client asks for to get it. */
+export const RUN_STATE = shared.notifications.runState;
+export const RUN_NOTIFICATIONS = shared.runNotifications;
 export const SET_TRUSTED = shared.notifications.setTrusted;
 /** Why runs are refused in an untrusted workspace (the server answers the same). */
 export const UNTRUSTED = shared.untrustedMessage;
@@ -141,17 +146,17 @@ export function diagnoseCheck(interpreter: Interpreter, result: CheckResult): Se
   };
 }
 
-// Arguments of the server's commands (docs/lsp.md): one object each.
-export const optimizeArgs = (uri: string): [{ uri: string }] => [{ uri }];
-export const validateArgs = (uri: string): [{ uri: string }] => [{ uri }];
-export const planArgs = (uri: string): [{ uri: string }] => [{ uri }];
-export const cancelArgs = (runId: string): [{ runId: string }] => [{ runId }];
+// Arguments of the server's commands (docs/lsp.md): one object each, typed by server/modelmill/contracts.py.
+export const optimizeArgs = (uri: string): [OptimizeArgs] => [{ uri }];
+export const validateArgs = (uri: string): [ValidateArgs] => [{ uri }];
+export const planArgs = (uri: string): [PlanArgs] => [{ uri }];
+export const cancelArgs = (runId: string): [CancelArgs] => [{ runId }];
 export const runsArgs = (): [Record<string, never>] => [{}];
-export const runEventsArgs = (runId: string, since = -1): [{ runId: string; since: number }] => [{ runId, since }];
+export const runEventsArgs = (runId: string, since = -1): [RunEventsArgs] => [{ runId, since }];
+export const runStateArgs = (runId: string): [RunStateArgs] => [{ runId }];
 
-export function evaluateArgs(path: string, options: { metrics?: string[]; compare?: string } = {}):
-  [{ path: string; metrics?: string[]; compare?: string }] {
-  const arg: { path: string; metrics?: string[]; compare?: string } = { path };
+export function evaluateArgs(path: string, options: { metrics?: string[]; compare?: string } = {}): [EvaluateArgs] {
+  const arg: EvaluateArgs = { path };
   if (options.metrics && options.metrics.length) arg.metrics = [...options.metrics];
   if (options.compare) arg.compare = options.compare;
   return [arg];

@@ -330,6 +330,85 @@ def make_event(type_: str, **data: Any) -> Event:
         raise TypeError(f"{type_}: {exc}") from None
 
 
+def parse_event(data: Any) -> Event:
+    """An event as JSON checked strictly against its type (the recorded fixtures, a stream a test reads): its
+    envelope, every field declared and of the declared type, none missing. A ValueError says what is wrong where.
+    Consumers need not do this; they ignore what they do not know."""
+    if not isinstance(data, dict):
+        raise ValueError(f"an event is a JSON object, not {type(data).__name__}")
+    cls = EVENT_TYPES.get(data.get("type"))  # type: ignore[arg-type]
+    if cls is None:
+        raise ValueError(f"unknown event type {data.get('type')!r}")
+    for name, (kind, _) in ENVELOPE.items():
+        _check(data.get(name, _ABSENT), {"int": int, "float": float, "str": str}[kind], f"{cls.TYPE}.{name}")
+    if data["v"] != EVENTS_VERSION:
+        raise ValueError(f"{cls.TYPE}: version {data['v']}, not {EVENTS_VERSION}")
+    hints = _hints(cls)
+    fields = {key: value for key, value in data.items() if key not in ENVELOPE}
+    for name, value in fields.items():
+        if name not in hints:
+            raise ValueError(f"{cls.TYPE}: field {name!r} is not declared")
+        _check(value, hints[name], f"{cls.TYPE}.{name}")
+    try:
+        return cls(**fields)
+    except TypeError as exc:
+        raise ValueError(f"{cls.TYPE}: {exc}") from None
+
+
+_ABSENT = object()
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    if cls not in _HINTS:
+        import typing
+
+        _HINTS[cls] = typing.get_type_hints(cls)
+    return _HINTS[cls]
+
+
+def _check(value: Any, hint: Any, where: str) -> None:
+    """``value`` (decoded JSON) is of type ``hint`` (the annotations used in this module), or a ValueError."""
+    import types
+    import typing
+
+    if value is _ABSENT:
+        raise ValueError(f"{where} is missing")
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return
+    if origin in (typing.Union, types.UnionType):
+        errors = []
+        for arg in args:
+            try:
+                return _check(value, arg, where)
+            except ValueError as exc:
+                errors.append(str(exc))
+        raise ValueError(errors[-1])
+    if hint is type(None):
+        ok = value is None
+    elif origin is Literal:
+        ok = value in args
+    elif hint is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    elif hint in (int, str, bool):
+        ok = isinstance(value, hint) and (hint is bool or not isinstance(value, bool))
+    elif origin is list:
+        ok = isinstance(value, list)
+        if ok:
+            for index, item in enumerate(value):
+                _check(item, args[0], f"{where}[{index}]")
+    elif origin is dict:
+        ok = isinstance(value, dict)
+        if ok:
+            for key, item in value.items():
+                _check(item, args[1], f"{where}[{key!r}]")
+    else:
+        raise TypeError(f"{where}: no check for {hint!r}")
+    if not ok:
+        raise ValueError(f"{where} is {json.dumps(value)[:60]}, not {getattr(hint, '__name__', hint)}")
+
+
 # --------------------------------------------------------------------------------------------- run state
 
 RunStatus = Literal["running", "succeeded", "failed", "cancelled"]

@@ -12,11 +12,11 @@ through maps and log lines kept in a bounded ring.
 from __future__ import annotations
 
 import math
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from modelmill.contracts import CandidateRow, LogLine, PassRow, RunError, RunView, TrainingView, to_json
-from modelmill.units import human_duration, human_size, is_bytes
+from modelmill.units import human_size, is_bytes
 
 MAX_LOG_LINES = 300
 MAX_WARNINGS = 50
@@ -379,7 +379,16 @@ def basename(path: str) -> str:
 
 
 def format_duration(seconds: float | None) -> str:
-    return "" if seconds is None else human_duration(seconds)
+    """A duration as the editor writes it (runModel.ts's formatDuration, JavaScript's rounding included)."""
+    if seconds is None:
+        return ""
+    if seconds < 60:
+        return f"{Decimal(seconds).quantize(Decimal('0.1'), ROUND_HALF_UP)} s"
+    if seconds < 3600:
+        minutes = math.floor(seconds / 60)
+        return f"{minutes} min {math.floor(seconds - minutes * 60 + 0.5)} s"
+    hours = math.floor(seconds / 3600)
+    return f"{hours} h {math.floor((seconds - hours * 3600) / 60 + 0.5)} min"
 
 
 def panel_value(value: float | None, unit: str = "") -> str:
@@ -392,7 +401,7 @@ def panel_value(value: float | None, unit: str = "") -> str:
     if is_bytes(lower):
         return human_size(value)
     if lower in _SECOND_UNITS and abs(value * _SECOND_UNITS[lower]) >= 1:
-        return human_duration(value * _SECOND_UNITS[lower])
+        return format_duration(value * _SECOND_UNITS[lower])
     if abs(value) >= 1000:
         text = f"{math.floor(value + 0.5):,}"
     else:

@@ -82,3 +82,40 @@ def test_run_events_replay_and_survive_a_restart(tmp_path: Path) -> None:
         assert _command(server, "modelmill.runs", {}) == []
     finally:
         server.close()
+
+
+def test_a_client_that_asks_for_the_state_gets_the_reduced_run(tmp_path: Path) -> None:
+    """``runNotifications: state`` (the VS Code extension): ``modelmill/runState`` with the run as run_state reduces
+    it, no raw events; ``modelmill.runState`` answers the same state, also after a restart (rebuilt from the
+    history)."""
+    workspace, home = tmp_path / "ws", tmp_path / "home"
+    workspace.mkdir()
+    server = JsonRpcClient(str(workspace), {"MODELMILL_HOME": str(home)})
+    try:
+        server.request("initialize", {"processId": None, "rootUri": workspace.as_uri(), "capabilities": {},
+                                      "initializationOptions": {"runNotifications": "state"}})
+        server.notify("initialized", {})
+        run_id = _command(server, "modelmill.evaluate", {"path": str(workspace / "missing")})["runId"]
+        deadline = time.monotonic() + 120
+        while not (states := [m["params"] for m in server.notifications if m.get("method") == "modelmill/runState"]) \
+                or states[-1]["status"] == "running":
+            assert time.monotonic() < deadline, states
+            time.sleep(0.1)
+        assert not [m for m in server.notifications if m.get("method") == "modelmill/runEvent"]
+        final = states[-1]
+        assert (final["runId"], final["label"], final["status"]) == (run_id, "evaluate missing", "failed")
+        assert final["error"]["message"] and final["step"].startswith("failed: ")
+        assert [s["version"] for s in states] == sorted(s["version"] for s in states)
+        assert _command(server, "modelmill.runState", {"runId": run_id}) == final
+        unknown = server.request("workspace/executeCommand", {"command": "modelmill.runState",
+                                                              "arguments": [{"runId": "nope"}]})
+        assert unknown["error"]["code"] == -32803
+        missing = server.request("workspace/executeCommand", {"command": "modelmill.runState", "arguments": [{}]})
+        assert missing["error"]["code"] == -32602 and "missing argument 'runId'" in missing["error"]["message"]
+    finally:
+        server.close()
+    server = _start(workspace, home)
+    try:
+        assert _command(server, "modelmill.runState", {"runId": run_id}) == final
+    finally:
+        server.close()

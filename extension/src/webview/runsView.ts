@@ -1,5 +1,5 @@
 // The runs panel's page script (bundled for the browser). It only draws what the extension sends: RunViews,
-// reduced from the server's run events. Cards are replaced only for runs whose `version` moved.
+// as the server reduced each run's events (modelmill/runState). Cards are replaced only for runs whose `version` moved.
 import { EMPTY_HTML, renderRun } from '../runsHtml';
 import type { RunView } from '../runModel';
 
