@@ -201,9 +201,22 @@ class WorkflowConfig(StrictModel):
         """The device and EP the run optimizes for, by Olive's rules (reference §3)."""
         target = self.system(self.target) if self.target is not None else None
         try:
-            return resolve_accelerator(target.model_dump() if target is not None else None)
+            accelerator = resolve_accelerator(target.model_dump() if target is not None else None)
         except ValueError as exc:
             raise ConfigError(str(exc), fix="add execution_providers to the target system's accelerator",
+                              where="target") from exc
+        accelerators = getattr(target, "accelerators", None) or []
+        memory = accelerators[0].memory if accelerators else None
+        if memory is None:
+            return accelerator
+        from dataclasses import replace
+
+        from modelmill.config.systems import parse_bytes
+
+        try:
+            return replace(accelerator, memory=parse_bytes(memory))
+        except ValueError as exc:
+            raise ConfigError(str(exc), fix="write the accelerator's memory in bytes or as text such as \"16GB\"",
                               where="target") from exc
 
     def pass_chain(self) -> list[tuple[str, type[Pass], PassParams]]:

@@ -147,6 +147,8 @@ def chain_keys(plan: Plan, key: str, steps: list[PlanStep]) -> list[str]:
                                      "attributes": source.attributes}, sort_keys=True, default=str).encode()
                          ).hexdigest()[:32]
     accelerator = {"device": plan.accelerator.device, "execution_provider": plan.accelerator.execution_provider}
+    if plan.accelerator.memory is not None:  # only then: keys of runs without it stay as they were
+        accelerator["memory"] = str(plan.accelerator.memory)
     keys = []
     for step in steps:
         key = cache_step_key(key, step.pass_cls.name, step.params.model_dump(mode="json"), accelerator,

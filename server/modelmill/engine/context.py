@@ -14,6 +14,8 @@ from modelmill.engine.events import EventBus
 class Accelerator:
     device: str = "cpu"
     execution_provider: str = "CPUExecutionProvider"
+    memory: int | None = None
+    """The accelerator's memory in bytes (the target system's ``memory``), where the config gives it."""
 
 
 @dataclass

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-ModelKind = Literal["hf", "pytorch", "onnx", "openvino"]
+ModelKind = Literal["hf", "pytorch", "onnx", "openvino", "composite"]
 
 
 @dataclass(frozen=True)
@@ -20,6 +20,9 @@ class ModelRef:
       genai_config.json, tokenizer files), which passes carry along to their output.
     - ``openvino``: a folder holding one OpenVINO IR (``onnx_file`` names its ``.xml``; the ``.bin`` beside it)
       and its companions (config.json, tokenizer files, openvino_tokenizer/openvino_detokenizer IRs).
+    - ``composite``: a folder holding several ONNX models that run in cascade (SplitModel's ``split_0.onnx``,
+      ``split_1.onnx``, ... each with its own external data), listed in order by ``attributes["components"]``
+      (``[{"name": ..., "onnx_file": ...}]``); ``onnx_file`` names the first.
     """
 
     kind: ModelKind
@@ -36,6 +39,16 @@ class ModelRef:
     def is_genai(self) -> bool:
         """True when the folder is an onnxruntime-genai model (has genai_config.json)."""
         return self.kind == "onnx" and (self.path / "genai_config.json").exists()
+
+    @property
+    def components(self) -> list["ModelRef"]:
+        """The ONNX models of a ``composite`` model, in cascade order (each an ``onnx`` ref in the same folder)."""
+        if self.kind != "composite":
+            return []
+        extra = {key: value for key, value in self.attributes.items() if key != "components"}
+        return [ModelRef(kind="onnx", path=self.path, onnx_file=str(entry["onnx_file"]),
+                         attributes={**extra, "component_name": entry["name"]})
+                for entry in self.attributes.get("components") or []]
 
     def with_attributes(self, **extra: Any) -> "ModelRef":
         return replace(self, attributes={**self.attributes, **extra})

@@ -13,11 +13,12 @@ from pydantic import Field
 from modelmill.engine.context import PassContext
 from modelmill.engine.model import ModelRef
 from modelmill.errors import PassError
-from modelmill.passes import onnx_io
+from modelmill.passes import onnx_io, split_metadata
 from modelmill.passes.base import OnnxOutputParams, Pass, PassParams
 from modelmill.remote_code import FLAG, PYTORCH_KEY, is_trusted, require_trust
 
 if TYPE_CHECKING:
+    import onnx
     import torch
 
 # Files of an HF folder that are weights (not copied beside the ONNX model).
@@ -97,11 +98,29 @@ class OnnxConversion(Pass):
                 attributes = _export_pytorch(model, params, opset, export_dir / "model.onnx", ctx)
         ctx.progress(0.85, "saving ONNX model")
         proto = onnx_io.load(ModelRef(kind="onnx", path=export_dir))
+        if model.kind == "hf":
+            _drop_wrapper_scope(proto)
+        if model.attributes.get("split_assignments"):  # from CaptureSplitInfo, for SplitModel (as Olive does)
+            split_metadata.set_metadata(proto, split_metadata.METADATA_KEY,
+                                        split_metadata.encode(model.attributes["split_assignments"]))
         onnx_io.save(proto, ctx.output_dir)
         if model.kind == "hf":
             _copy_hf_companions(model.base_model_path, ctx.output_dir)
         ctx.progress(1.0, "exported")
         return onnx_io.output_ref(model, ctx.output_dir, **attributes)
+
+
+def _drop_wrapper_scope(proto: "onnx.ModelProto") -> None:
+    """Name nodes after the HF model's modules (``/model/layers.0/...``), as an export of the model itself
+    names them, not after the export wrapper's attribute (``/model/model/layers.0/...``): split assignments
+    and layer names then match the module names."""
+    prefix = "/model/"
+    names = [node.name for node in proto.graph.node]
+    renamed = [name[len(prefix) - 1:] if name.startswith(prefix) else name for name in names]
+    if len(set(renamed)) != len(set(names)):
+        return  # would collide: keep the exporter's names
+    for node, name in zip(proto.graph.node, renamed):
+        node.name = name
 
 
 def _torch_dtype(name: str | None) -> "torch.dtype":

@@ -35,6 +35,9 @@ PASS_MODULES = (
     "modelmill.passes.add_olive_metadata",
     "modelmill.passes.onnx_quantization",
     "modelmill.passes.mnb_to_qdq",
+    "modelmill.passes.capture_split_info",
+    "modelmill.passes.split_model",
+    "modelmill.passes.compose_onnx_models",
 )
 
 
