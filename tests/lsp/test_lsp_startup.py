@@ -3,7 +3,6 @@ heavy is imported on that path; `--tcp` works; `modelmill lsp --help` stays ligh
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import subprocess
@@ -13,11 +12,11 @@ from typing import Any
 
 import pytest
 import pytest_lsp
-from lsp_helpers import SERVER_COMMAND
 from lsprotocol import converters, types
 
 from modelmill.lsp.capabilities import initialize_result
 from modelmill.lsp.capabilities_gen import compute
+from modelmill.testing.jsonrpc import SERVER_COMMAND, frame, read_message
 
 
 def _params(capabilities: types.ClientCapabilities) -> dict[str, Any]:
@@ -25,21 +24,10 @@ def _params(capabilities: types.ClientCapabilities) -> dict[str, Any]:
     return {"processId": None, "rootUri": None, "capabilities": unstructured}
 
 
-def _frame(message: dict[str, Any]) -> bytes:
-    body = json.dumps(message).encode()
-    return b"Content-Length: %d\r\n\r\n" % len(body) + body
-
-
 def _read(stream: Any) -> dict[str, Any]:
-    length = 0
-    while True:
-        line = stream.readline()
-        if not line:
-            raise AssertionError("the server closed the stream")
-        if line.lower().startswith(b"content-length:"):
-            length = int(line.split(b":")[1])
-        if line == b"\r\n":
-            return json.loads(stream.read(length))
+    message = read_message(stream)
+    assert message is not None, "the server closed the stream"
+    return message
 
 
 def _initialize(params: dict[str, Any], env: dict[str, str] | None = None) -> tuple[dict[str, Any], float]:
@@ -47,12 +35,12 @@ def _initialize(params: dict[str, Any], env: dict[str, str] | None = None) -> tu
     process = subprocess.Popen(SERVER_COMMAND, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                stderr=subprocess.DEVNULL, env={**os.environ, **(env or {})})
     try:
-        process.stdin.write(_frame({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": params}))
+        process.stdin.write(frame({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": params}))
         process.stdin.flush()
         reply = _read(process.stdout)
         elapsed = time.perf_counter() - started
-        process.stdin.write(_frame({"jsonrpc": "2.0", "id": 2, "method": "shutdown"}))
-        process.stdin.write(_frame({"jsonrpc": "2.0", "method": "exit"}))
+        process.stdin.write(frame({"jsonrpc": "2.0", "id": 2, "method": "shutdown"}))
+        process.stdin.write(frame({"jsonrpc": "2.0", "method": "exit"}))
         process.stdin.flush()
         assert _read(process.stdout)["id"] == 2  # the replayed session works, and no duplicate reply came
         assert process.wait(30) == 0
@@ -108,7 +96,7 @@ def test_tcp_mode() -> None:
                     raise
                 time.sleep(0.1)
         with connection:
-            connection.sendall(_frame({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            connection.sendall(frame({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
                 "processId": None, "rootUri": None, "capabilities": {}}}))
             reply = _read(connection.makefile("rb"))
         assert reply["result"]["serverInfo"]["name"] == "modelmill"
