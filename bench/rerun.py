@@ -18,6 +18,13 @@ writing the manifest. ``python -X importtime`` gives the heaviest imports of the
 It prints Markdown tables, the ratio rerun / first run (issue target: <= 3%), and writes
 bench/results/rerun.json.
 
+``--server NAME=PYTHONPATH`` (repeatable) compares trees side by side on the last repetition's cache: ``--compare``
+rounds, each one cached rerun per tree in turn (interleaved, so that a load on the machine hits them alike), each
+timed from the outside (wall) and by the CPU time the process used; e.g. a ``git worktree`` of the base commit:
+
+    git worktree add --detach /tmp/before <commit>
+    .venv/bin/python bench/rerun.py --repeats 1 --server before=/tmp/before/server --server after=server
+
     MODELMILL_HOME=/tmp/mmhome .venv/bin/python bench/rerun.py
     .venv/bin/python bench/rerun.py --repeats 3 --reruns 3 --keep
 """
@@ -28,6 +35,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shutil
 import statistics
 import subprocess
@@ -150,6 +158,31 @@ def import_profile(cwd: Path, env: dict[str, str], model: str, out: Path, precis
     return [("(all top-level imports)", round(total, 1))] + [(n, round(ms, 1)) for n, ms in rows[:top]]
 
 
+def compare(servers: list[tuple[str, str]], rounds: int, cwd: Path, env: dict[str, str], model: str,
+            precision: str) -> dict[str, list[tuple[float, float]]]:
+    """Cached reruns of each tree in turn, ``rounds`` times: {name: [(wall s, CPU s)]}. Each tree's bytecode is
+    written first (as an installed package has it), PYTHONDONTWRITEBYTECODE or not."""
+    found: dict[str, list[tuple[float, float]]] = {name: [] for name, _ in servers}
+    envs = {}
+    for name, path in servers:
+        envs[name] = {**env, "PYTHONPATH": os.pathsep.join([str(Path(path).resolve()), env.get("PYTHONPATH", "")])
+                      .rstrip(os.pathsep)}
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(Path(path) / "modelmill")],
+                       stdout=subprocess.DEVNULL, check=False)
+    for index in range(rounds):
+        for name, _ in servers:
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            run = timed_run([str(MODELMILL), "auto-opt", "-m", model, "-o", "out", "--precision", precision,
+                             "--events", f"compare-{name}.jsonl"], cwd / f"compare-{name}.jsonl", cwd=cwd,
+                            env=envs[name])
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            if run["cached_passes"] != run["passes"]:
+                print(f"  warning: {name}'s rerun {index + 1} was not served from the cache", file=sys.stderr)
+            cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+            found[name].append((run["wall_s"], round(cpu, 3)))
+    return found
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="sample:smollm2")
@@ -158,6 +191,9 @@ def main() -> int:
     parser.add_argument("--reruns", type=int, default=3, help="cached reruns after each first run (default 3)")
     parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
     parser.add_argument("--keep", action="store_true", help="keep the temporary folders")
+    parser.add_argument("--server", action="append", default=[], metavar="NAME=PYTHONPATH",
+                        help="compare this tree's cached reruns side by side (repeatable)")
+    parser.add_argument("--compare", type=int, default=30, help="cached reruns per tree when comparing (default 30)")
     args = parser.parse_args()
 
     firsts: list[dict[str, Any]] = []
@@ -182,6 +218,13 @@ def main() -> int:
             reruns.append(timed_run(command(f"rerun{index}.jsonl"), cwd / f"rerun{index}.jsonl", cwd=cwd, env=env))
             print(f"  rerun {index + 1}: {reruns[-1]['wall_s']} s", file=sys.stderr, flush=True)
 
+    servers = [tuple(item.split("=", 1)) for item in args.server]
+    compared = {}
+    if servers:
+        print(f"comparing {len(servers)} trees, {args.compare} cached reruns each ...", file=sys.stderr, flush=True)
+        load_before = os.getloadavg()
+        compared = compare(servers, args.compare, folders[-1], env, args.model, args.precision)
+        load_after = os.getloadavg()
     print("probing the rerun's steps ...", file=sys.stderr, flush=True)
     probes = [probe(folders[-1], env, args.model, args.precision) for _ in range(3)]
     imports = import_profile(folders[-1], env, args.model, folders[-1] / "out", args.precision)
@@ -198,6 +241,18 @@ def main() -> int:
     print(f"| cached rerun | {rerun_wall:.2f} | {[r['wall_s'] for r in reruns]} | "
           f"{reruns[0]['cached_passes']}/{reruns[0]['passes']} | | |")
     print(f"| rerun / first | {100 * ratio:.2f}% | | | <= {100 * TARGET_RATIO:.0f}% | {'met' if met else 'MISSED'} |")
+
+    if compared:
+        print(f"\n### cached reruns side by side ({args.compare} each, interleaved; load average "
+              f"{load_before[0]:.2f} before, {load_after[0]:.2f} after; {os.cpu_count()} CPUs)\n")
+        print("| tree | wall s median | wall s p95 | CPU s median | CPU s p95 | rerun / first run (median wall) |")
+        print("|---|---|---|---|---|---|")
+        for name, values in compared.items():
+            walls = sorted(v[0] for v in values)
+            cpus = sorted(v[1] for v in values)
+            p95 = min(len(walls) - 1, round(0.95 * (len(walls) - 1)))
+            print(f"| {name} | {statistics.median(walls):.3f} | {walls[p95]:.3f} | {statistics.median(cpus):.3f} | "
+                  f"{cpus[p95]:.3f} | {100 * statistics.median(walls) / first_wall:.2f}% |")
 
     names = list(reruns[0]["phases"])
     print("\nwhere the time goes (seconds, from --events timestamps; medians)\n")
@@ -234,6 +289,7 @@ def main() -> int:
         "reruns": reruns,
         "probes": probes,
         "imports_ms": imports,
+        "compared": compared,
     }
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(json.dumps(result, indent=2, default=str))
