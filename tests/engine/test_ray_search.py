@@ -199,12 +199,13 @@ def test_cancel_cancels_the_ray_tasks(cluster: LocalCluster, tiny_llama_dir: Pat
     handle = start_run(plan, "cancel", [watch], in_process=False)
     assert both_running.wait(180), "two candidates never ran at once"
     workers = {_pid(e) for e in events if e["type"] == "pass.started"}
-    started = time.monotonic()
     handle.cancel()
     outcome = handle.result(60)
-    assert outcome.status == "cancelled" and time.monotonic() - started < 20
+    assert outcome.status == "cancelled"
     cancelled = {e["candidate"] for e in _of(handle._events, "candidate.cancelled")}
     assert cancelled == {"c1", "c2"}
+    # Cut, not waited for: neither cancelled candidate's pass finished.
+    assert not [e for e in _of(handle._events, "pass.finished") if e.get("candidate") in cancelled]
     assert all(_gone(pid) for pid in workers), "a cancelled candidate's worker is still running"
     assert not plan.output_dir.exists() and _leftovers(tmp_path / "cache") == []
 
@@ -222,10 +223,10 @@ def test_infeasible_resources_are_a_clear_error(cluster: LocalCluster, tiny_llam
 def test_unreachable_cluster_fails_fast(tiny_llama_dir: Path, tmp_path: Path) -> None:
     address = f"127.0.0.1:{free_port()}"  # nothing listens there
     plan = _plan(_config(tiny_llama_dir, tmp_path, BLOCK_SEARCH, address, "out", connect_timeout_s=2))
-    started = time.monotonic()
     outcome, events = _run(plan, "unreachable", timeout=120)
-    assert outcome.status == "failed" and time.monotonic() - started < 30
+    assert outcome.status == "failed" and not _of(events, "candidate.started")
     error = _of(events, "error")[0]
+    # The connection probe's error: ray.init (which retries for minutes on such an address) was never reached.
     assert f"no Ray cluster answers at {address}" in error["message"]
     assert error["where"] == "systems.cluster.address" and "ray start --head" in error["fix"]
 
@@ -237,9 +238,8 @@ def test_a_candidate_over_its_time_limit_is_cancelled_retried_then_failed(cluste
     passes = {"builder": {"type": "ModelBuilder", "precision": "int4", "int4_block_size": [16, 32]}}
     plan = _plan(_config(tiny_llama_dir, tmp_path, passes, cluster.address, "out", candidate_timeout_s=2,
                          max_retries=1))
-    started = time.monotonic()
     outcome, events = _run(plan, "timeout", timeout=180)
-    assert outcome.status == "failed" and time.monotonic() - started < 120
+    assert outcome.status == "failed" and not _of(events, "pass.finished")  # every attempt was cut
     retried = _of(events, "candidate.retried")
     assert sorted(e["candidate"] for e in retried) == ["c1", "c2"]
     assert all(e["reason"].startswith("timed out after 2s") and e["attempt"] == 2 for e in retried)

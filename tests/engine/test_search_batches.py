@@ -12,12 +12,10 @@ import pytest
 from helpers import RecordingBus
 from modelmill.config.evaluation import Metric
 from modelmill.engine.model import ModelRef
-from modelmill.engine.plan import Plan, PlanStep
-from modelmill.engine.candidate import CandidateJob, CandidateOutcome
-from modelmill.engine.plan import SearchSpace
+from modelmill.engine.plan import Plan, PlanStep, SearchSpace
 from modelmill.engine.search import Search
-from modelmill.evaluate.results import EvaluationResult, MetricValue
 from modelmill.passes.model_builder import ModelBuilder, ModelBuilderParams
+from modelmill.testing.fake_executor import FakeExecutor
 
 SPACE = {(0, "int4_block_size"): [16, 32, 64, 128], (0, "int4_accuracy_level"): [1, 2, 4]}
 
@@ -27,31 +25,6 @@ def _size(params: dict[str, Any]) -> float:
     return abs(params["builder.int4_block_size"] - 64) * 10 + abs(params["builder.int4_accuracy_level"] - 2) + 1
 
 
-class FakeExecutor:
-    """``capacity`` candidates in flight; each wait() finishes one, the newest ("lifo") or the oldest ("fifo")."""
-
-    def __init__(self, capacity: int, order: str) -> None:
-        self.capacity, self.order = capacity, order
-        self.running: list[CandidateJob] = []
-        self.most_in_flight = 0
-
-    def submit(self, job: CandidateJob) -> None:
-        self.running.append(job)
-        self.most_in_flight = max(self.most_in_flight, len(self.running))
-
-    def wait(self) -> list[tuple[CandidateJob, CandidateOutcome]]:
-        job = self.running.pop(-1 if self.order == "lifo" else 0)
-        value = MetricValue("size", "bytes", _size(job.params), higher_is_better=False, priority=1)
-        evaluation = EvaluationResult("model", [value])
-        return [(job, CandidateOutcome(ModelRef("onnx", Path("/m")), ["k"], None, [], evaluation, 0.0))]
-
-    def cancel_all(self) -> None:
-        self.running.clear()
-
-    def close(self) -> None:
-        pass
-
-
 def _search(sampler: str, capacity: int, order: str, **strategy: Any) -> tuple[Search, FakeExecutor]:
     metric = Metric.model_validate({"name": "size", "type": "size_on_disk",
                                     "sub_types": [{"name": "bytes", "priority": 1}]})
@@ -59,7 +32,7 @@ def _search(sampler: str, capacity: int, order: str, **strategy: Any) -> tuple[S
                 Path("/tmp/modelmill-test-unused-cache"), metrics=[metric], evaluate_input_model=False,
                 search={"execution_order": "joint", "sampler": sampler, "seed": 3, **strategy},
                 search_space=SearchSpace(dict(SPACE)))
-    executor = FakeExecutor(capacity, order)
+    executor = FakeExecutor(_size, capacity, order)
     search = Search(plan, RecordingBus("r"), threading.Event(), executor)
     search.run(plan.search_space)
     return search, executor
