@@ -178,6 +178,10 @@ class _Run:
         return {name: out[name] for name in names}
 
 
+COMPOSITE_METRICS = ("size_on_disk", "custom")
+"""Metric types that measure a composite model (SplitModel's output): its files, or the user's own code."""
+
+
 def evaluate_model(model: ModelRef, metrics: "list[Metric] | list[Mapping[str, Any]]", *,
                    emit: Emit | None = None, data_configs: dict[str, dict[str, Any]] | None = None,
                    reference: ModelRef | None = None, base_dir: Path | None = None,
@@ -193,6 +197,14 @@ def evaluate_model(model: ModelRef, metrics: "list[Metric] | list[Mapping[str, A
     """
     started = time.perf_counter()
     specs = [metric_spec(metric) for metric in metrics]
+    if model.kind == "composite":  # SplitModel's parts: only what needs no session of the whole model
+        for spec in specs:
+            if spec.type not in COMPOSITE_METRICS:
+                files = ", ".join(c.onnx_file for c in model.components)
+                raise EvaluationError(f"metric {spec.name} ({spec.type}) cannot run on the composite model at "
+                                      f"{model.path} ({files}): only {', '.join(COMPOSITE_METRICS)} measure one",
+                                      fix="add ComposeOnnxModels after SplitModel to measure the composed model, "
+                                          "or evaluate the model before SplitModel")
     run = _Run(model, dict(data_configs or {}), reference, Path(base_dir) if base_dir is not None else None,
                execution_provider)
     values: list[MetricValue] = []

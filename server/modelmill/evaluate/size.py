@@ -4,6 +4,7 @@
   data files they reference. Tokenizer and config files are not counted.
 - HF folders: the weight files (safetensors, bin, pt, ...; shard index files are not counted).
 - PyTorch: the saved file, or the weight files of a folder.
+- Composite (SplitModel's output): each component's ONNX file and its external data.
 """
 
 from __future__ import annotations
@@ -46,10 +47,15 @@ def model_files(model: ModelRef) -> list[Path]:
     """The files counted by size_on_disk, sorted."""
     if model.kind == "openvino":  # the IR and its weights (tokenizer IRs are companions)
         return sorted(p for p in (model.model_file, model.model_file.with_suffix(".bin")) if p.exists())
+    if model.kind == "composite":
+        if not model.components:
+            raise EvaluationError(f"composite model {model.path} lists no components", fix="check the model path")
+        return sorted({path for component in model.components for path in model_files(component)})
     if model.kind == "onnx":
         if not model.model_file.exists():
             raise EvaluationError(f"ONNX file {model.model_file} does not exist", fix="check the model path")
-        onnx_files = sorted({model.model_file, *model.path.glob("*.onnx")})
+        onnx_files = sorted({model.model_file, *([] if model.attributes.get("component_name")
+                                                  else model.path.glob("*.onnx"))})
         files = set(onnx_files)
         for onnx_file in onnx_files:
             files |= external_data_files(onnx_file)

@@ -80,7 +80,25 @@ class CaptureSplitInfo(Pass):
         ctx.log(f"split the model into {count} splits")
         ctx.report("num_splits", count)
         ctx.progress(1.0, f"{count} splits")
-        return model.with_attributes(split_assignments=assignments)
+        return _output(model, assignments, ctx)
+
+
+def _output(model: ModelRef, assignments: dict[str, int], ctx: PassContext) -> ModelRef:
+    """The same model with the assignments attached. Its output folder holds only split_assignments.json: an HF
+    model's weights stay where they are (``base_model_path``, as for an adapter); a saved module is copied."""
+    import json
+    import shutil
+
+    (ctx.output_dir / "split_assignments.json").write_text(json.dumps(assignments, indent=2) + "\n")
+    attributes = {**model.attributes, "split_assignments": assignments}
+    if model.kind == "pytorch":
+        target = ctx.output_dir / model.path.name
+        (shutil.copytree if model.path.is_dir() else shutil.copy2)(model.path, target)
+        return ModelRef(kind="pytorch", path=target, attributes=attributes)
+    attributes["base_model_path"] = str(model.base_model_path)
+    if model.adapter_dir is not None:
+        attributes["adapter_path"] = str(model.adapter_dir)  # absolute: it no longer lies under ``path``
+    return ModelRef(kind=model.kind, path=ctx.output_dir, attributes=attributes)
 
 
 # ------------------------------------------------------------------ the module tree

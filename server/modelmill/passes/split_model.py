@@ -132,6 +132,10 @@ def _subgraph_inputs(node: "onnx.NodeProto") -> list[str]:
     return list(dict.fromkeys(found))
 
 
+def _typed(value: "onnx.ValueInfoProto") -> bool:
+    return value.type.HasField("tensor_type") and value.type.tensor_type.HasField("shape")
+
+
 class _Graph:
     """The main graph as producers/consumers by node index (nested graphs are not split)."""
 
@@ -140,7 +144,8 @@ class _Graph:
         self.inputs = {v.name: v for v in graph.input}
         self.initializers = {t.name: t for t in graph.initializer}
         self.outputs = [v.name for v in graph.output]
-        self.value_infos = {v.name: v for v in graph.value_info}
+        # only value infos with a type and shape: a split's inputs and outputs need both (onnx.checker)
+        self.value_infos = {v.name: v for v in graph.value_info if _typed(v)}
         self.node_inputs = [[*node.input, *_subgraph_inputs(node)] for node in self.nodes]
         self.producer: dict[str, int] = {}
         self.consumers: dict[str, list[int]] = defaultdict(list)
@@ -305,18 +310,17 @@ def _value_infos(proto: "onnx.ModelProto", graph: _Graph, missing: dict[str, lis
     try:
         from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
 
-        inferred = SymbolicShapeInference.infer_shapes(onnx.ModelProto.FromString(proto.SerializeToString()),
-                                                       auto_merge=True)
-        found = {v.name: v for v in inferred.graph.value_info} if inferred is not None else {}
+        inferred = SymbolicShapeInference.infer_shapes(proto, auto_merge=True)  # works on a copy
+        found = {v.name: v for v in inferred.graph.value_info if _typed(v)} if inferred is not None else {}
     except Exception:  # noqa: BLE001 - symbolic inference gives up on some ops; onnx's below may still work
         found = {}
     if any(name not in found for name in missing):
         try:
             inferred = onnx.shape_inference.infer_shapes(proto)
-            found = {**{v.name: v for v in inferred.graph.value_info}, **found}
+            found = {**{v.name: v for v in inferred.graph.value_info if _typed(v)}, **found}
         except Exception:  # noqa: BLE001
             pass
-    unknown = [name for name in missing if name not in found or not found[name].type.HasField("tensor_type")]
+    unknown = [name for name in missing if name not in found]
     if unknown:
         raise PassError(f"SplitModel: no type for the tensor {unknown[0]} that crosses splits "
                         f"{', '.join(map(str, missing[unknown[0]]))}",
