@@ -20,6 +20,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 _WORKING_FOLDER = tempfile.mkdtemp(prefix="modelmill-tests-")
 os.chdir(_WORKING_FOLDER)
 atexit.register(shutil.rmtree, _WORKING_FOLDER, ignore_errors=True)
+# One PyTorch/OpenMP/BLAS thread per process (set before anything imports torch; child processes inherit it):
+# the test models are tiny (hidden 64), where a second thread only adds synchronisation, and on a busy machine
+# spinning OpenMP threads make each op an order of magnitude slower (GPTQ on the tiny Llama: 27 s → 2 s at a load
+# average of 10 on 2 cores). A value the developer set is kept.
+for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ.setdefault(_name, "1")
 
 from helpers import make_context  # noqa: E402
 from modelmill.engine.model import ModelRef  # noqa: E402
