@@ -110,6 +110,16 @@ def execute(document: Any, args: argparse.Namespace, overrides: dict[str, Any]) 
     if outcome.status != "succeeded":
         return 1
     console.print(f"[green bold]done[/] in {outcome.duration_s:.1f}s → {outcome.output_dir}")
-    if outcome.output_dir and (outcome.output_dir / "genai_config.json").exists():
+    if outcome.output_dir and _runs_in_genai(outcome.output_dir):
         console.print(f"  try it: modelmill chat {outcome.output_dir} \"What is machine learning?\"")
     return 0
+
+
+def _runs_in_genai(folder: Path) -> bool:
+    """True when ``folder``'s genai_config.json names a decoder file that is there (SplitModel's parts keep the
+    config of the model they came from, not a model it runs)."""
+    try:
+        config = json.loads((folder / "genai_config.json").read_text())
+        return (folder / config["model"]["decoder"]["filename"]).exists()
+    except (OSError, ValueError, KeyError, TypeError):
+        return False

@@ -1,7 +1,7 @@
 """optimize: Olive 0.13's all-in-one command, its flags mapped onto the passes ModelMill runs.
 
-Each flag puts the pass Olive would use into the config. Where ModelMill cannot run that pass (CaptureSplitInfo/
-SplitModel, OptimumConversion, EPContextBinaryGenerator), `--dry_run` and `--save_config_file` still show the full
+Each flag puts the pass Olive would use into the config. Where ModelMill cannot run that pass (OptimumConversion,
+EPContextBinaryGenerator), `--dry_run` and `--save_config_file` still show the full
 config, and the run stops before it starts, naming the pass and what it needs.
 """
 
@@ -103,7 +103,8 @@ def build_config(args: argparse.Namespace) -> dict[str, Any]:
             entry["qnn_env_path"] = args.qnn_env_path
         passes["ep_context_binary_generator"] = entry
     device = args.device or PROVIDER_DEVICE.get(args.provider, "gpu")
-    return base_config(input_model, passes, args.output_path, args.log_level, device, args.provider)
+    # Olive puts --memory on the accelerator too (bytes), where CaptureSplitInfo's cost model reads it
+    return base_config(input_model, passes, args.output_path, args.log_level, device, args.provider, args.memory)
 
 
 def _model_builder(args: argparse.Namespace, precision: str) -> dict[str, Any]:
