@@ -24,6 +24,8 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from modelmill.contracts import (CandidateCancelledEvent, CandidateRetriedEvent, ClusterConnectedEvent, WarningEvent,
+                                 make_event)
 from modelmill.engine.candidate import CandidateJob, CandidateOutcome, execute_candidate
 from modelmill.engine.chain import Chain
 from modelmill.engine.events import EventBus
@@ -237,10 +239,10 @@ class RayExecutor:
         self._by_candidate: dict[str, _Attempt] = {}
         self._relay_lost = False
         self._late: list[tuple[CandidateJob, BaseException]] = []  # failures found by the timeout watch
-        bus.emit("cluster.connected", system=self.spec.name, address=self.spec.address or "local", nodes=nodes,
-                 max_concurrent=self.capacity, per_candidate={"num_cpus": self.spec.num_cpus,
-                                                              "num_gpus": self.spec.num_gpus,
-                                                              "memory": self.spec.memory})
+        bus.emit(ClusterConnectedEvent(system=self.spec.name, address=self.spec.address or "local", nodes=nodes,
+                                       max_concurrent=self.capacity,
+                                       per_candidate={"num_cpus": self.spec.num_cpus, "num_gpus": self.spec.num_gpus,
+                                                      "memory": self.spec.memory}))
 
     # --- the executor interface ------------------------------------------------------------------------
 
@@ -284,7 +286,7 @@ class RayExecutor:
                 ray.cancel(ref, force=True)
             except Exception:  # noqa: BLE001 - already finished or its node is gone
                 pass
-            self.bus.emit("candidate.cancelled", candidate=attempt.job.id, **self._where(attempt))
+            self.bus.emit(CandidateCancelledEvent(candidate=attempt.job.id, **self._where(attempt)))
             self._clean_worker(attempt)
         self._refs.clear()
         self.running.clear()
@@ -332,8 +334,9 @@ class RayExecutor:
                 fix=f"check the nodes' memory and logs (`ray logs`, /tmp/ray/session_latest/logs); raise "
                     f"systems.{self.spec.name}.max_retries or candidate_timeout_s", where=f"systems.{self.spec.name}")
         again = replace(job, attempt=job.attempt + 1)
-        self.bus.emit("candidate.retried", candidate=job.id, attempt=again.attempt,
-                      max_attempts=self.spec.max_retries + 1, reason=reason, **self._where(attempt))
+        self.bus.emit(CandidateRetriedEvent(candidate=job.id, attempt=again.attempt,
+                                            max_attempts=self.spec.max_retries + 1, reason=reason,
+                                            **self._where(attempt)))
         self.submit(again)
         return None
 
@@ -367,8 +370,8 @@ class RayExecutor:
             events = ray.get(self._relay.drain.remote(), timeout=_RELAY_TIMEOUT_S)
         except Exception as exc:  # noqa: BLE001 - results still come back through the tasks
             self._relay_lost = True
-            self.bus.emit("warning", message=f"events from remote candidates are lost from now on ({exc}); "
-                                             "their results still arrive")
+            self.bus.emit(WarningEvent(message=f"events from remote candidates are lost from now on ({exc}); "
+                                               "their results still arrive"))
             return
         for event in events:
             attempt = self._by_candidate.get(event.get("candidate", ""))
@@ -376,7 +379,7 @@ class RayExecutor:
                 attempt.node, attempt.worker = event.get("node"), event["worker"]
                 if event["type"] == "candidate.started" and attempt.started is None:
                     attempt.started = time.monotonic()
-            self.bus.emit(event["type"], **{k: v for k, v in event.items() if k not in _ENVELOPE})
+            self.bus.emit(make_event(event["type"], **{k: v for k, v in event.items() if k not in _ENVELOPE}))
 
     def _where(self, attempt: _Attempt) -> dict[str, Any]:
         return {key: value for key, value in (("node", attempt.node), ("worker", attempt.worker)) if value}

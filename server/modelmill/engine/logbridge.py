@@ -6,6 +6,7 @@ import logging
 import os
 from pathlib import Path
 
+from modelmill.contracts import LogEvent
 from modelmill.engine.events import EventBus
 
 LEVEL_NAMES = {logging.DEBUG: "debug", logging.INFO: "info", logging.WARNING: "warning", logging.ERROR: "error",
@@ -20,7 +21,7 @@ class EventLogHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
             level = LEVEL_NAMES.get(record.levelno, "info")
-            self.bus.emit("log", level=level, logger=record.name, message=record.getMessage())
+            self.bus.emit(LogEvent(level=level, logger=record.name, message=record.getMessage()))
         except Exception:  # noqa: BLE001 - logging must never break a run
             self.handleError(record)
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from modelmill.contracts import CandidateEvaluatedEvent, CandidateFailedEvent, WarningEvent
 from modelmill.engine.cache import Cache
 from modelmill.engine.candidate import CANDIDATE_FAILURES, CandidateJob, CandidateOutcome, evaluate_cached
 from modelmill.engine.chain import input_key
@@ -126,9 +127,9 @@ class Search:
         self.candidates.append(candidate)
         self.candidates.sort(key=lambda c: int(c.id[1:]))  # ask order, whatever order they finished in
         self._seen[_signature(job.params)] = candidate
-        node = {"node": result.node} if result.node else {}
-        self.bus.emit("candidate.evaluated", candidate=candidate.id, params=job.params, metrics=candidate.metrics(),
-                      accepted=candidate.accepted, duration_s=candidate.duration_s, **node)
+        self.bus.emit(CandidateEvaluatedEvent(candidate=candidate.id, params=job.params, metrics=candidate.metrics(),
+                                              accepted=candidate.accepted, duration_s=candidate.duration_s,
+                                              node=result.node or None))
         return candidate
 
     def objective(self, candidate: Candidate) -> list[float]:
@@ -147,9 +148,9 @@ class Search:
                 input_key(self.plan, self.cache)
             if self.plan.metrics and self.plan.evaluate_input_model:
                 self.baseline = self.evaluate(self.plan.input_model, input_key(self.plan, self.cache), "input")
-                self.bus.emit("candidate.evaluated", candidate="input", params={},
-                              metrics=self.baseline.to_json()["metrics"], accepted=True,
-                              duration_s=self.baseline.duration_s, is_input=True)
+                self.bus.emit(CandidateEvaluatedEvent(candidate="input", params={},
+                                                      metrics=self.baseline.to_json()["metrics"], accepted=True,
+                                                      duration_s=self.baseline.duration_s, is_input=True))
             with _driver_cancel(self.plan):
                 if not strategy or not space.dimensions:
                     self._run_one(self.plan.steps, {})
@@ -272,9 +273,8 @@ class Search:
 
     def _failed(self, params: dict[str, Any], exc: Exception, candidate: str | None = None) -> None:
         self.failures.append(exc)
-        tag = {"candidate": candidate} if candidate else {}
-        self.bus.emit("candidate.failed", params=params, message=getattr(exc, "message", str(exc)),
-                      fix=getattr(exc, "fix", None), **tag)
+        self.bus.emit(CandidateFailedEvent(params=params, message=getattr(exc, "message", str(exc)),
+                                           fix=getattr(exc, "fix", None), candidate=candidate or None))
 
     def _probe_objective(self) -> list[float]:
         """How many objectives the metrics define (priority >= 1), without measuring anything."""
@@ -292,7 +292,7 @@ class Search:
             raise RunCancelled()
         accepted = [c for c in pool if c.accepted] or pool
         if len(accepted) < len(pool) and not any(c.accepted for c in pool):
-            self.bus.emit("warning", message="no candidate met every goal; keeping the best one anyway")
+            self.bus.emit(WarningEvent(message="no candidate met every goal; keeping the best one anyway"))
         return min(accepted, key=self.objective)
 
     def pareto_front(self) -> list[Candidate]:
