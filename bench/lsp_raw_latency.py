@@ -12,7 +12,8 @@ Measures, in milliseconds (median and p95 of ``--samples`` samples):
   and spawn → reply (``--cold-only`` measures these only);
 * keystroke → ``publishDiagnostics`` of that version on the ~900-line JSON config (typing in a value: the JSON
   stays valid), on half-typed JSON (a new key being typed: broken JSON) and on the same config in YAML; keystrokes
-  come at typing pace (the next one ~40 ms after the previous one's diagnostics);
+  come at typing pace (the next one ~40 ms after the previous one's diagnostics); with the server's CPU time per
+  keystroke (mean; what the work costs, whatever else the machine runs);
 * a burst: 10 changes sent back to back; time to the diagnostics of the last version and how many versions
   were validated.
 
@@ -201,11 +202,15 @@ class Warm:
         self.client.diagnostics(docs.yaml_uri)
         time.sleep(1.0)  # let the background warm-up finish
 
-    def keystroke(self, uri: str, text: str) -> float:
+    def keystroke(self, uri: str, text: str, cpu: list[float] | None = None) -> float:
+        """Wall time from the change to its diagnostics; ``cpu`` receives the server's CPU time over the same span."""
         self.version[uri] += 1
         version = self.version[uri]
+        used = cpu_ms(self.client.process.pid)
         sent = self.client.change(uri, version, text)
         arrived, _ = self.client.diagnostics(uri, version)
+        if cpu is not None:
+            cpu.append(cpu_ms(self.client.process.pid) - used)
         time.sleep(0.04)
         return (arrived - sent) * 1000
 
@@ -260,13 +265,14 @@ def main() -> None:
     samples: dict[str, dict[str, list[float]]] = {name: {} for name, _ in servers}
     bursts: dict[str, list[int]] = {name: [] for name, _ in servers}
     timings: dict[str, Any] = {}
+    cpu_samples: dict[str, dict[str, list[float]]] = {}  # server CPU ms per keystroke, by server and document
     loads = [load()]
     print(f"config: {docs.json.count(chr(10)) + 1} lines of JSON, {docs.yaml.count(chr(10))} of YAML; "
           f"{os.cpu_count()} CPUs; load average at start {loads[0]}", file=sys.stderr)
 
     for _, path in servers:
         prepare(path)
-    cold_samples = args.cold_samples or args.samples
+    cold_samples = args.samples if args.cold_samples is None else args.cold_samples
     for index in range(cold_samples):
         for name, path in servers:
             for key, value in cold(path, workspace, docs, "completion" if index % 2 == 0 else "hover").items():
@@ -277,12 +283,13 @@ def main() -> None:
         for step in range(args.samples if warm else 0):
             for name, _ in servers:
                 server = warm[name]
+                cpu = cpu_samples.setdefault(name, {})
                 samples[name].setdefault("keystroke → diagnostics (JSON)", []).append(
-                    server.keystroke(docs.json_uri, docs.typed_value(step)))
+                    server.keystroke(docs.json_uri, docs.typed_value(step), cpu.setdefault("JSON", [])))
                 samples[name].setdefault("keystroke → diagnostics (half-typed JSON)", []).append(
-                    server.keystroke(docs.json_uri, docs.half_typed_key(step)))
+                    server.keystroke(docs.json_uri, docs.half_typed_key(step), cpu.setdefault("half-typed JSON", [])))
                 samples[name].setdefault("keystroke → diagnostics (YAML)", []).append(
-                    server.keystroke(docs.yaml_uri, docs.typed_yaml(step)))
+                    server.keystroke(docs.yaml_uri, docs.typed_yaml(step), cpu.setdefault("YAML", [])))
         for step in range(max(5, args.samples // 3) if warm else 0):
             for name, _ in servers:
                 took, validated = warm[name].burst(step)
@@ -314,12 +321,16 @@ def main() -> None:
                 cells += ["–", "–"]
         goal_text = "" if goal is None else (f"p95 < {goal}" if "keystroke" in key else f"≤ {goal}")
         print(f"| {key} | {goal_text} | " + " | ".join(cells) + f" | {count} |")
+    for name, by_kind in cpu_samples.items():  # CPU ticks are 10 ms: the mean of many samples is what tells
+        print(f"\n{name}: server CPU per keystroke, mean ms (/proc, 10 ms ticks): "
+              + ", ".join(f"{kind} {statistics.mean(values):.1f}" for kind, values in by_kind.items()))
     for name in names:
         if bursts[name]:
             print(f"\n{name}: a burst of 10 changes validated {statistics.mean(bursts[name]):.1f} versions on average; "
                   f"the server's own timings (ms): {json.dumps(timings.get(name))}")
     if args.json:
-        args.json.write_text(json.dumps({"samples": samples, "bursts": bursts, "load": loads, "timings": timings},
+        args.json.write_text(json.dumps({"samples": samples, "bursts": bursts, "load": loads, "timings": timings,
+                                         "server_cpu_per_keystroke": cpu_samples},
                                         indent=1))
 
 

@@ -52,12 +52,17 @@ def _names(view: ConfigView, section: str) -> list[str]:
     return list(value) if isinstance(value, dict) else []
 
 
-def _reference(view: ConfigView, at: KeyPath, section: str, what: str) -> Diagnostic | None:
+def _reference(view: ConfigView, at: KeyPath, section: str, what: str,
+               known: dict[str, tuple[list[str], frozenset[str]]]) -> Diagnostic | None:
+    """``known``: each section's names, listed once per check (a config may hold hundreds of references)."""
     name = view.get(at)
     if not isinstance(name, str):
         return None
-    defined = _names(view, section)
-    if name in defined:
+    if section not in known:
+        listed = _names(view, section)
+        known[section] = listed, frozenset(listed)
+    defined, names = known[section]
+    if name in names:
         return None
     suggestion = did_you_mean(name, defined)
     if suggestion:
@@ -85,12 +90,14 @@ def _data_config_refs(value: Any, at: KeyPath) -> Iterator[KeyPath]:
 
 
 def check_references(view: ConfigView) -> list[Diagnostic]:
-    found = [_reference(view, ("host",), "systems", "system"), _reference(view, ("target",), "systems", "system"),
-             _reference(view, ("evaluator",), "evaluators", "evaluator")]
+    known: dict[str, tuple[list[str], frozenset[str]]] = {}
+    found = [_reference(view, ("host",), "systems", "system", known),
+             _reference(view, ("target",), "systems", "system", known),
+             _reference(view, ("evaluator",), "evaluators", "evaluator", known)]
     for _, at, entry in pass_entries(view):
-        found.append(_reference(view, at + ("host",), "systems", "system"))
+        found.append(_reference(view, at + ("host",), "systems", "system", known))
         if isinstance(entry.get("evaluator"), str):
-            found.append(_reference(view, at + ("evaluator",), "evaluators", "evaluator"))
+            found.append(_reference(view, at + ("evaluator",), "evaluators", "evaluator", known))
             found.append(view.diag(at + ("evaluator",), "warning", "olive-incompatible",
                                    "a pass-level evaluator name crashes Olive 0.13 (AttributeError); ModelMill "
                                    "accepts it", "use the top-level 'evaluator' to keep the config Olive-compatible"))
@@ -98,7 +105,7 @@ def check_references(view: ConfigView) -> list[Diagnostic]:
     for key, value in data.items():
         if key != "data_configs":
             for at in _data_config_refs(value, (key,)):
-                found.append(_reference(view, at, "data_configs", "data config"))
+                found.append(_reference(view, at, "data_configs", "data config", known))
     return [diag for diag in found if diag is not None]
 
 

@@ -233,26 +233,10 @@ def entry_at(root: Node | None, offset: int) -> tuple[KeyPath, Entry | None, Nod
     return tuple(path), entry, node if path else None, False
 
 
-def duplicate_key_issues(root: Node | None) -> list[SyntaxIssue]:
-    """Warnings for keys that appear twice in one object (the later value silently wins)."""
-    issues: list[SyntaxIssue] = []
-    stack = [root]
-    while stack:
-        node = stack.pop()
-        kind = type(node)
-        if kind is ObjectNode:
-            seen: set[str] = set()
-            for entry in node.entries:  # type: ignore[union-attr]
-                if entry.key in seen:
-                    issues.append(SyntaxIssue(f"duplicate key '{entry.key}': this later value replaces the earlier "
-                                              f"one", entry.key_range, "warning", "duplicate-key"))
-                seen.add(entry.key)
-                if entry.value is not None and type(entry.value) is not ScalarNode:
-                    stack.append(entry.value)
-        elif kind is ArrayNode:
-            stack.extend(item for item in node.items if type(item) is not ScalarNode)  # type: ignore[union-attr]
-    issues.sort(key=lambda issue: issue.range.start_offset)
-    return issues
+def _duplicate(entry: Entry) -> SyntaxIssue:
+    """A key that appears twice in one object (the later value silently wins)."""
+    return SyntaxIssue(f"duplicate key '{entry.key}': this later value replaces the earlier one", entry.key_range,
+                       "warning", "duplicate-key")
 
 
 def parse(text: str, fmt: str) -> tuple[Node | None, list[SyntaxIssue]]:
@@ -300,6 +284,8 @@ class Frame:
     """Offset after the last complete member."""
     comma_at: int = -1
     """Offset of the ',' just read (a closer right after it is a trailing comma)."""
+    keys: set[str] | None = None
+    """Object: the keys read so far (a repeated one is a duplicate)."""
 
 
 class _Json:
@@ -309,6 +295,7 @@ class _Json:
         self.text = text
         self.lines = lines or LineIndex(text)
         self.issues: list[SyntaxIssue] = []
+        self.duplicates: list[SyntaxIssue] = []
         self.stack: list[Frame] = []
         self.root: Node | None = None
         self.started = False  # a token other than a comment was read
@@ -362,7 +349,7 @@ class _Json:
             return False
         node: ObjectNode | ArrayNode = ObjectNode(ZERO) if token == "{" else ArrayNode(ZERO)
         node.range = self.lines.range(start, start + 1)  # the end is set when it closes
-        self.stack.append(Frame(node, KEY if token == "{" else VALUE))
+        self.stack.append(Frame(node, KEY, keys=set()) if token == "{" else Frame(node, VALUE))
         return True
 
     def close(self, end: int) -> None:
@@ -431,7 +418,7 @@ class _Json:
                     if comma >= 0:
                         self.error("trailing comma", comma, comma + 1)
                     self.close(end)
-                    pos = end
+                    pos = self.comma_after(end)
                 else:  # mismatched: end this container, let the enclosing one take the closer
                     self.error(f"expected '{'}' if is_object else ']'}' before '{token}'", start, start + 1)
                     self.close(start)
@@ -453,8 +440,15 @@ class _Json:
                         key = token
                     top.entry = Entry(key, self.lines.range(start, end), None)
                     top.node.entries.append(top.entry)  # type: ignore[union-attr]
-                    top.state = COLON
-                    pos = end
+                    if key in top.keys:  # type: ignore[operator]
+                        self.duplicates.append(_duplicate(top.entry))
+                    top.keys.add(key)  # type: ignore[union-attr]
+                    if text.startswith(":", end):  # the common case, without a token of its own
+                        top.state = VALUE
+                        pos = end + 1
+                    else:
+                        top.state = COLON
+                        pos = end
                 else:
                     self.error("expected a property name in double quotes", start, start + 1)
                     pos = self.skip_junk(start)
@@ -495,8 +489,18 @@ class _Json:
                 top.entry.value = node  # type: ignore[union-attr]
             else:
                 top.node.items.append(node)  # type: ignore[union-attr]
-            pos = end
+            pos = end if kind == _OPEN else self.comma_after(end)
         return True
+
+    def comma_after(self, end: int) -> int:
+        """Where to read on after a member that ends at ``end``: past a ',' right there (the common case,
+        without a token of its own), which makes the innermost container expect its next member."""
+        if not self.text.startswith(",", end) or not self.stack:
+            return end
+        top = self.stack[-1]
+        top.state = KEY if type(top.node) is ObjectNode else VALUE
+        top.comma_at = end
+        return end + 1
 
     def finish(self) -> None:
         """The end of the text: report what is missing and close every open container."""
@@ -528,7 +532,7 @@ def parse_json(text: str) -> tuple[Node | None, list[SyntaxIssue]]:
     if not machine.run():
         return None, machine.issues  # too deep: refused before any check recurses per level
     machine.finish()
-    return machine.root, machine.issues + duplicate_key_issues(machine.root)
+    return machine.root, machine.issues + machine.duplicates
 
 
 def json_frames_at(text: str, offset: int, root: Node | None = None) -> tuple[KeyPath, Frame | None]:
@@ -575,7 +579,7 @@ class _Yaml:
     """Composed YAML nodes → our nodes, with the safe constructor's scalars and merge keys."""
 
     def __init__(self, text: str, lines: LineIndex) -> None:
-        self.lines = lines
+        self.range = lines.range
         self.constructor = yaml.constructor.SafeConstructor()
         self.builders = self.constructor.yaml_constructors
         self.issues: list[SyntaxIssue] = []
@@ -583,36 +587,50 @@ class _Yaml:
         self.merges = "<<" in text or "=" in text  # flatten_mapping resolves '<<' (and '=') keys
         self._active: set[int] = set()
 
-    def range(self, node: yaml.Node) -> Range:
-        return self.lines.range(node.start_mark.index, node.end_mark.index)
-
     def convert(self, node: yaml.Node, depth: int = 1) -> Node | None:
         if depth > limits.MAX_DEPTH:
             raise _TooDeep
+        kind = type(node)
+        if kind is yaml.ScalarNode:
+            return ScalarNode(self.range(node.start_mark.index, node.end_mark.index), self.scalar(node))
         if self.aliases:
             if id(node) in self._active:  # a recursive alias; Olive could not load it either
-                self.issues.append(SyntaxIssue("recursive YAML alias", self.range(node)))
+                self.issues.append(SyntaxIssue("recursive YAML alias",
+                                               self.range(node.start_mark.index, node.end_mark.index)))
                 return None
             self._active.add(id(node))
         try:
-            kind = type(node)
             if kind is yaml.MappingNode:
-                if self.merges:
-                    try:
-                        self.constructor.flatten_mapping(node)
-                    except yaml.YAMLError as exc:
-                        self.issues.append(SyntaxIssue(str(exc), self.range(node)))
-                result = ObjectNode(self.range(node))
-                result.entries = [Entry(str(self.scalar(key)), self.range(key), self.convert(value, depth + 1))
-                                  for key, value in node.value]
-                return result
-            if kind is yaml.SequenceNode:
-                items = [self.convert(item, depth + 1) for item in node.value]
-                return ArrayNode(self.range(node), [item for item in items if item is not None])
-            return ScalarNode(self.range(node), self.scalar(node))
+                return self.mapping(node, depth)
+            items = [self.convert(item, depth + 1) for item in node.value]
+            return ArrayNode(self.range(node.start_mark.index, node.end_mark.index),
+                             [item for item in items if item is not None])
         finally:
             if self.aliases:
                 self._active.discard(id(node))
+
+    def mapping(self, node: yaml.MappingNode, depth: int) -> ObjectNode:
+        if self.merges:
+            try:
+                self.constructor.flatten_mapping(node)
+            except yaml.YAMLError as exc:
+                self.issues.append(SyntaxIssue(str(exc), self.range(node.start_mark.index, node.end_mark.index)))
+        make, scalar_node = self.range, yaml.ScalarNode
+        entries: list[Entry] = []
+        seen: set[str] = set()
+        for key, value in node.value:
+            name = key.value if type(key) is scalar_node and key.tag == _STR_TAG else str(self.scalar(key))
+            if type(value) is scalar_node:  # most values: no call per value
+                child: Node | None = ScalarNode(make(value.start_mark.index, value.end_mark.index),
+                                                value.value if value.tag == _STR_TAG else self.scalar(value))
+            else:
+                child = self.convert(value, depth + 1)
+            entry = Entry(name, make(key.start_mark.index, key.end_mark.index), child)
+            entries.append(entry)
+            if name in seen:
+                self.issues.append(_duplicate(entry))
+            seen.add(name)
+        return ObjectNode(make(node.start_mark.index, node.end_mark.index), entries)
 
     def scalar(self, node: yaml.Node) -> Any:
         try:
@@ -624,7 +642,8 @@ class _Yaml:
                     return build(self.constructor, node)
             return self.constructor.construct_object(node, deep=True)
         except yaml.YAMLError as exc:
-            self.issues.append(SyntaxIssue(f"cannot read this YAML value: {exc}", self.range(node)))
+            self.issues.append(SyntaxIssue(f"cannot read this YAML value: {exc}",
+                                           self.range(node.start_mark.index, node.end_mark.index)))
             return None
 
 
@@ -687,4 +706,4 @@ def parse_yaml(text: str) -> tuple[Node | None, list[SyntaxIssue]]:
         root = converter.convert(composed)
     except _TooDeep:
         return None, [SyntaxIssue(limits.depth_problem(), ZERO)]
-    return root, issues + converter.issues + duplicate_key_issues(root)
+    return root, issues + converter.issues
