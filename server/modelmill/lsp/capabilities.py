@@ -36,6 +36,7 @@ CAPABILITIES: dict[str, Any] = {'positionEncoding': 'utf-16',
                                          'modelmill.plan',
                                          'modelmill.runs',
                                          'modelmill.runEvents',
+                                         'modelmill.runState',
                                          'modelmill.debugInfo']},
  'workspace': {'workspaceFolders': {'supported': True, 'changeNotifications': True}, 'fileOperations': {}}}
 # --- generated: end

@@ -201,10 +201,14 @@ class _Feed:
 
     def get(self, timeout: float) -> bytes | None:
         """The next chunk (b"" at the end), or None when none came within ``timeout`` seconds."""
+        if self.eof:
+            return b""
         try:
-            return self.chunks.get(timeout=timeout)
+            chunk = self.chunks.get(timeout=timeout)
         except queue.Empty:
             return None
+        self.eof = not chunk  # the end is handed out once: read1 must not wait for more after it
+        return chunk
 
     def read1(self, size: int = -1) -> bytes:
         """Up to ``size`` bytes, at least one unless at the end of the stream (blocks)."""
