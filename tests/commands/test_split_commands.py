@@ -59,8 +59,28 @@ def test_optimize_memory_goes_to_the_accelerator(tiny_llama_dir: Path, tmp_path:
 
 def test_split_flags_pass_the_checks(tiny_llama_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The generated config no longer stops as pass-not-runnable (a dry run reports that too)."""
-    argv = ["auto-opt", "-m", str(tiny_llama_dir), "-o", str(tmp_path / "o"), "--num-splits", "2",
-            "--cost-model", str(tmp_path / "cost.csv"), "--memory", "2GB", "--dry_run"]
+    argv = ["auto-opt", "-m", str(tiny_llama_dir), "-o", str(tmp_path / "o"), "--cost-model",
+            str(tmp_path / "cost.csv"), "--memory", "2GB", "--dry_run"]
     assert main(argv) == 0
     out = capsys.readouterr()
     assert "cannot run it here" not in out.out + out.err and '"type": "SplitModel"' in out.out
+    assert '"memory": "2GB"' in out.out
+
+
+@pytest.mark.parametrize("extra, expected", [
+    (["--num-splits", "2", "--cost-model", "c.csv", "--memory", "2GB"], "mutually exclusive"),
+    (["--cost-model", "c.csv"], "memory is required"),
+])
+def test_auto_opt_split_flag_refusals(extra: list[str], expected: str, tiny_llama_dir: Path, tmp_path: Path,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["auto-opt", "-m", str(tiny_llama_dir), "-o", str(tmp_path / "o"), *extra, "--dry_run"]) != 0
+    err = capsys.readouterr().err
+    assert expected in err and "--cost-model" in err
+
+
+def test_auto_opt_onnx_input_drops_the_split_passes(tiny_llama_onnx, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """As Olive: an ONNX input model has no module tree to split."""
+    argv = ["auto-opt", "-m", str(tiny_llama_onnx.path), "-o", str(tmp_path / "o"), "--num-splits", "2", "--dry_run"]
+    assert main(argv) == 0
+    assert "SplitModel" not in capsys.readouterr().out

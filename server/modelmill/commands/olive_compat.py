@@ -144,7 +144,14 @@ def apply_auto_opt(args: argparse.Namespace, config: dict[str, Any]) -> None:
         overrides = dict(item.split("=", 1) for item in args.mixed_precision_overrides if "=" in item)
         passes["mixed_precision_overrides"] = {"type": "MixedPrecisionOverrides",
                                                "overrides_config": overrides}
-    if args.num_splits is not None or args.cost_model:
+    if args.num_splits is not None and args.cost_model:
+        refuse("--cost-model", "--num-splits and --cost-model are mutually exclusive (as in Olive)",
+               "split by a count (--num-splits N) or by memory (--cost-model CSV --memory SIZE), not both")
+    if args.cost_model and args.memory is None:
+        refuse("--cost-model", "memory is required if cost_model is provided",
+               "add --memory with the device's memory, e.g. --memory 2GB")
+    # Olive drops the split passes for an ONNX input model (they need the PyTorch module tree)
+    if (args.num_splits is not None or args.cost_model) and str(config["input_model"]["type"]).lower() != "onnxmodel":
         split: dict[str, Any] = {"type": "CaptureSplitInfo"}
         split.update({k: v for k, v in (("num_splits", args.num_splits), ("cost_model", args.cost_model)) if v})
         config["passes"] = {"capture_split_info": split, **passes, "split_model": {"type": "SplitModel"}}
