@@ -106,3 +106,39 @@ def test_path_at_position() -> None:
     doc = parse_document('{\n  "passes": {"q": {"type": "ModelBuilder"}}\n}', "c.json")
     assert doc.path_at(1, 30) == ("passes", "q", "type")
     assert doc.path_at(1, 4) == ("passes",)
+
+
+def _tree(node: object) -> object:
+    """A node tree as plain values, with every range's offsets, lines and columns."""
+    from modelmill.config.positions import ArrayNode, ObjectNode, Range
+
+    def where(rng: Range) -> tuple[int, ...]:
+        return rng.start.offset, rng.end.offset, rng.start.line, rng.start.col, rng.end.line, rng.end.col
+
+    if isinstance(node, ObjectNode):
+        return where(node.range), [(e.key, where(e.key_range), _tree(e.value)) for e in node.entries]
+    if isinstance(node, ArrayNode):
+        return where(node.range), [_tree(item) for item in node.items]
+    return None if node is None else (where(node.range), node.value)  # type: ignore[attr-defined]
+
+
+def test_a_parse_that_reads_on_from_an_earlier_version_equals_a_full_parse() -> None:
+    import json
+    import random
+
+    rng = random.Random(7)
+    base = json.dumps({"input_model": {"type": "HfModel"}, "passes": {f"p{i}": {"type": "X", "bits": [4, 8]}
+                                                                      for i in range(30)}, "output_dir": "o"},
+                      indent=2)
+    text = base
+    parse_json(text)
+    for _ in range(300):  # an editor's versions: each one an edit of the one before
+        at = rng.randrange(len(text) + 1)
+        text = (text[:at] + rng.choice(['"', ",", "}", "]", "x", "\n", '"k": 1,', "[", ":"]) + text[at:]
+                if rng.random() < 0.6 else text[:at] + text[at + rng.randint(1, 6):])
+        if rng.random() < 0.1:
+            text = base
+        again, fresh = parse_json(text), parse_json(text, reuse=False)
+        assert _tree(again[0]) == _tree(fresh[0])
+        assert [(i.message, i.range, i.severity) for i in again[1]] == [(i.message, i.range, i.severity)
+                                                                         for i in fresh[1]]

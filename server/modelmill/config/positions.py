@@ -25,6 +25,7 @@ from __future__ import annotations
 import bisect
 import json
 import re
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -299,6 +300,7 @@ class _Json:
         self.stack: list[Frame] = []
         self.root: Node | None = None
         self.started = False  # a token other than a comment was read
+        self.checkpoints: list[_Checkpoint] | None = None  # recorded when a later parse may start from them
 
     def error(self, message: str, start: int, end: int | None = None) -> None:
         self.issues.append(SyntaxIssue(message, self.lines.range(start, start if end is None else end)))
@@ -402,6 +404,8 @@ class _Json:
                     top.state = KEY if is_object else VALUE
                     top.comma_at = start
                     pos = end
+                    if self.checkpoints is not None and len(stack) <= _CHECKPOINT_DEPTH:
+                        self.checkpoint(end)
                     continue
                 if kind != _CLOSE:
                     # Python's json reports a missing comma where the next member starts; do the same.
@@ -500,7 +504,46 @@ class _Json:
         top = self.stack[-1]
         top.state = KEY if type(top.node) is ObjectNode else VALUE
         top.comma_at = end
+        if self.checkpoints is not None and len(self.stack) <= _CHECKPOINT_DEPTH:
+            self.checkpoint(end + 1)
         return end + 1
+
+    # -- reading on from an earlier parse of the same text up to some point (the editor's next version)
+
+    def checkpoint(self, pos: int) -> None:
+        """Remember the state right after a ',' at ``pos``: a text equal to this one before ``pos`` (plus one
+        character, so that no token before it could have grown) can be read on from here."""
+        frames = [(f.node, len(f.node.entries) if type(f.node) is ObjectNode else len(f.node.items),  # type: ignore
+                   f.state, f.comma_at, f.last_end) for f in self.stack]
+        self.checkpoints.append(_Checkpoint(pos, len(self.issues), len(self.duplicates), frames))  # type: ignore
+
+    def resume(self, mark: _Checkpoint, issues: list[SyntaxIssue], duplicates: list[SyntaxIssue]) -> int:
+        """Take the state of an earlier parse at ``mark`` (its completed members are shared, its open
+        containers copied); returns where to read on."""
+        self.issues = issues[:mark.issues]
+        self.duplicates = duplicates[:mark.duplicates]
+        self.started = True
+        child: ObjectNode | ArrayNode | None = None
+        for node, count, state, comma_at, last_end in reversed(mark.frames):
+            copy: ObjectNode | ArrayNode
+            if type(node) is ObjectNode:
+                entries = node.entries[:count]
+                if child is not None:  # the open container this one holds: the copy made one level down
+                    last = entries[-1]
+                    entries[-1] = Entry(last.key, last.key_range, child)
+                copy = ObjectNode(node.range, entries)
+                frame = Frame(copy, state, entries[-1] if entries else None, last_end, comma_at,
+                              {entry.key for entry in entries})
+            else:
+                items = node.items[:count]  # type: ignore[union-attr]
+                if child is not None:
+                    items[-1] = child
+                copy = ArrayNode(node.range, items)
+                frame = Frame(copy, state, None, last_end, comma_at)
+            self.stack.insert(0, frame)
+            child = copy
+        self.root = child
+        return mark.pos
 
     def finish(self) -> None:
         """The end of the text: report what is missing and close every open container."""
@@ -523,16 +566,91 @@ class _Json:
             self.close(end)
 
 
-def parse_json(text: str) -> tuple[Node | None, list[SyntaxIssue]]:
-    """Parse JSON tolerantly: the nodes parsed so far, and every syntax problem with its range."""
+def parse_json(text: str, reuse: bool = True) -> tuple[Node | None, list[SyntaxIssue]]:
+    """Parse JSON tolerantly: the nodes parsed so far, and every syntax problem with its range.
+
+    ``reuse``: read on from a recent parse of a text that starts the same (see ``_Recent``); the result is
+    the same either way.
+    """
     too_big = limits.text_problem(text)
     if too_big:
         return None, [SyntaxIssue(too_big, ZERO)]
     machine = _Json(text)
-    if not machine.run():
+    machine.checkpoints = []
+    pos = 0
+    earlier = _RECENT.best(text) if reuse else None
+    if earlier is not None:
+        marks, issues, duplicates = earlier
+        pos = machine.resume(marks[-1], issues, duplicates)
+        machine.checkpoints = marks
+    if not machine.run(pos):
         return None, machine.issues  # too deep: refused before any check recurses per level
+    issues, duplicates = list(machine.issues), list(machine.duplicates)
     machine.finish()
+    _RECENT.add(text, machine.checkpoints, issues, duplicates)
     return machine.root, machine.issues + machine.duplicates
+
+
+@dataclass(slots=True)
+class _Checkpoint:
+    pos: int
+    issues: int
+    duplicates: int
+    frames: list[tuple[ObjectNode | ArrayNode, int, str, int, int]]
+
+
+_CHECKPOINT_DEPTH = 2
+"""Checkpoints are taken after the commas of the root and its children: a 1,000-line config has a few hundred."""
+
+
+class _Recent:
+    """The last few JSON parses with their checkpoints, so that the next version of a document (an editor
+    sends one per keystroke) is read on from the last checkpoint before its first change: the members
+    above the edit are shared with the earlier tree (complete nodes are never changed), the containers open
+    there are copied. Lines and offsets before the change are the same in both texts, so are their ranges.
+    """
+
+    SIZE = 4
+
+    def __init__(self) -> None:
+        self.items: list[tuple[str, list[_Checkpoint], list[SyntaxIssue], list[SyntaxIssue]]] = []
+        self.lock = threading.Lock()
+
+    def add(self, text: str, marks: list[_Checkpoint], issues: list[SyntaxIssue],
+            duplicates: list[SyntaxIssue]) -> None:
+        with self.lock:
+            self.items = [item for item in self.items if item[0] != text][-(self.SIZE - 1):]
+            self.items.append((text, marks, issues, duplicates))
+
+    def best(self, text: str) -> tuple[list[_Checkpoint], list[SyntaxIssue], list[SyntaxIssue]] | None:
+        """The checkpoints of a recent parse up to the latest one that ``text`` shares everything before (and
+        one more character): all valid for ``text`` too; with that parse's issues."""
+        with self.lock:
+            items = list(self.items)
+        found = None
+        for old, marks, issues, duplicates in items:
+            same = _common_prefix(old, text)
+            index = bisect.bisect_right([mark.pos for mark in marks], same - 1) - 1
+            if index >= 0 and (found is None or marks[index].pos > found[0][-1].pos):
+                found = marks[:index + 1], issues, duplicates
+        return found
+
+
+def _common_prefix(a: str, b: str) -> int:
+    """The length of the longest common prefix (string comparisons in C, halving the range)."""
+    low, high = 0, min(len(a), len(b))
+    if a[:high] == b[:high]:
+        return high
+    while low < high:  # a[:low] == b[:low] and a[:high] != b[:high]
+        middle = (low + high + 1) // 2
+        if a[low:middle] == b[low:middle]:
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
+_RECENT = _Recent()
 
 
 def json_frames_at(text: str, offset: int, root: Node | None = None) -> tuple[KeyPath, Frame | None]:
@@ -566,8 +684,33 @@ def json_frames_at(text: str, offset: int, root: Node | None = None) -> tuple[Ke
 
 # --------------------------------------------------------------------------------------- YAML
 
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-"""libyaml where PyYAML was built with it (about 10x faster); the pure-Python loader gives the same nodes."""
+_TAGS: dict[tuple[str, tuple[bool, bool]], str] = {}
+
+
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """libyaml where PyYAML was built with it (about 10x faster; the pure-Python loader gives the same nodes),
+    with the tag of each plain scalar remembered: the safe resolver's regular expressions ran for every
+    scalar of every version, though a config repeats the same few hundred words."""
+
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> str:
+        if kind is not yaml.ScalarNode:
+            return super().resolve(kind, value, implicit)  # type: ignore[no-any-return]
+        key = (value, implicit)
+        tag = _TAGS.get(key)
+        if tag is None:
+            tag = super().resolve(kind, value, implicit)
+            if len(_TAGS) < 20_000 and len(value) < 200:  # bounded: a hostile file cannot grow it
+                _TAGS[key] = tag
+        return tag  # type: ignore[return-value]
+
+    def descend_resolver(self, current_node: Any, current_index: Any) -> None:
+        pass  # path resolvers: the safe loader has none
+
+    def ascend_resolver(self) -> None:
+        pass
+
+
+_LOADER = _Loader
 _STR_TAG = "tag:yaml.org,2002:str"
 
 
