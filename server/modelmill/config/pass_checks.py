@@ -277,7 +277,7 @@ def check_pass_flow(view: ConfigView) -> list[Diagnostic]:
             kind = None  # a pass ModelMill does not run: we cannot tell what flows on
             fused_by = None
             continue
-        if kind is not None and kind not in cls.accepts:
+        if kind is not None and not cls.takes(kind):
             diagnostics.append(view.diag(
                 at + ("type",), "error", "model-kind-mismatch",
                 f"{cls.name} takes {' or '.join(sorted(cls.accepts))} models, but {source} is {kind}",

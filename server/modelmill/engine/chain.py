@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 from modelmill.engine.cache import FINGERPRINTS, Cache, CacheEntry, fingerprint, known_fingerprint, pass_code_digest
 from modelmill.engine.cache import step_key as cache_step_key
+from modelmill.engine.composite import run_per_component
 from modelmill.engine.context import PassContext
 from modelmill.engine.events import EventBus
 from modelmill.engine.model import ModelRef
@@ -109,7 +110,10 @@ class Chain:
         # Some libraries drop temporary files in the current folder (ORT's symbolic shape inference,
         # external-data UUID files): run the pass inside its scratch folder so they vanish with it.
         with working_directory(scratch):
-            output = step.pass_cls().run(model, step.params, ctx)
+            if model.kind == "composite" and "composite" not in step.pass_cls.accepts:
+                output = run_per_component(step.pass_cls(), model, step.params, ctx)
+            else:
+                output = step.pass_cls().run(model, step.params, ctx)
         shutil.rmtree(scratch, ignore_errors=True)
         meta = {"pass_type": step.pass_cls.name, "pass_name": step.name,
                 "params": step.params.model_dump(mode="json"), "duration_s": round(time.perf_counter() - start, 3)}

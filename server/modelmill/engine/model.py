@@ -46,7 +46,9 @@ class ModelRef:
         if self.kind != "composite":
             return []
         extra = {key: value for key, value in self.attributes.items() if key != "components"}
-        return [ModelRef(kind="onnx", path=self.path, onnx_file=str(entry["onnx_file"]),
+        # a component's file may lie in a subfolder of its own (a pass run per component writes one each)
+        return [ModelRef(kind="onnx", path=self.path / Path(entry["onnx_file"]).parent,
+                         onnx_file=Path(entry["onnx_file"]).name,
                          attributes={**extra, "component_name": entry["name"]})
                 for entry in self.attributes.get("components") or []]
 

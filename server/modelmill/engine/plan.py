@@ -117,7 +117,7 @@ class Plan:
         kind: ModelKind = self.input_model.kind
         previous = "the input model"
         for step in self.steps:
-            if kind not in step.pass_cls.accepts:
+            if not step.pass_cls.takes(kind):
                 wanted = " or ".join(sorted(step.pass_cls.accepts))
                 raise ConfigError(
                     f"pass '{step.name}' ({step.pass_cls.name}) takes a {wanted} model, but {previous} is {kind}",

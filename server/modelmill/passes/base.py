@@ -84,8 +84,21 @@ class Pass(ABC):
     @classmethod
     def output_kind(cls, input_kind: ModelKind) -> ModelKind:
         """The kind of model the pass produces from an ``input_kind`` model (``produces`` unless it follows the
-        input, as OpenVINOQuantization's does)."""
+        input, as OpenVINOQuantization's does; a composite stays one where the pass runs per component)."""
+        if input_kind == "composite" and cls.per_component():
+            return "composite"
         return cls.produces
+
+    @classmethod
+    def per_component(cls) -> bool:
+        """True when the pass runs on each ONNX component of a composite model (SplitModel's output), as Olive runs
+        a pass that does not take composites: an ONNX → ONNX pass."""
+        return "composite" not in cls.accepts and "onnx" in cls.accepts and cls.output_kind("onnx") == "onnx"
+
+    @classmethod
+    def takes(cls, kind: ModelKind) -> bool:
+        """Whether the pass can run on a model of ``kind`` (itself, or component by component)."""
+        return kind in cls.accepts or (kind == "composite" and cls.per_component())
 
     @classmethod
     def cache_context(cls, params: PassParams) -> dict[str, Any] | None:

@@ -53,7 +53,7 @@ class ComposeOnnxModels(Pass):
                                 fix="compose the splits before EPContextBinaryGenerator, or run it with Olive")
             protos.append(proto)
         ctx.progress(0.4, f"composing {len(protos)} models")
-        composed = compose(protos, [c.onnx_file for c in model.components])
+        composed = compose(protos, [str(c.attributes.get("component_name") or c.onnx_file) for c in model.components])
         onnx.checker.check_model(composed, full_check=False)
         ctx.progress(0.8, "saving")
         onnx_io.save(composed, ctx.output_dir)
@@ -64,8 +64,9 @@ class ComposeOnnxModels(Pass):
 
 
 def compose(protos: list["onnx.ModelProto"], names: list[str]) -> "onnx.ModelProto":
-    """One model running ``protos`` in order; shared initializers and nodes (copies of the same Constant or
-    DequantizeLinear) must be identical and are kept once."""
+    """One model running ``protos`` (called ``names`` in messages) in order. Shared initializers and nodes (copies
+    of the same Constant or DequantizeLinear) must be identical and are kept once; a node name that two components
+    use for different nodes is made unique."""
     import onnx
 
     seen_inputs: set[str] = set()
@@ -89,6 +90,7 @@ def compose(protos: list["onnx.ModelProto"], names: list[str]) -> "onnx.ModelPro
     value_infos = {v.name: v for v in first.graph.value_info}
     nodes = list(first.graph.node)
     node_by_name = {node.name: node for node in nodes if node.name}
+    producer = {out: node for node in nodes for out in node.output if out}
     opsets = {op.domain: op.version for op in first.opset_import}
     functions = {(f.domain, f.name): f for f in first.functions}
     for proto, name in zip(protos[1:], names[1:]):
@@ -114,14 +116,21 @@ def compose(protos: list["onnx.ModelProto"], names: list[str]) -> "onnx.ModelPro
         for value in proto.graph.value_info:
             value_infos.setdefault(value.name, value)
         for node in proto.graph.node:
+            made = [out for out in node.output if out]
+            if made and all(out in producer for out in made):
+                if not _same_work(producer[made[0]], node):
+                    raise PassError(f"ComposeOnnxModels: {name} and an earlier component both compute "
+                                    f"{made[0]}, differently", fix="the components must not reuse tensor names "
+                                    "for different values")
+                continue  # a copy both components hold (SplitModel copies Constant/DequantizeLinear nodes)
             if node.name and node.name in node_by_name:
-                if node_by_name[node.name] != node:
-                    raise PassError(f"ComposeOnnxModels: node {node.name} differs between the components",
-                                    fix="the components must not reuse node names for different nodes")
-                continue
+                # same name, other work: passes run per component name new nodes independently ("Gather")
+                node = _renamed(node, f"{node.name}_{name}", node_by_name)
             nodes.append(node)
             if node.name:
                 node_by_name[node.name] = node
+            for out in made:
+                producer[out] = node
         for op in proto.opset_import:
             if opsets.setdefault(op.domain, op.version) != op.version:
                 raise PassError(f"ComposeOnnxModels: {name} imports opset {op.version} of domain "
@@ -149,3 +158,22 @@ def compose(protos: list["onnx.ModelProto"], names: list[str]) -> "onnx.ModelPro
                 seen_props.add(prop.key)
                 composed.metadata_props.add(key=prop.key, value=prop.value)
     return composed
+
+
+def _same_work(a: "onnx.NodeProto", b: "onnx.NodeProto") -> bool:
+    """The same computation, whatever the node names."""
+    return (a.op_type, a.domain, list(a.input), list(a.output), list(a.attribute)) == \
+        (b.op_type, b.domain, list(b.input), list(b.output), list(b.attribute))
+
+
+def _renamed(node: "onnx.NodeProto", base: str, taken: dict[str, "onnx.NodeProto"]) -> "onnx.NodeProto":
+    import onnx
+
+    copy = onnx.NodeProto()
+    copy.CopyFrom(node)
+    name, suffix = base, 1
+    while name in taken:
+        suffix += 1
+        name = f"{base}_{suffix}"
+    copy.name = name
+    return copy
