@@ -126,6 +126,19 @@ def test_cost_model_splits_follow_the_memory(tiny_llama_dir: Path, tmp_path: Pat
     assert unique["model.embed_tokens"] == 0 and unique["lm_head"] == max(unique.values())
 
 
+def test_cost_model_path_and_content(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A relative cost_model resolves against the folder the run starts from (passes run in a scratch folder);
+    its content is part of the cache key."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "cost.csv").write_text("module,num_params,num_bytes,num_flops\nlm_head,1,2,3\n")
+    params = CaptureSplitInfo.Params(cost_model="cost.csv")
+    assert params.cost_model == str(tmp_path / "cost.csv")
+    before = CaptureSplitInfo.cache_context(params)
+    (tmp_path / "cost.csv").write_text("module,num_params,num_bytes,num_flops\nlm_head,1,4,3\n")
+    assert before and CaptureSplitInfo.cache_context(params) != before
+    assert CaptureSplitInfo.cache_context(CaptureSplitInfo.Params(num_splits=2)) is None
+
+
 def test_cost_model_needs_memory_and_one_of_the_two(tiny_llama_dir: Path, tmp_path: Path) -> None:
     hf = ModelRef(kind="hf", path=tiny_llama_dir)
     with pytest.raises(PassError, match="accelerator memory is required"):

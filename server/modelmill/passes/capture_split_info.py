@@ -11,7 +11,7 @@ import csv
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from modelmill.engine.context import PassContext
 from modelmill.engine.model import ModelRef
@@ -37,6 +37,12 @@ class CaptureSplitInfoParams(PassParams):
     unique_embeds_lm_head_splits: bool = Field(False, description="Assign embeddings and lm_head layers to their "
                                                "own splits.")
 
+    @field_validator("cost_model")
+    @classmethod
+    def _absolute(cls, value: str | None) -> str | None:
+        """Olive resolves a path parameter against the folder it runs from; passes run in a scratch folder."""
+        return str(Path(value).expanduser().resolve()) if value else value
+
     @model_validator(mode="after")
     def _positive(self) -> CaptureSplitInfoParams:
         if self.num_splits is not None and self.num_splits < 1:
@@ -56,6 +62,16 @@ class CaptureSplitInfo(Pass):
     @classmethod
     def output_kind(cls, input_kind: Any) -> Any:
         return input_kind  # the same model, with split_assignments attached
+
+    @classmethod
+    def cache_context(cls, params: PassParams) -> dict[str, Any] | None:
+        """The cost model's content: an edited CSV gives other splits."""
+        path = Path(getattr(params, "cost_model", None) or "")
+        if not getattr(params, "cost_model", None) or not path.is_file():
+            return None
+        import hashlib
+
+        return {"cost_model_sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
 
     def run(self, model: ModelRef, params: PassParams, ctx: PassContext) -> ModelRef:
         assert isinstance(params, CaptureSplitInfoParams)
