@@ -29,7 +29,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from vs_llamacpp import RESULTS, GenAIModel, load_average, perplexity_text, text_chunks  # noqa: E402
+from vs_llamacpp import RESULTS, GenAIModel, fp32_perplexity, load_average, perplexity_text, text_chunks  # noqa: E402
 
 # auto-opt's ModelBuilder parameters for int4 on CPU (server/modelmill/engine/autoopt.py), untuned.
 DEFAULT = {"precision": "int4", "int4_block_size": 32, "int4_accuracy_level": 4,
@@ -42,6 +42,9 @@ BUILDS: dict[str, dict[str, Any]] = {
     "float embeddings": {"int4_op_types_to_quantize": ["MatMul"]},
     "float lm_head": {"int4_nodes_to_exclude": ["/lm_head/MatMul"]},
     "k_quant_mixed": {"int4_algo_config": "k_quant_mixed"},
+    "rtn_last (int8 LM head)": {"int4_algo_config": "rtn_last"},
+    "block_16": {"int4_block_size": 16},
+    "int8 (auto-opt --precision int8)": {"precision": "int8"},
 }
 OVERLAYS: dict[str, dict[str, Any]] = {
     "past_present_share_buffer off": {"search": {"past_present_share_buffer": False}},
@@ -80,7 +83,8 @@ def main() -> int:
     parser.add_argument("--prompt", type=int, default=128)
     parser.add_argument("--new", type=int, default=128)
     parser.add_argument("--ppl-context", type=int, default=256)
-    parser.add_argument("--ppl-chunks", type=int, default=4)
+    parser.add_argument("--ppl-chunks", type=int, default=8)
+    parser.add_argument("--no-fp32", action="store_true", help="skip the fp32 input's perplexity (loads torch)")
     parser.add_argument("--only", default="", help="comma-separated variant names (prefixes)")
     args = parser.parse_args()
 
@@ -117,12 +121,15 @@ def main() -> int:
     text = perplexity_text(out / "perplexity.txt", chars=args.ppl_context * args.ppl_chunks * 6)
     chunks = text_chunks(fetch("smollm2"), text, args.ppl_context, args.ppl_chunks)
     base = samples["default"] if "default" in samples else next(iter(samples.values()))
-    base_ppl = None
-    lines = [f"session options {session}; {args.prompt}-token prompt, {args.new} new tokens, medians of "
-             f"{args.repeats} interleaved rounds; load average {load_before} → {load_average()}; perplexity: "
-             f"{len(chunks)} x {args.ppl_context} tokens", "",
-             "| variant | size MB | prefill tok/s | decode tok/s | prefill vs default | decode vs default | perplexity |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+    fp32_ppl = None if args.no_fp32 else fp32_perplexity(fetch("smollm2"), chunks)
+    report["fp32_perplexity"] = fp32_ppl
+    heading = (f"session options {session}; {args.prompt}-token prompt, {args.new} new tokens, medians of "
+               f"{args.repeats} interleaved rounds; load average {load_before} → {load_average()}; perplexity: "
+               f"{len(chunks)} x {args.ppl_context} tokens (second half scored); fp32 input: "
+               f"{'not measured' if fp32_ppl is None else f'{fp32_ppl:.3f}'}")
+    columns = ("| variant | size MB | prefill tok/s | decode tok/s | prefill vs default | decode vs default "
+               "| perplexity | vs fp32 |")
+    lines = [heading, "", columns, "|---|---:|---:|---:|---:|---:|---:|---:|"]
     (RESULTS / "levers.json").write_text(json.dumps(report | {"speed_only": True}, indent=2, default=str))
     ppl_by_folder: dict[Path, float] = {}
     for name, model in models.items():
@@ -132,12 +139,12 @@ def main() -> int:
         if folder not in ppl_by_folder:
             ppl_by_folder[folder] = model.perplexity(chunks)
         ppl = ppl_by_folder[folder]
-        base_ppl = base_ppl or ppl
         p, d = statistics.median(samples[name]["prefill"]), statistics.median(samples[name]["decode"])
         size = size_mb(variants[name][0])
         report["perplexity"][name], report["size_mb"][name] = ppl, size
         lines.append(f"| {name} | {size} | {p:.1f} | {d:.1f} | {p / statistics.median(base['prefill']):.2f}x | "
-                     f"{d / statistics.median(base['decode']):.2f}x | {ppl:.3f} |")
+                     f"{d / statistics.median(base['decode']):.2f}x | {ppl:.3f} | "
+                     f"{'' if fp32_ppl is None else f'{ppl / fp32_ppl - 1:+.1%}'} |")
     table = "\n".join(lines)
     print(table)
     report["table"] = table

