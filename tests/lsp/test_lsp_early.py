@@ -119,3 +119,27 @@ def test_the_server_and_the_run_driver_import_no_heavy_library() -> None:
             "if m in sys.modules]))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert json.loads(out) == []
+
+
+@pytest.mark.parametrize("argv", [["lsp"], ["lsp", "--tcp", "5007", "--host", "0.0.0.0"], ["lsp", "--no-fast-init"],
+                                  ["lsp", "--tcp=9", "--no-fast"]])
+def test_modelmill_lsp_skips_the_full_parser_with_the_same_namespace(argv: list[str]) -> None:
+    from modelmill.cli import build_parser, lsp_args
+
+    assert vars(lsp_args(argv)) == vars(build_parser().parse_args(argv))
+
+
+@pytest.mark.parametrize("argv", [[], ["run"], ["lsp", "-h"], ["lsp", "--help"], ["lsp", "--bogus"], ["lsp", "x"],
+                                  ["--version"]])
+def test_anything_else_goes_to_the_full_parser(argv: list[str]) -> None:
+    from modelmill.cli import lsp_args
+
+    assert lsp_args(argv) is None
+
+
+def test_the_lsp_command_line_imports_no_other_command() -> None:
+    code = ("import json, sys; from modelmill.cli import lsp_args; lsp_args(['lsp', '--tcp', '1']); "
+            "print(json.dumps(sorted(m for m in sys.modules if m.startswith('modelmill.commands.') "
+            "and m != 'modelmill.commands.lsp')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert json.loads(out) == []
