@@ -325,3 +325,15 @@ def _builder_feeds(model: ModelRef, batch: int, seq: int) -> dict[str, np.ndarra
             shape = [batch, meta.shape[1], 0, head_size]
             feeds[meta.name] = np.zeros(shape, dtype=np.float32)
     return feeds
+
+
+@pytest.mark.slow
+def test_dynamo_export_splits_too(tiny_llama_dir: Path, tmp_path: Path) -> None:
+    """The dynamo exporter names nodes node_<op>_N: OnnxConversion puts the module path in front (from the
+    exporter's name_scopes), so the assignments find the layers."""
+    captured = _run(CaptureSplitInfo, ModelRef(kind="hf", path=tiny_llama_dir), tmp_path, "capture", num_splits=2)
+    onnx_model = _run(OnnxConversion, captured, tmp_path, "convert", use_dynamo_exporter=True)
+    composite = _run(SplitModel, onnx_model, tmp_path, "split")
+    assert len(composite.components) == 2
+    feeds = token_feeds(onnx_model, batch=2, seq=7)
+    np.testing.assert_allclose(_cascade(composite, feeds)["logits"], run(onnx_model, feeds), atol=1e-4, rtol=1e-4)

@@ -116,11 +116,32 @@ def _drop_wrapper_scope(proto: "onnx.ModelProto") -> None:
     and layer names then match the module names."""
     prefix = "/model/"
     names = [node.name for node in proto.graph.node]
-    renamed = [name[len(prefix) - 1:] if name.startswith(prefix) else name for name in names]
+    renamed = [_scoped_name(node) or (name[len(prefix) - 1:] if name.startswith(prefix) else name)
+               for node, name in zip(proto.graph.node, names)]
     if len(set(renamed)) != len(set(names)):
         return  # would collide: keep the exporter's names
     for node, name in zip(proto.graph.node, renamed):
         node.name = name
+
+
+def _scoped_name(node: "onnx.NodeProto") -> str | None:
+    """A dynamo-exported node's name with its module path in front, as TorchScript names nodes
+    (``/model/layers.0/self_attn/k_proj/node_linear_1``), from the exporter's ``pkg.torch.onnx.name_scopes``
+    metadata; the wrapper's own scope is left out. None when the node has no such metadata."""
+    import ast
+
+    text = next((prop.value for prop in node.metadata_props if prop.key == "pkg.torch.onnx.name_scopes"), None)
+    if not text:
+        return None
+    try:
+        scopes = [str(scope) for scope in ast.literal_eval(text)][:-1]  # the last one is the fx node
+    except (ValueError, SyntaxError):
+        return None
+    parts, previous = [], ""
+    for scope in filter(None, scopes):  # cumulative: "model", "model.model", "model.model.layers.0", ...
+        parts.append(scope[len(previous) + 1:] if previous and scope.startswith(previous + ".") else scope)
+        previous = scope
+    return "/" + "/".join([*parts[1:], node.name])  # parts[0]: the wrapper's attribute holding the HF model
 
 
 def _torch_dtype(name: str | None) -> "torch.dtype":
