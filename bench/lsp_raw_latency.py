@@ -10,10 +10,11 @@ Measures, in milliseconds (median and p95 of ``--samples`` samples):
   config, and the CPU time the server had used by then (a figure a load on the machine disturbs less); then the
   first ``completion`` or the first ``hover`` (alternately) sent right after those diagnostics: request → reply,
   and spawn → reply (``--cold-only`` measures these only);
-* keystroke → ``publishDiagnostics`` of that version on the ~900-line JSON config (typing in a value: the JSON
-  stays valid), on half-typed JSON (a new key being typed: broken JSON) and on the same config in YAML; keystrokes
-  come at typing pace (the next one ~40 ms after the previous one's diagnostics); with the server's CPU time per
-  keystroke (mean; what the work costs, whatever else the machine runs);
+* keystroke → ``publishDiagnostics`` of that version on the ~900-line JSON config (typing in a value near its end,
+  and in one on its fourth line: the JSON stays valid), on half-typed JSON (a new key being typed: broken JSON)
+  and on the same config in YAML; keystrokes come at typing pace (the next one ~40 ms after the previous one's
+  diagnostics); with the server's CPU time per keystroke (mean; what the work costs, whatever else the machine
+  runs);
 * a burst: 10 changes sent back to back; time to the diagnostics of the last version and how many versions
   were validated.
 
@@ -47,8 +48,10 @@ from modelmill.testing.jsonrpc import JsonRpcClient
 ROOT = Path(__file__).resolve().parent.parent
 GOALS = {"initialize reply after spawn": None, "first diagnostics after spawn": 600,
          "server CPU until first diagnostics": None, "first completion": 100, "first hover": 100,
-         "first completion answered after spawn": None, "first hover answered after spawn": None, "keystroke → diagnostics (JSON)": 30, "keystroke → diagnostics (half-typed JSON)": 20,
-         "keystroke → diagnostics (YAML)": 20, "burst of 10 → last diagnostics": None}
+         "first completion answered after spawn": None, "first hover answered after spawn": None,
+         "keystroke → diagnostics (JSON)": 30, "keystroke → diagnostics (JSON, edit near the top)": 30,
+         "keystroke → diagnostics (half-typed JSON)": 20, "keystroke → diagnostics (YAML)": 20,
+         "burst of 10 → last diagnostics": None}
 
 
 # ------------------------------------------------------------------ documents
@@ -132,6 +135,10 @@ class Documents:
     def typed_value(self, step: int) -> str:
         """Typing in a value: the JSON stays valid."""
         return self.json.replace('"output_dir": "out"', f'"output_dir": "out{"x" * (step % 7 + 1)}"', 1)
+
+    def typed_near_top(self, step: int) -> str:
+        """Typing in a value on the config's fourth line (nothing above the edit for a parser to reuse)."""
+        return self.json.replace('"model_path": "model"', f'"model_path": "model{"x" * (step % 7 + 1)}"', 1)
 
     def half_typed_key(self, step: int) -> str:
         """Typing a new key after "output_dir": the JSON is broken (no comma, an unterminated string)."""
@@ -286,6 +293,8 @@ def main() -> None:
                 cpu = cpu_samples.setdefault(name, {})
                 samples[name].setdefault("keystroke → diagnostics (JSON)", []).append(
                     server.keystroke(docs.json_uri, docs.typed_value(step), cpu.setdefault("JSON", [])))
+                samples[name].setdefault("keystroke → diagnostics (JSON, edit near the top)", []).append(
+                    server.keystroke(docs.json_uri, docs.typed_near_top(step), cpu.setdefault("JSON near the top", [])))
                 samples[name].setdefault("keystroke → diagnostics (half-typed JSON)", []).append(
                     server.keystroke(docs.json_uri, docs.half_typed_key(step), cpu.setdefault("half-typed JSON", [])))
                 samples[name].setdefault("keystroke → diagnostics (YAML)", []).append(

@@ -611,6 +611,8 @@ class _Recent:
     """
 
     SIZE = 4
+    MAX_CHARS = 2_000_000
+    """Texts kept at most, in all (their trees are kept too: about 50 bytes per character)."""
 
     def __init__(self) -> None:
         self.items: list[tuple[str, list[_Checkpoint], list[SyntaxIssue], list[SyntaxIssue]]] = []
@@ -618,9 +620,13 @@ class _Recent:
 
     def add(self, text: str, marks: list[_Checkpoint], issues: list[SyntaxIssue],
             duplicates: list[SyntaxIssue]) -> None:
+        if len(text) > self.MAX_CHARS:
+            return
         with self.lock:
-            self.items = [item for item in self.items if item[0] != text][-(self.SIZE - 1):]
-            self.items.append((text, marks, issues, duplicates))
+            items = [item for item in self.items if item[0] != text][-(self.SIZE - 1):]
+            while items and sum(len(item[0]) for item in items) + len(text) > self.MAX_CHARS:
+                items.pop(0)
+            self.items = [*items, (text, marks, issues, duplicates)]
 
     def best(self, text: str) -> tuple[list[_Checkpoint], list[SyntaxIssue], list[SyntaxIssue]] | None:
         """The checkpoints of a recent parse up to the latest one that ``text`` shares everything before (and
