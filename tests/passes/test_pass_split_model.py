@@ -126,6 +126,20 @@ def test_cost_model_splits_follow_the_memory(tiny_llama_dir: Path, tmp_path: Pat
     assert unique["model.embed_tokens"] == 0 and unique["lm_head"] == max(unique.values())
 
 
+def test_cost_model_splits_run_in_cascade(split_llama: tuple[ModelRef, ModelRef], tiny_llama_dir: Path,
+                                          tmp_path: Path) -> None:
+    """Assignments from a cost model and a memory: SplitModel makes that many splits, and they compute the model."""
+    onnx_model, _ = split_llama
+    cost = _cost_model(tiny_llama_dir, tmp_path)
+    captured = _run(CaptureSplitInfo, ModelRef(kind="hf", path=tiny_llama_dir), tmp_path, "capture",
+                    Accelerator(memory=10**5), cost_model=str(cost))
+    assignments = captured.attributes["split_assignments"]
+    out = _run(SplitModel, onnx_model, tmp_path, "split", split_assignments=assignments)
+    assert len(out.components) == len(set(assignments.values())) > 2
+    feeds = token_feeds(onnx_model, batch=1, seq=5)
+    np.testing.assert_allclose(_cascade(out, feeds)["logits"], run(onnx_model, feeds), atol=1e-4, rtol=1e-4)
+
+
 def test_cost_model_path_and_content(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A relative cost_model resolves against the folder the run starts from (passes run in a scratch folder);
     its content is part of the cache key."""
