@@ -206,6 +206,33 @@ def test_split_assignments_param_overrides_the_metadata(split_llama: tuple[Model
     np.testing.assert_allclose(_cascade(out, feeds)["logits"], run(onnx_model, feeds), atol=1e-4, rtol=1e-4)
 
 
+def test_qdq_model_splits_at_quantized_tensors(split_llama: tuple[ModelRef, ModelRef], tmp_path: Path) -> None:
+    """QuantizeLinear stays with its producer and DequantizeLinear goes with its consumers: the splits exchange
+    quantized tensors (as Olive's SplitModel does), and compute the QDQ model."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
+
+    onnx_model, _ = split_llama
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.feeds = iter([token_feeds(onnx_model, batch=1, seq=8, seed=seed) for seed in range(3)])
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self.feeds, None)
+
+    folder = tmp_path / "qdq"
+    folder.mkdir()
+    quantize_static(str(onnx_model.model_file), str(folder / "model.onnx"), Reader(), quant_format=QuantFormat.QDQ,
+                    use_external_data_format=True)
+    qdq = ModelRef(kind="onnx", path=folder)
+    out = _run(SplitModel, qdq, tmp_path, "split")  # the assignments travel in the metadata
+    (_, first_out), (second_in, _) = (_io(c) for c in out.components)
+    crossing = set(second_in) & set(first_out)
+    assert crossing and all(name.endswith("_QuantizeLinear_Output") for name in crossing)
+    feeds = token_feeds(onnx_model, batch=2, seq=7)
+    np.testing.assert_allclose(_cascade(out, feeds)["logits"], run(qdq, feeds), atol=1e-5)
+
+
 def test_no_assignments_is_a_clear_error(tiny_llama_onnx: ModelRef, tmp_path: Path) -> None:
     with pytest.raises(PassError, match="no split assignments") as info:
         _run(SplitModel, tiny_llama_onnx, tmp_path, "none")
