@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from modelmill.contracts import PassFinishedEvent, PassStartedEvent, WarningEvent
 from modelmill.engine.cache import FINGERPRINTS, Cache, CacheEntry, fingerprint, known_fingerprint, pass_code_digest
 from modelmill.engine.cache import step_key as cache_step_key
 from modelmill.engine.composite import run_per_component
@@ -59,9 +60,9 @@ class Chain:
             if self.cancel.is_set():
                 raise RunCancelled()
             key = keys.known[index] if keys.known else None
-            tag = {"candidate": candidate} if candidate else {}
-            self.bus.emit("pass.started", pass_name=step.name, pass_type=step.pass_cls.name, index=index,
-                          total=len(steps), params=step.params.model_dump(mode="json"), cache_key=key, **tag)
+            self.bus.emit(PassStartedEvent(pass_name=step.name, pass_type=step.pass_cls.name, index=index,
+                                           total=len(steps), params=step.params.model_dump(mode="json"),
+                                           cache_key=key, candidate=candidate or None))
             start = time.perf_counter()
             # An entry whose bytes the next pass reads is re-hashed first (cheap beside the pass itself):
             # a damaged file must not flow into a new output. The last entry is hashed as it is copied out.
@@ -77,17 +78,16 @@ class Chain:
             report = entry.meta.get("report") or None
             self.records.append(PassRecord(step.name, step.pass_cls.name, step.params.model_dump(mode="json"),
                                            duration, cached, entry.key, report))
-            extra = {"report": report} if report else {}
-            self.bus.emit("pass.finished", pass_name=step.name, pass_type=step.pass_cls.name, index=index,
-                          duration_s=duration, output=str(model.path), cached=cached, cache_key=entry.key, **tag,
-                          **extra)
+            self.bus.emit(PassFinishedEvent(pass_name=step.name, pass_type=step.pass_cls.name, index=index,
+                                            duration_s=duration, output=str(model.path), cached=cached,
+                                            cache_key=entry.key, candidate=candidate or None, report=report))
         return model, keys.resolve()
 
     def _report_dropped(self) -> None:
         while self.cache.dropped:
             key, reason = self.cache.dropped.pop(0)
-            self.bus.emit("warning", message=f"cache entry {key[:12]} was damaged ({reason}); it is rebuilt",
-                          cache_key=key, reason=reason)
+            self.bus.emit(WarningEvent(message=f"cache entry {key[:12]} was damaged ({reason}); it is rebuilt",
+                                       cache_key=key, reason=reason))
 
     def _keys(self, steps: list[PlanStep]) -> "_StepKeys":
         """The steps' cache keys. When the input is new to the fingerprint index, hashing it (seconds for a

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from modelmill.contracts import LogEvent, PassProgressEvent, WarningEvent
 from modelmill.engine.events import EventBus
 
 
@@ -40,15 +41,15 @@ class PassContext:
     too, and written to the run's manifest (``passes[i].report``)."""
 
     def progress(self, fraction: float, message: str = "") -> None:
-        self.bus.emit("pass.progress", pass_name=self.pass_name, fraction=max(0.0, min(1.0, fraction)),
-                      message=message)
+        self.bus.emit(PassProgressEvent(pass_name=self.pass_name, fraction=max(0.0, min(1.0, fraction)),
+                                        message=message))
 
     def log(self, message: str, level: str = "info") -> None:
-        self.bus.emit("log", pass_name=self.pass_name, level=level, message=message)
+        self.bus.emit(LogEvent(pass_name=self.pass_name, level=level, message=message))  # type: ignore[arg-type]
 
     def report(self, key: str, value: Any) -> None:
         """Record a JSON value under ``key`` in this pass's report (see ``reports``)."""
         self.reports[key] = value
 
     def warn(self, message: str) -> None:
-        self.bus.emit("warning", pass_name=self.pass_name, message=message)
+        self.bus.emit(WarningEvent(pass_name=self.pass_name, message=message))
