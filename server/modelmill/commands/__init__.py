@@ -49,7 +49,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("generate-model-package", "generate_model_package",
             "merge several output folders into one model package"),
     Command("benchmark", "benchmark", "score a model on lm-eval tasks (needs lm-eval)"),
-    Command("diffusion-lora", "diffusion_lora", "LoRA training for diffusion models (needs diffusers and peft)"),
+    Command("diffusion-lora", "diffusion_lora", "train a LoRA adapter for a diffusion pipeline (SD 1.5, SDXL, Flux)"),
     Command("shared-cache", "unavailable", "Olive's Azure Blob shared cache (not provided by ModelMill)"),
     Command("configure-qualcomm-sdk", "unavailable", "set up Qualcomm's SDK for Olive (not provided by ModelMill)"),
 )

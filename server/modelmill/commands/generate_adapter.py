@@ -15,7 +15,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--adapter_type", default="lora", choices=["lora", "dora", "loha"],
                         help="adapter kind (ModelMill extracts lora)")
     parser.add_argument("--adapter_format", default="onnx_adapter", choices=FORMATS,
-                        help="weights file format (ModelMill writes onnx_adapter)")
+                        help="weights file format: onnx_adapter (what onnxruntime-genai activates), numpy (.npz), pt "
+                             "or safetensors")
     add_azure_flags(parser)
     add_telemetry_flag(parser)
 
@@ -28,14 +29,10 @@ def run(args: argparse.Namespace) -> int:
     if args.adapter_type != "lora":
         refuse("--adapter_type", f"ModelMill's ExtractAdapters pass extracts LoRA adapters, not {args.adapter_type}",
                "use --adapter_type lora, or Olive for DoRA/LoHa")
-    if args.adapter_format != "onnx_adapter":
-        refuse("--adapter_format", f"ModelMill's ExtractAdapters pass writes onnx_adapter files, not "
-               f"{args.adapter_format}", "use --adapter_format onnx_adapter, or `modelmill convert-adapters` on the "
-               "PEFT adapter for pt/numpy/safetensors")
     input_model, kind = input_model_for(args.model)
     if kind != "onnx":
         refuse("-m", "generate-adapter takes an ONNX model (as in Olive)",
                "build it first: `modelmill auto-opt -m BASE --adapter_path ADAPTER --adapter_format onnx_adapter` "
                "does both steps")
-    passes = {"e": {"type": "ExtractAdapters", "adapter_type": "lora", "save_format": "onnx_adapter"}}
+    passes = {"e": {"type": "ExtractAdapters", "adapter_type": "lora", "save_format": args.adapter_format}}
     return run_generated(base_config(input_model, passes, args.output_path, args.log_level), args)

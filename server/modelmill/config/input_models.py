@@ -8,10 +8,10 @@ from pydantic import ConfigDict, Field, model_validator
 
 from modelmill.config.common import StrictModel, by_kind
 
-# Olive's registered model types; only the first three are run by ModelMill.
-RUNNABLE_MODEL_TYPES = ("HfModel", "PyTorchModel", "ONNXModel")
-OTHER_MODEL_TYPES = ("DistributedHfModel", "DistributedOnnxModel", "CompositeModel", "DiffusersModel",
-                     "OpenVINOModel", "QNNModel", "QairtModel", "QairtPreparedModel", "TensorFlowModel")
+# Olive's registered model types; only the first four are run by ModelMill.
+RUNNABLE_MODEL_TYPES = ("HfModel", "PyTorchModel", "ONNXModel", "DiffusersModel")
+OTHER_MODEL_TYPES = ("DistributedHfModel", "DistributedOnnxModel", "CompositeModel", "OpenVINOModel", "QNNModel",
+                     "QairtModel", "QairtPreparedModel", "TensorFlowModel")
 MODEL_TYPES = RUNNABLE_MODEL_TYPES + OTHER_MODEL_TYPES
 
 if TYPE_CHECKING:  # by_kind builds the runtime type; checkers see the plain union
@@ -127,6 +127,22 @@ class ONNXModel(StrictModel):
     model_attributes: dict[str, Any] | None = Field(None, description="Extra attributes passes may read.")
 
 
+class DiffusersModel(StrictModel):
+    """A diffusers pipeline (Stable Diffusion, SDXL, Flux): a local folder with model_index.json. ModelMill runs
+    SDLoRA (`diffusion-lora`) on it."""
+
+    type: Literal["DiffusersModel"] = Field(description="Model type (case-insensitive in Olive).")
+    model_path: ModelPath = Field(description="Local pipeline folder saved with save_pretrained (model_index.json, "
+                                              "unet/ or transformer/, vae/, text_encoder/, tokenizer/, scheduler/).")
+    model_variant: Literal["auto", "sd", "sdxl", "sd3", "flux", "sana"] = Field(
+        "auto", description="Pipeline family; auto reads it from the folder (unet/ or transformer/ config).")
+    load_kwargs: dict[str, Any] | None = Field(None, description="Olive's from_pretrained arguments; ModelMill "
+                                               "accepts and ignores them (training loads each component itself).")
+    adapter_path: str | None = Field(None, description="A LoRA adapter for the pipeline (refused by SDLoRA, which "
+                                     "trains a new one on the base).")
+    model_attributes: dict[str, Any] | None = Field(None, description="Extra attributes passes may read.")
+
+
 class OtherOliveModel(StrictModel):
     """A model type Olive knows but ModelMill does not run; its keys are not checked."""
 
@@ -136,6 +152,7 @@ class OtherOliveModel(StrictModel):
         description="Model type (case-insensitive in Olive).")
 
 
-InputModel = Annotated[HfModel | PyTorchModel | ONNXModel | OtherOliveModel, Field(discriminator="type")]
+InputModel = Annotated[HfModel | PyTorchModel | ONNXModel | DiffusersModel | OtherOliveModel,
+                       Field(discriminator="type")]
 
-MODEL_KINDS = {"HfModel": "hf", "PyTorchModel": "pytorch", "ONNXModel": "onnx"}
+MODEL_KINDS = {"HfModel": "hf", "PyTorchModel": "pytorch", "ONNXModel": "onnx", "DiffusersModel": "diffusers"}

@@ -142,9 +142,10 @@ def check_input_model(view: ConfigView) -> list[Diagnostic]:
     if model.get("type") in OTHER_MODEL_TYPES:
         return [view.diag(("input_model", "type"), "warning", "unsupported-model-type",
                           f"ModelMill does not run {model['type']} models (Olive does)",
-                          "use HfModel, PyTorchModel or ONNXModel")]
+                          "use HfModel, PyTorchModel, ONNXModel or DiffusersModel")]
     path = model.get("model_path")
-    if not isinstance(path, str) or model.get("type") not in ("HfModel", "PyTorchModel", "ONNXModel"):
+    if not isinstance(path, str) or model.get("type") not in ("HfModel", "PyTorchModel", "ONNXModel",
+                                                                "DiffusersModel"):
         return []
     at = ("input_model", "model_path")
     if path.startswith(SAMPLE_PREFIX):
@@ -159,8 +160,12 @@ def check_input_model(view: ConfigView) -> list[Diagnostic]:
         if model["type"] == "HfModel" and local.is_dir() and not (local / "config.json").exists():
             return [view.diag(at, "warning", "path-not-found", f"'{path}' has no config.json: it is not a "
                               "Hugging Face model folder")]
+        if model["type"] == "DiffusersModel" and not (local / "model_index.json").exists():
+            return [view.diag(at, "warning", "path-not-found", f"'{path}' has no model_index.json: it is not a "
+                              "diffusers pipeline folder")]
         return []
-    if model["type"] in ("HfModel", "PyTorchModel") and _HUB_ID.match(path) and not _FILE_SUFFIX.search(path):
+    if model["type"] in ("HfModel", "PyTorchModel", "DiffusersModel") and _HUB_ID.match(path) \
+            and not _FILE_SUFFIX.search(path):
         message, hint, sample = hub_id_hint(model, path)
         return [view.diag(at, "warning", "hub-id-not-local", message, hint,
                           **({"replace_with": sample} if sample else {}))]

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-ModelKind = Literal["hf", "pytorch", "onnx", "openvino", "composite"]
+ModelKind = Literal["hf", "pytorch", "onnx", "openvino", "diffusers", "composite"]
 
 
 @dataclass(frozen=True)
@@ -20,6 +20,8 @@ class ModelRef:
       genai_config.json, tokenizer files), which passes carry along to their output.
     - ``openvino``: a folder holding one OpenVINO IR (``onnx_file`` names its ``.xml``; the ``.bin`` beside it)
       and its companions (config.json, tokenizer files, openvino_tokenizer/openvino_detokenizer IRs).
+    - ``diffusers``: a diffusers pipeline folder (model_index.json, unet/ or transformer/, vae/, text encoders),
+      or, with ``base_model_path`` and ``adapter_path``, a LoRA adapter for the pipeline at ``base_model_path``.
     - ``composite``: a folder holding several ONNX models that run in cascade (SplitModel's ``split_0.onnx``,
       ``split_1.onnx``, ... each with its own external data), listed in order by ``attributes["components"]``
       (``[{"name": ..., "onnx_file": ...}]``); ``onnx_file`` names the first.

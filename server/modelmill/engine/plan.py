@@ -182,8 +182,16 @@ def resolve_input_model(config: "WorkflowConfig") -> ModelRef:
         if path.is_dir() and (path / "config.json").exists():
             return ModelRef(kind="hf", path=path, attributes=attributes)
         return ModelRef(kind="pytorch", path=path, attributes=attributes)
+    if model_type == "diffusersmodel":
+        if not (path / "model_index.json").exists():
+            raise ConfigError(f"input model folder {path} has no model_index.json, so it is not a diffusers pipeline",
+                              fix="point model_path at a pipeline folder saved with save_pretrained",
+                              where="input_model.model_path")
+        attributes.pop("task", None)
+        attributes["model_variant"] = getattr(spec, "model_variant", "auto")
+        return ModelRef(kind="diffusers", path=path, attributes=attributes)
     raise ConfigError(f"input model type {spec.type} is not supported by ModelMill yet",
-                      fix="use HfModel, PyTorchModel or ONNXModel", where="input_model.type")
+                      fix="use HfModel, PyTorchModel, ONNXModel or DiffusersModel", where="input_model.type")
 
 
 def _trusts_remote_code(spec: Any) -> bool:

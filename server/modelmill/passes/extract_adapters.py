@@ -11,7 +11,7 @@ trained on the same base share one model.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
@@ -21,15 +21,23 @@ from modelmill.errors import PassError
 from modelmill.passes import onnx_io
 from modelmill.passes.base import Pass, PassParams
 
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    import numpy as np
+
 ADAPTER_FILE = "adapter_weights.onnx_adapter"
 RANK_DIM = "lora_r"
+# Olive's WeightsFileFormat → the file's suffix (Olive names the file adapter_weights.<suffix>).
+SAVE_SUFFIXES = {"onnx_adapter": ".onnx_adapter", "numpy": ".npz", "pt": ".pt", "safetensors": ".safetensors"}
 
 
 class ExtractAdaptersParams(PassParams):
     adapter_type: Literal["lora"] = Field("lora", description="Adapter kind; ModelMill extracts LoRA adapters.")
-    save_format: Literal["onnx_adapter"] = Field(
-        "onnx_adapter", description="File format of the weights: onnx_adapter, which onnxruntime and "
-                                    "onnxruntime-genai load at run time.")
+    save_format: Literal["onnx_adapter", "numpy", "pt", "safetensors"] = Field(
+        "onnx_adapter", description="File format of the weights: onnx_adapter (adapter_weights.onnx_adapter), which "
+                                    "onnxruntime and onnxruntime-genai load at run time; numpy (.npz), pt or "
+                                    "safetensors hold the same named arrays for your own code to feed as inputs.")
     make_inputs: Literal[True] = Field(True, description="Olive compatibility: the weights always become inputs.")
     dynamic_lora_r: Literal[True] = Field(True, description="Olive compatibility: the rank dimension is always "
                                           "dynamic, so adapters of any rank fit the model.")
@@ -47,7 +55,6 @@ class ExtractAdapters(Pass):
     def run(self, model: ModelRef, params: PassParams, ctx: PassContext) -> ModelRef:
         import numpy as np
         import onnx
-        import onnxruntime as ort
         from onnx import numpy_helper
 
         proto = onnx_io.load(model)
@@ -86,14 +93,36 @@ class ExtractAdapters(Pass):
         ctx.progress(0.5, f"{len(weights)} LoRA weights → {ADAPTER_FILE}")
         onnx_io.save(proto, ctx.output_dir)
         onnx_io.copy_companions(model, ctx.output_dir)
+        file_name = "adapter_weights" + SAVE_SUFFIXES[params.save_format]
+        _save(weights, ctx.output_dir / file_name, params.save_format)
+        ctx.log(f"extracted {len(weights)} LoRA weights ({sum(v.nbytes for v in weights.values()) / 2**20:.1f} MiB) "
+                f"into {file_name}")
+        return onnx_io.output_ref(model, ctx.output_dir, adapter_file=file_name)
+
+
+def _save(weights: dict[str, np.ndarray], path: Path, save_format: str) -> None:
+    """The weights as onnxruntime's adapter file, or as an npz / torch / safetensors file of the same arrays."""
+    import numpy as np
+
+    arrays = {name: np.ascontiguousarray(value) for name, value in weights.items()}
+    if save_format == "numpy":
+        with path.open("wb") as handle:
+            np.savez(handle, **arrays)
+    elif save_format == "pt":
+        import torch
+
+        torch.save({name: torch.from_numpy(value) for name, value in arrays.items()}, str(path))
+    elif save_format == "safetensors":
+        from safetensors.numpy import save_file
+
+        save_file(arrays, str(path))
+    else:
+        import onnxruntime as ort
+
         adapter = ort.AdapterFormat()
         adapter.set_adapter_version(1)
         adapter.set_model_version(1)
-        adapter.set_parameters({name: ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(value))
-                                for name, value in weights.items()})
-        adapter.export_adapter(str(ctx.output_dir / ADAPTER_FILE))
-        ctx.log(f"extracted {len(weights)} LoRA weights ({sum(v.nbytes for v in weights.values()) / 2**20:.1f} MiB) "
-                f"into {ADAPTER_FILE}")
-        return onnx_io.output_ref(model, ctx.output_dir, adapter_file=ADAPTER_FILE)
+        adapter.set_parameters({name: ort.OrtValue.ortvalue_from_numpy(value) for name, value in arrays.items()})
+        adapter.export_adapter(str(path))
 
 

@@ -19,6 +19,7 @@ PASS_MODULES = (
     "modelmill.passes.peephole",
     "modelmill.passes.session_params_tuning",
     "modelmill.passes.lora",
+    "modelmill.passes.sd_lora",
     "modelmill.passes.extract_adapters",
     "modelmill.passes.openvino_optimum",
     "modelmill.passes.openvino_conversion",
