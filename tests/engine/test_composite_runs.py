@@ -53,6 +53,26 @@ def test_passes_after_split_run_per_component(tiny_llama_dir: Path, tiny_llama_o
     assert cosine > 0.95
 
 
+def test_a_split_output_folder_reads_back_as_composite(tiny_llama_dir: Path, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """`modelmill evaluate` on SplitModel's output (split_N/model.onnx after a per-split pass) measures every split."""
+    from modelmill.engine.composite import composite_in
+
+    passes = {"capture": {"type": "CaptureSplitInfo", "num_splits": 2}, "convert": {"type": "OnnxConversion"},
+              "split": {"type": "SplitModel"}, "quantize": {"type": "OnnxDynamicQuantization"}}
+    assert main(["run", "--config", str(_workflow(tmp_path, tiny_llama_dir, passes))]) == 0
+    out = tmp_path / "out"
+    composite = composite_in(out)
+    assert composite is not None and [c.onnx_file for c in composite.components] == ["model.onnx", "model.onnx"]
+    assert [c.path.name for c in composite.components] == ["split_0", "split_1"]
+    assert composite_in(tiny_llama_dir) is None
+    capsys.readouterr()
+    assert main(["evaluate", str(out), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    expected = sum(path.stat().st_size for path in out.glob("split_*/model.onnx*"))
+    assert result["model_kind"] == "composite" and result["metrics"] == {"size-bytes": float(expected)}
+
+
 def test_a_pass_that_needs_one_model_is_refused_before_the_run(tiny_llama_dir: Path, tmp_path: Path,
                                                                capsys: pytest.CaptureFixture[str]) -> None:
     passes = {"capture": {"type": "CaptureSplitInfo", "num_splits": 2}, "convert": {"type": "OnnxConversion"},

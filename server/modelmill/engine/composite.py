@@ -3,7 +3,9 @@ composite models. Each component's output goes to a subfolder named after it (``
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelmill.engine.context import PassContext
@@ -37,3 +39,20 @@ def run_per_component(pass_obj: "Pass", model: ModelRef, params: "PassParams", c
     attributes = {key: value for key, value in attributes.items() if key != "component_name"}
     return ModelRef(kind="composite", path=ctx.output_dir, onnx_file=entries[0]["onnx_file"],
                     attributes={**attributes, "components": entries})
+
+
+def composite_in(folder: Path) -> ModelRef | None:
+    """SplitModel's output read back from its folder: ``split_N.onnx`` files (or ``split_N/model.onnx`` where passes
+    ran per split) and no ``model.onnx``; None for any other folder."""
+    if not folder.is_dir() or (folder / "model.onnx").exists():
+        return None
+    pattern = re.compile(r"split_(\d+)")
+    files = [path for path in folder.glob("split_*.onnx") if pattern.fullmatch(path.stem)]
+    files = files or [path for path in folder.glob("split_*/model.onnx") if pattern.fullmatch(path.parent.name)]
+    if not files:
+        return None
+    files.sort(key=lambda path: int(pattern.search(str(path.relative_to(folder))).group(1)))  # type: ignore[union-attr]
+    components = [{"name": path.stem if path.parent == folder else path.parent.name,
+                   "onnx_file": str(path.relative_to(folder))} for path in files]
+    return ModelRef(kind="composite", path=folder, onnx_file=components[0]["onnx_file"],
+                    attributes={"components": components})

@@ -33,10 +33,14 @@ REPORT_FILES = tuple(_REPORT_STARTS)
 
 def model_ref(value: str, trust_remote_code: bool = False) -> ModelRef:
     """A ModelRef for a folder or file the user names (samples fetched, hub ids refused)."""
+    from modelmill.engine.composite import composite_in
     from modelmill.remote_code import ATTRIBUTE
     from modelmill.samples import resolve_model_path
 
     path = resolve_model_path(value)
+    composite = composite_in(path)
+    if composite is not None:
+        return composite
     if path.is_file() and path.suffix == ".onnx":
         return ModelRef("onnx", path.parent, onnx_file=path.name)
     if (path / "genai_config.json").exists() or (path / "model.onnx").exists():

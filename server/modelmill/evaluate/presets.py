@@ -19,7 +19,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 DEFAULTS = {"genai": ("llm", "perplexity", "size", "memory"), "onnx": ("latency", "throughput", "size"),
-            "hf_causal": ("llm", "perplexity", "size"), "hf": ("latency", "size")}
+            "hf_causal": ("llm", "perplexity", "size"), "hf": ("latency", "size"),
+            "composite": ("size",)}  # SplitModel's parts: no one session runs the model
 
 
 def metrics_for(names: list[str]) -> list[dict[str, Any]]:
@@ -41,4 +42,6 @@ def default_names(kind: str, is_genai: bool, is_causal: bool) -> tuple[str, ...]
         return DEFAULTS["genai"]
     if kind == "hf":
         return DEFAULTS["hf_causal"] if is_causal else DEFAULTS["hf"]
+    if kind == "composite":
+        return DEFAULTS["composite"]
     return DEFAULTS["onnx"]
