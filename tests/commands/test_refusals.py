@@ -12,7 +12,6 @@ from modelmill.cli import main
 @pytest.mark.parametrize("argv, expected", [
     (["shared-cache", "--account", "a", "--container", "c"], "Azure"),
     (["configure-qualcomm-sdk", "--py_version", "3.8"], "Qualcomm"),
-    (["benchmark", "-m", "x", "--tasks", "arc_easy"], "lm-eval"),
 ])
 def test_unavailable_commands_say_what_they_need(argv: list[str], expected: str,
                                                  capsys: pytest.CaptureFixture[str]) -> None:

@@ -48,7 +48,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("generate-cost-model", "generate_cost_model", "write the per-module cost CSV that CaptureSplitInfo reads"),
     Command("generate-model-package", "generate_model_package",
             "merge several output folders into one model package"),
-    Command("benchmark", "benchmark", "score a model on lm-eval tasks (needs lm-eval)"),
+    Command("benchmark", "benchmark", "score a model on lm-eval tasks (offline: local task data)"),
     Command("diffusion-lora", "diffusion_lora", "train a LoRA adapter for a diffusion pipeline (SD 1.5, SDXL, Flux)"),
     Command("shared-cache", "unavailable", "Olive's Azure Blob shared cache (not provided by ModelMill)"),
     Command("configure-qualcomm-sdk", "unavailable", "set up Qualcomm's SDK for Olive (not provided by ModelMill)"),

@@ -30,6 +30,8 @@ def _default_higher_is_better(metric_type: Any, sub_type: Any) -> bool | None:
 def check_metrics(view: ConfigView) -> list[Diagnostic]:
     diagnostics: list[Diagnostic] = []
     for at, evaluator in _evaluators(view):
+        if evaluator.get("type") == "LMEvaluator":
+            diagnostics.extend(_lm_evaluator(view, at, evaluator))
         metrics = evaluator.get("metrics")
         if not isinstance(metrics, list):
             continue
@@ -51,6 +53,32 @@ def check_metrics(view: ConfigView) -> list[Diagnostic]:
                     total += 1
                     diagnostics.extend(_sub_metric(view, metric, sub, where + ("sub_types", sub_index), ranked))
         diagnostics.extend(_priorities(view, at, ranked, total))
+    return diagnostics
+
+
+_EVALUATOR_FIELDS = ("name", "type", "metrics", "user_script", "script_dir", "type_args")
+
+
+def _lm_evaluator(view: ConfigView, at: KeyPath, evaluator: dict[str, Any]) -> list[Diagnostic]:
+    """Olive's LMEvaluator: lm-eval ``tasks`` (names or task YAML files) and its options (evaluate/lm_eval_bridge.py);
+    Olive ignores keys it does not know, so a misspelt one would silently change nothing."""
+    from modelmill.evaluate.lm_eval_bridge import EVALUATOR_KEYS
+
+    diagnostics = []
+    tasks = evaluator.get("tasks")
+    if tasks is None:
+        diagnostics.append(view.diag(at + ("type",), "error", "missing-required", "an LMEvaluator needs tasks",
+                                     'add "tasks": [...]: lm-eval task names or local task YAML files '
+                                     "(docs/evaluate.md)"))
+    elif not isinstance(tasks, list) or not tasks or not all(isinstance(t, str) and t for t in tasks):
+        diagnostics.append(view.diag(at + ("tasks",), "error", "invalid-value",
+                                     "tasks must be a non-empty list of lm-eval task names or task YAML files"))
+    for key in evaluator:
+        if key not in EVALUATOR_KEYS and key not in _EVALUATOR_FIELDS:
+            hint, replacement = choices_hint(key, list(EVALUATOR_KEYS))
+            diagnostics.append(view.diag(at + (key,), "error", "unknown-key",
+                                         f"'{key}' is not an LMEvaluator option (Olive would ignore it)", hint,
+                                         key=True, **replacing(replacement)))
     return diagnostics
 
 

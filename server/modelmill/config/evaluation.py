@@ -131,8 +131,10 @@ class Metric(StrictModel):
     name: str = Field(description="Metric name, unique within the evaluator; results read `<name>-<sub type>`.")
     type: Literal[METRIC_TYPES] = Field(  # type: ignore[valid-type]
         description="What to measure: latency (ms), throughput, accuracy, size_on_disk, custom (Olive's), or "
-                    "ModelMill's llm (prefill_ms, decode_tokens_per_s, perplexity), memory (peak_mb) and similarity "
-                    "(cosine_mean, cosine_min, samples_per_s vs the PyTorch model).")
+                    "ModelMill's llm (prefill_ms, decode_tokens_per_s, perplexity), memory (peak_mb), similarity "
+                    "(cosine_mean, cosine_min, samples_per_s vs the PyTorch model) and lm_eval (an lm-eval task named "
+                    "by the metric or metric_config.task, run offline; sub types are the task's metrics such as acc, "
+                    "or * for all).")
     backend: Literal["torch_metrics", "huggingface_metrics"] = Field(
         "torch_metrics", description="Library that computes accuracy sub types (ignored for custom).")
     sub_types: list[SubMetric] = Field(description="The quantities to report, e.g. [{\"name\": \"avg\"}].")
@@ -148,7 +150,8 @@ class Evaluator(StrictModel):
     name: str | None = Field(None, description="Filled in from the evaluators key.")
     type: Literal[EVALUATOR_TYPES] | None = Field(  # type: ignore[valid-type]
         None, description="Evaluator kind; unset picks the framework from the model. LMEvaluator runs "
-                          "lm-eval-harness tasks, MTEBEvaluator MTEB embedding tasks.")
+                          "lm-eval-harness tasks (tasks, limit, batch_size, max_length, model_class, ...; offline: "
+                          "local task data only), MTEBEvaluator MTEB embedding tasks.")
     metrics: list[Metric] = Field(default_factory=list, description="Metrics to measure.")
     user_script: str | None = Field(None, description="Python file that registers custom evaluators.")
     script_dir: str | None = Field(None, description="Folder added to sys.path for user_script's imports.")

@@ -65,7 +65,10 @@ def evaluate_cached(plan: Plan, cache: Cache, bus: EventBus, model: ModelRef, mo
     key = hashlib.sha256(f"{model_key}\0{spec}\0{json.dumps(library_versions())}\0"
                          f"{plan.accelerator}".encode()).hexdigest()[:32]
     stored = cache.root / "evaluations" / f"{key}.json"
-    if stored.exists():
+    # An lm-eval task reads data the config does not hold (a task YAML and its files can change between runs):
+    # measured every time, never read from the cache.
+    cacheable = not any(getattr(metric, "type", None) == "lm_eval" for metric in metrics)
+    if cacheable and stored.exists():
         try:
             result = EvaluationResult.from_json(json.loads(stored.read_text()))
             for value in result.values:
@@ -81,7 +84,8 @@ def evaluate_cached(plan: Plan, cache: Cache, bus: EventBus, model: ModelRef, mo
     result = evaluate_model(model, metrics, emit=emit, data_configs=plan.data_configs,
                             reference=plan.input_model if plan.input_model.kind == "hf" else None,
                             base_dir=plan.base_dir, execution_provider=plan.accelerator.execution_provider)
-    write_atomic(stored, json.dumps(result.to_json()))
+    if cacheable:
+        write_atomic(stored, json.dumps(result.to_json()))
     return result
 
 

@@ -112,8 +112,10 @@ class Plan:
         from modelmill.engine.output import check_output_target
 
         check_output_target(self.output_dir, self.overwrite, self.protected)
-        if not self.steps:
-            raise ConfigError("the workflow has no passes", fix="add at least one entry under 'passes'")
+        if not self.steps and not (self.metrics and self.evaluate_input_model):
+            # Without passes a workflow only evaluates its input model (Olive does the same): it needs an evaluator.
+            raise ConfigError("the workflow has no passes", fix="add at least one entry under 'passes', or an "
+                              "evaluator to only measure the input model")
         kind: ModelKind = self.input_model.kind
         previous = "the input model"
         for step in self.steps:
@@ -248,7 +250,7 @@ def plan_from_config(config: "WorkflowConfig", output_dir: str | Path | None = N
         accelerator=config.target_accelerator(),
         data_configs=data_configs,
         source_config=config.model_dump(mode="json", exclude_none=True),
-        metrics=list(evaluator.metrics) if evaluator is not None and evaluator.metrics else None,
+        metrics=_metrics(evaluator),
         search=config.search_strategy.model_dump(mode="json") if config.search_enabled else None,
         search_space=_search_space(config, steps),
         evaluate_input_model=config.evaluate_input_model,
@@ -259,6 +261,19 @@ def plan_from_config(config: "WorkflowConfig", output_dir: str | Path | None = N
     )
     plan.check()
     return plan
+
+
+def _metrics(evaluator: Any) -> list[Any] | None:
+    """The evaluator's metrics; an LMEvaluator's tasks become ``lm_eval`` metrics (evaluate/lm_eval_bridge.py)."""
+    if evaluator is None:
+        return None
+    metrics = list(evaluator.metrics or [])
+    if evaluator.type == "LMEvaluator":
+        from modelmill.config.evaluation import Metric
+        from modelmill.evaluate.lm_eval_bridge import evaluator_metrics
+
+        metrics += [Metric.model_validate(metric) for metric in evaluator_metrics(evaluator.type_args)]
+    return metrics or None
 
 
 def _cluster(config: "WorkflowConfig") -> ClusterSpec | None:

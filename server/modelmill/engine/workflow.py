@@ -51,6 +51,11 @@ def run_plan(plan: Plan, bus: EventBus, cancel: threading.Event | None = None) -
     work_root.mkdir(parents=True, exist_ok=True)
     bus.emit("run.started", plan=plan.describe(), config=plan.source_config)
     try:
+        if not plan.steps:  # no passes: measure the input model (Olive's evaluator-only workflow, `benchmark`)
+            result = _evaluate_input(plan, bus, cancel, chain, started)
+            bus.emit("run.finished", status="succeeded", output_dir=str(plan.output_dir),
+                     duration_s=result.duration_s, best_candidate=None)
+            return result
         for attempt in range(2):
             if plan.metrics or plan.search or plan.cluster:  # a Ray host runs even one candidate remotely
                 result, entry = _run_search(plan, bus, cancel, chain)
@@ -80,6 +85,47 @@ def run_plan(plan: Plan, bus: EventBus, cancel: threading.Event | None = None) -
     finally:
         chain.cache.discard_staging()
         shutil.rmtree(work_root, ignore_errors=True)
+
+
+def _evaluate_input(plan: Plan, bus: EventBus, cancel: threading.Event, chain: Chain, started: float) -> RunResult:
+    """A workflow without passes: evaluate the input model in this process and write an output folder that holds
+    the reports (metrics.json, metrics.md, report.html, lm_eval/) and the manifest, not a copy of the model."""
+    from modelmill.engine.candidate import evaluate_cached
+    from modelmill.engine.chain import input_key
+    from modelmill.evaluate import write_reports
+
+    evaluation = evaluate_cached(plan, chain.cache, bus, plan.input_model, input_key(plan, chain.cache), "input")
+    bus.emit("candidate.evaluated", candidate="input", params={}, metrics=evaluation.to_json()["metrics"],
+             accepted=True, duration_s=round(evaluation.duration_s, 3), is_input=True)
+    if cancel.is_set():
+        raise RunCancelled()
+    result = RunResult(bus.run_id, plan.output_dir, plan.input_model,
+                       duration_s=round(time.perf_counter() - started, 3))
+    tmp = temp_sibling(plan.output_dir, result.run_id)
+    try:
+        tmp.mkdir(parents=True)
+        reports = write_reports({"input": evaluation}, tmp)
+        manifest: dict[str, Any] = {
+            "modelmill_version": __version__,
+            "run_id": result.run_id,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "input_model": plan.input_model.to_json(),
+            "device": plan.accelerator.device,
+            "execution_provider": plan.accelerator.execution_provider,
+            "passes": [],
+            "evaluation_only": True,
+            "duration_s": result.duration_s,
+            "libraries": library_versions(),
+            "files": {},
+            "reports": {name: str(path.relative_to(tmp)) for name, path in reports.items()},
+            "config": plan.source_config,
+        }
+        (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, default=str))
+        place(tmp, plan.output_dir, plan.overwrite, plan.protected)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return result
 
 
 def _executor(plan: Plan, bus: EventBus, cancel: threading.Event, chain: Chain) -> Executor:

@@ -5,8 +5,9 @@ imports from ``modelmill.config``: plain constants and two small helpers only.
 
 ``CATALOG`` maps a metric type to ``{sub_type: (unit, higher_is_better, description)}``.
 Olive's types come first (``accuracy``, ``latency``, ``throughput``, ``size_on_disk``,
-``custom``); ModelMill adds ``llm``, ``memory`` and ``similarity``.  ``custom`` accepts any
-sub type name (its entry is empty; see ``OPEN_METRIC_TYPES``).
+``custom``); ModelMill adds ``llm``, ``memory``, ``similarity`` and ``lm_eval`` (an lm-eval task; Olive's
+``LMEvaluator`` becomes such metrics).  ``custom`` and ``lm_eval`` accept any sub type name (their entries are
+empty; see ``OPEN_METRIC_TYPES``).
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ from __future__ import annotations
 SubTypeInfo = tuple[str, bool, str]  # (unit, higher_is_better, description)
 
 OLIVE_METRIC_TYPES = ("accuracy", "latency", "throughput", "size_on_disk", "custom")
-MODELMILL_METRIC_TYPES = ("llm", "memory", "similarity")
+MODELMILL_METRIC_TYPES = ("llm", "memory", "similarity", "lm_eval")
 METRIC_TYPES = OLIVE_METRIC_TYPES + MODELMILL_METRIC_TYPES
-# Metric types whose sub types are free-form names.
-OPEN_METRIC_TYPES = ("custom",)
+# Metric types whose sub types are free-form names (lm_eval: whatever the task reports, e.g. acc, acc_norm; * = all).
+OPEN_METRIC_TYPES = ("custom", "lm_eval")
 
 LATENCY_SUB_TYPES = ("avg", "max", "min", "p50", "p75", "p90", "p95", "p99", "p999")
 _STAT_WORDS = {"avg": "mean", "max": "maximum", "min": "minimum", "p50": "median", "p75": "75th percentile",
@@ -50,6 +51,7 @@ CATALOG: dict[str, dict[str, SubTypeInfo]] = {
                                   "files of a Hugging Face folder."),
     },
     "custom": {},
+    "lm_eval": {},
     "llm": {
         "prefill_ms": ("ms", False, "Time to process a prompt of prompt_length tokens (default 128) and produce the "
                                     "first new token (median of the timed runs)."),
@@ -77,6 +79,7 @@ MEASURED_SUB_TYPES: dict[str, tuple[str, ...] | None] = {
     "throughput": LATENCY_SUB_TYPES,
     "size_on_disk": ("bytes",),
     "custom": None,
+    "lm_eval": None,
     "llm": ("prefill_ms", "decode_tokens_per_s", "perplexity"),
     "memory": ("peak_mb",),
     "similarity": ("cosine_mean", "cosine_min", "samples_per_s"),

@@ -77,6 +77,13 @@ def metric_spec(metric: "Metric | Mapping[str, Any]") -> MetricSpec:
             raise EvaluationError(f"metric {name}: sub type {sub.name} " +
                                   ("is not measured by modelmill" if known else f"is not a {metric_type} sub type"),
                                   fix=f"use one of: {', '.join(measured)}")
+    if metric_type == "lm_eval":
+        from modelmill.evaluate.lm_eval_bridge import WILDCARD
+
+        for sub in subs:
+            if sub.name == WILDCARD and (sub.priority >= 1 or sub.goal):
+                raise EvaluationError(f"metric {name}: sub type {WILDCARD} (every number of the task) cannot be "
+                                      "ranked or have a goal", fix="name the sub type to rank, e.g. acc")
     return MetricSpec(name=name, type=metric_type, sub_types=subs, data_config=_plain(data.get("data_config")),
                       user_config=dict(_plain(data.get("user_config")) or {}))
 
@@ -97,6 +104,7 @@ class _Run:
     reference: ModelRef | None
     base_dir: Path | None
     execution_provider: str
+    lm_eval_results: list[dict[str, Any]] = field(default_factory=list)
 
     def data_config(self, spec: MetricSpec, required: bool) -> dict[str, Any] | None:
         ref = spec.data_config
@@ -140,6 +148,38 @@ class _Run:
         if spec.type in ("accuracy", "llm"):
             return self._accuracy_or_llm(spec, config, names)
         raise EvaluationError(f"metric type {spec.type} is not supported", fix="remove the metric")
+
+    def lm_eval(self, spec: MetricSpec) -> list[MetricValue]:
+        """An lm-eval task: the named sub types, or (``*``) every number the task and its subtasks report. The task
+        runs once: its options are the sub types' metric_config (given on one of them, or the same on each)."""
+        from modelmill.evaluate import lm_eval_bridge as bridge
+
+        configs = [config for config, _ in _groups(spec) if config]
+        if any(config != configs[0] for config in configs):
+            raise EvaluationError(f"lm_eval metric {spec.name}: its sub types have different metric_config, and a "
+                                  "task runs once for all of them", fix="give the options on one sub type, or the "
+                                                                         "same on each")
+        config = configs[0] if configs else {}
+        subs = spec.sub_types
+        scores = bridge.measure(self.model, spec.name, config, execution_provider=self.execution_provider,
+                                base_dir=self.base_dir)
+        self.lm_eval_results.append(scores.results)
+        values: dict[str, MetricValue] = {}
+        for sub in subs:
+            if sub.name == bridge.WILDCARD:
+                picked = [(label, name, value, scores.higher_is_better[(label, name)])
+                          for (label, name), value in scores.values.items()]
+            else:
+                name, value, higher = bridge.pick(scores, spec.name, sub.name)
+                picked = [(spec.name, name, value, higher)]
+            for label, name, value, higher in picked:
+                if sub.name == bridge.WILDCARD and f"{label}-{name}" in values:
+                    continue  # a named sub type of the same number keeps its priority and goal
+                directed = higher if sub.higher_is_better is None else bool(sub.higher_is_better)
+                values[f"{label}-{name}"] = MetricValue(metric=label, sub_type=name, value=value, unit="",
+                                                        higher_is_better=directed, priority=sub.priority,
+                                                        goal=sub.goal, metric_type=spec.type)
+        return list(values.values())
 
     def _similarity(self, config: dict[str, Any], names: list[str]) -> dict[str, float]:
         from modelmill.evaluate import similarity
@@ -209,6 +249,13 @@ def evaluate_model(model: ModelRef, metrics: "list[Metric] | list[Mapping[str, A
                execution_provider)
     values: list[MetricValue] = []
     for spec in specs:
+        if spec.type == "lm_eval":  # one lm-eval run per task, whatever its sub types
+            for value in run.lm_eval(spec):
+                values.append(value)
+                if emit is not None:
+                    emit("metric.measured", metric=value.metric, sub_type=value.sub_type, key=value.key,
+                         value=value.value, unit=value.unit, model=str(model.path))
+            continue
         for config, subs in _groups(spec):
             measured = run.measure(spec, config, subs)
             for sub in subs:
@@ -223,5 +270,10 @@ def evaluate_model(model: ModelRef, metrics: "list[Metric] | list[Mapping[str, A
                 if emit is not None:
                     emit("metric.measured", metric=spec.name, sub_type=sub.name, key=value.key, value=value.value,
                          unit=value.unit, model=str(model.path))
+    details: dict[str, Any] = {}
+    if run.lm_eval_results:
+        from modelmill.evaluate.lm_eval_bridge import merge_results
+
+        details["lm_eval"] = merge_results(run.lm_eval_results)
     return EvaluationResult(model_path=str(model.path), values=values, duration_s=time.perf_counter() - started,
-                            model_kind=model.kind)
+                            model_kind=model.kind, details=details)

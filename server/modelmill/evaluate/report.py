@@ -168,9 +168,10 @@ def html_report(results: dict[str, EvaluationResult], title: str = "ModelMill ev
 
 
 def write_reports(results: dict[str, EvaluationResult], out_dir: Path) -> dict[str, Path]:
-    """Write metrics.json, metrics.md and report.html into ``out_dir``.
+    """Write metrics.json, metrics.md and report.html into ``out_dir``, and lm-eval's own results of each
+    candidate that ran lm-eval tasks as lm_eval/<candidate>.json.
 
-    Returns {"json": path, "markdown": path, "html": path}.
+    Returns {"json": path, "markdown": path, "html": path, "lm_eval:<candidate>": path, ...}.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -178,9 +179,22 @@ def write_reports(results: dict[str, EvaluationResult], out_dir: Path) -> dict[s
     payload = {"version": 1,
                "metrics": {c.key: {"unit": c.unit, "higher_is_better": c.higher_is_better, "priority": c.priority,
                                    "metric_type": c.metric_type} for c in columns},
-               "candidates": {name: result.to_json() for name, result in results.items()}}
+               "candidates": {name: {key: value for key, value in result.to_json().items() if key != "details"}
+                              for name, result in results.items()}}
     paths = {"json": out_dir / "metrics.json", "markdown": out_dir / "metrics.md", "html": out_dir / "report.html"}
     paths["json"].write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
     paths["markdown"].write_text("# ModelMill evaluation\n\n" + markdown_table(results), encoding="utf-8")
     paths["html"].write_text(html_report(results), encoding="utf-8")
+    for name, result in results.items():
+        if result.details.get("lm_eval"):
+            path = out_dir / "lm_eval" / f"{_file_name(name)}.json"
+            path.parent.mkdir(exist_ok=True)
+            path.write_text(json.dumps(result.details["lm_eval"], indent=2) + "\n", encoding="utf-8")
+            paths[f"lm_eval:{name}"] = path
     return paths
+
+
+def _file_name(name: str) -> str:
+    """A candidate's label as a file name (labels are input, c1, ...; a path given to evaluate --compare is not)."""
+    cleaned = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in name).strip("._")
+    return cleaned or "model"

@@ -54,6 +54,8 @@ class EvaluationResult:
     values: list[MetricValue] = field(default_factory=list)
     duration_s: float = 0.0
     model_kind: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+    """What a metric reports beyond its numbers, by kind: ``lm_eval`` holds lm-eval's own results."""
 
     def by_key(self) -> dict[str, MetricValue]:
         return {value.key: value for value in self.values}
@@ -64,11 +66,15 @@ class EvaluationResult:
         return None if found is None else found.value
 
     def to_json(self) -> dict[str, Any]:
-        return {"model_path": self.model_path, "model_kind": self.model_kind, "duration_s": round(self.duration_s, 3),
+        data = {"model_path": self.model_path, "model_kind": self.model_kind, "duration_s": round(self.duration_s, 3),
                 "values": [value.to_json() for value in self.values],
                 "metrics": {value.key: value.to_json()["value"] for value in self.values}}
+        if self.details:
+            data["details"] = self.details
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "EvaluationResult":
         return cls(model_path=data["model_path"], values=[MetricValue.from_json(v) for v in data.get("values", [])],
-                   duration_s=float(data.get("duration_s", 0.0)), model_kind=data.get("model_kind", ""))
+                   duration_s=float(data.get("duration_s", 0.0)), model_kind=data.get("model_kind", ""),
+                   details=dict(data.get("details") or {}))
