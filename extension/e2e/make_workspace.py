@@ -1,5 +1,5 @@
-"""Build the e2e workspace: a tiny 2-layer Llama (as tests/conftest.py builds it), configs that use it, a broken
-config and a copy of the Olive tutorial config. Run with the project's venv python:
+"""Build the e2e workspace: a tiny 2-layer Llama (modelmill.testing.tiny_models' recipe, as the tests build it),
+configs that use it, a broken config and a copy of the Olive tutorial config. Run with the project's venv python:
 
     .venv/bin/python extension/e2e/make_workspace.py OUT_DIR
 """
@@ -11,10 +11,9 @@ import shutil
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests"))
+from modelmill.testing.tiny_models import VOCAB_SIZE, save_bpe_tokenizer
 
-from conftest import VOCAB_SIZE, save_bpe_tokenizer  # noqa: E402  (the test suite's tiny-model recipe)
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def tiny_llama(out: Path, layers: int = 2, hidden: int = 64) -> None:
