@@ -9,7 +9,6 @@ from pathlib import Path
 
 import attr
 import pytest
-
 from modelmill.lsp import codecache
 
 

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from modelmill.testing.jsonrpc import JsonRpcClient
 
 # Problems of several kinds (unknown pass with a hint, old-schema form with a Deprecated tag, a bad value), some on

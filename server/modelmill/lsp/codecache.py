@@ -20,7 +20,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-
 PREFIX = f"attrs-{sys.implementation.cache_tag}-"
 
 

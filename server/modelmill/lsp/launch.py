@@ -96,7 +96,7 @@ class _Loader(threading.Thread):
                 from modelmill.lsp.early import prepare_validation
 
                 prepare_validation()
-            except BaseException:  # noqa: BLE001 - the server meets (and reports) the same error later
+            except BaseException:  # noqa: BLE001, S110 - the server meets (and reports) the same error later
                 pass
             finally:
                 self.validation_ready.set()
