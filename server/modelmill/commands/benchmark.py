@@ -131,7 +131,7 @@ def _check_torch_cuda() -> None:
     if not torch.cuda.is_available():
         from modelmill.commands.common import refuse
 
-        refuse("--device", "--device gpu: torch here has no CUDA device to run the Hugging Face model on",
+        refuse("--device", "gpu: torch here has no CUDA device to run the Hugging Face model on",
                "use --device cpu, or a machine with a GPU and a CUDA build of torch")
 
 
