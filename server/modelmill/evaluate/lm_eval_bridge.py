@@ -220,7 +220,7 @@ def _lm_eval() -> Any:
         import lm_eval  # noqa: F401
     except ImportError as exc:
         raise EvaluationError("lm-eval tasks need the lm-eval package (the lm-evaluation-harness), which is not "
-                              "installed", fix="pip install lm-eval (ModelMill's dependencies include it)") from exc
+                              "installed", fix="pip install 'modelmill[benchmark]' (or pip install lm-eval)") from exc
     return sys.modules["lm_eval"]
 
 
