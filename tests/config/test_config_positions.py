@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from modelmill.config.document import parse_document
-from modelmill.config.positions import parse_json
+from modelmill.config.positions import parse_json, parse_yaml
 
 
 def _start(rng):  # (line, col), 0-based
@@ -142,3 +142,31 @@ def test_a_parse_that_reads_on_from_an_earlier_version_equals_a_full_parse() -> 
         assert _tree(again[0]) == _tree(fresh[0])
         assert [(i.message, i.range, i.severity) for i in again[1]] == [(i.message, i.range, i.severity)
                                                                          for i in fresh[1]]
+
+
+def test_a_yaml_parse_that_reads_on_from_an_earlier_version_equals_a_full_parse() -> None:
+    import random
+
+    rng = random.Random(11)
+    base = "input_model:\n  type: HfModel\n  model_path: m\n" + "".join(
+        f"section_{i}:\n  # note\n  p{i}:\n    type: X\n    bits: [4, 8]\n    name: 'n{i}'\n" for i in range(12)) + \
+        "output_dir: out\n"
+    from modelmill.config.positions import ObjectNode
+
+    text, reused = base, 0
+    before = parse_yaml(text)[0]
+    for _ in range(300):  # an editor's versions: each one an edit of the one before
+        at = rng.randrange(len(text) + 1)
+        typed = rng.choice(["x", "1", " ", ":", "-", "\n", "\nk: v\n", "'", "[", "#"]) if rng.random() < 0.3 else "x"
+        text = text[:at] + typed + text[at:] if rng.random() < 0.9 else text[:at] + text[at + rng.randint(1, 4):]
+        if rng.random() < 0.1:
+            text = base
+        again, fresh = parse_yaml(text), parse_yaml(text, reuse=False)
+        assert _tree(again[0]) == _tree(fresh[0])
+        assert [(i.message, i.range, i.severity) for i in again[1]] == [(i.message, i.range, i.severity)
+                                                                         for i in fresh[1]]
+        if isinstance(again[0], ObjectNode) and isinstance(before, ObjectNode) and again[0].entries and \
+                before.entries and again[0].entries[0] is before.entries[0]:
+            reused += 1  # read on: the entries above the change are the earlier tree's
+        before = fresh[0]  # the parse kept last, which the next version reads on from
+    assert reused > 20

@@ -727,8 +727,9 @@ class _TooDeep(Exception):
 class _Yaml:
     """Composed YAML nodes → our nodes, with the safe constructor's scalars and merge keys."""
 
-    def __init__(self, text: str, lines: LineIndex) -> None:
-        self.range = lines.range
+    def __init__(self, text: str, lines: LineIndex, base: int = 0) -> None:
+        """``base``: the offset in ``text`` of the text that was composed (marks count from there)."""
+        self.range = lines.range if not base else (lambda start, end: lines.range(start + base, end + base))
         self.constructor = yaml.constructor.SafeConstructor()
         self.builders = self.constructor.yaml_constructors
         self.issues: list[SyntaxIssue] = []
@@ -812,11 +813,12 @@ def _compose(text: str) -> Any:
     return yaml.compose(text, Loader=_LOADER)
 
 
-def parse_yaml(text: str) -> tuple[Node | None, list[SyntaxIssue]]:
+def parse_yaml(text: str, reuse: bool = True) -> tuple[Node | None, list[SyntaxIssue]]:
     """Parse YAML: nodes with ranges, or a syntax issue at the loader's mark.
 
     The loader stops at the first error; to still give positions for the keys above it, the text
-    up to the line of the error is composed again on its own.
+    up to the line of the error is composed again on its own. ``reuse``: read on from a recent parse of
+    a text that starts the same (see ``_RecentYaml``); the result is the same either way.
     """
     too_big = limits.text_problem(text)
     if too_big:
@@ -825,6 +827,9 @@ def parse_yaml(text: str) -> tuple[Node | None, list[SyntaxIssue]]:
     deep = limits.json_depth_offset(text)
     if deep is not None:  # deep flow brackets: refused before the loader recurses through them
         return None, [SyntaxIssue(limits.depth_problem(), lines.range(deep, deep + 1))]
+    reused = _read_on_yaml(text, lines) if reuse else None
+    if reused is not None:
+        return reused
     issues: list[SyntaxIssue] = []
     try:
         try:
@@ -855,4 +860,82 @@ def parse_yaml(text: str) -> tuple[Node | None, list[SyntaxIssue]]:
         root = converter.convert(composed)
     except _TooDeep:
         return None, [SyntaxIssue(limits.depth_problem(), ZERO)]
+    if not issues and not converter.issues and isinstance(root, ObjectNode):
+        _RECENT_YAML.add(text, root)
     return root, issues + converter.issues
+
+
+_PLAIN_YAML = re.compile(r"[&*!%]|<<|^(?:---|\.\.\.)", re.MULTILINE)
+"""What can tie a YAML text's parts together (anchors, aliases, tags, directives, merge keys, documents)."""
+
+
+class _RecentYaml:
+    """The last few clean YAML parses whose root is a block mapping. The next version of such a document,
+    when nothing ties its parts together, is read on from the top-level key before its first change: the
+    entries above are shared, the rest of the text is composed on its own. A top-level key at column 0 ends
+    every value above it, and the loader's state there depends on the text before it only."""
+
+    SIZE = 4
+    MAX_CHARS = 2_000_000
+
+    def __init__(self) -> None:
+        self.items: list[tuple[str, ObjectNode]] = []
+        self.lock = threading.Lock()
+
+    def add(self, text: str, root: ObjectNode) -> None:
+        if len(text) > self.MAX_CHARS or _PLAIN_YAML.search(text):
+            return
+        with self.lock:
+            items = [item for item in self.items if item[0] != text][-(self.SIZE - 1):]
+            while items and sum(len(item[0]) for item in items) + len(text) > self.MAX_CHARS:
+                items.pop(0)
+            self.items = [*items, (text, root)]
+
+    def best(self, text: str) -> tuple[ObjectNode, int] | None:
+        """A recent root and how many of its entries ``text`` shares (all the text before the next one's key
+        and that key's first character), the most first."""
+        with self.lock:
+            items = list(self.items)
+        found = None
+        for old, root in items:
+            same = _common_prefix(old, text)
+            starts = [entry.key_range.start_offset for entry in root.entries]
+            count = bisect.bisect_right(starts, same - 1) - 1  # entry ``count`` starts before the change
+            if count >= 1 and (found is None or count > found[1]):
+                found = root, count
+        return found
+
+
+_RECENT_YAML = _RecentYaml()
+
+
+def _read_on_yaml(text: str, lines: LineIndex) -> tuple[Node | None, list[SyntaxIssue]] | None:
+    """The parse of ``text`` read on from a recent version (see ``_RecentYaml``), or None: parse it whole."""
+    if _PLAIN_YAML.search(text):
+        return None
+    found = _RECENT_YAML.best(text)
+    if found is None:
+        return None
+    old, count = found
+    start = old.entries[count].key_range.start_offset
+    if start == 0 or text[start - 1] != "\n":  # a key at column 0 (not a flow mapping's)
+        return None
+    try:
+        tail = _compose(text[start:])
+    except yaml.YAMLError:
+        return None  # the whole text gives the error its place and keeps what is above it
+    if not isinstance(tail, yaml.MappingNode) or tail.start_mark.index != 0 or tail.flow_style:
+        return None
+    converter = _Yaml(text, lines, start)
+    try:
+        rest = converter.convert(tail)
+    except _TooDeep:
+        return None
+    entries = old.entries[:count] + rest.entries  # type: ignore[union-attr]
+    root = ObjectNode(lines.range(old.range.start_offset, rest.range.end_offset), entries)  # type: ignore[union-attr]
+    above = {entry.key for entry in old.entries[:count]}
+    issues = converter.issues + [_duplicate(entry) for entry in rest.entries if entry.key in above]  # type: ignore
+    issues.sort(key=lambda issue: issue.range.start_offset)  # document order, as one pass over the text gives
+    if not issues:
+        _RECENT_YAML.add(text, root)
+    return root, issues
