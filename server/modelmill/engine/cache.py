@@ -40,6 +40,8 @@ CACHE_FORMAT = 2
 OWN_NAMES = frozenset({"entries", "evaluations", "logs", "runs", FINGERPRINTS, MARKER})
 _KEY = re.compile(r"[0-9a-f]{32}")
 _RUN_ID = re.compile(r"\d{8}-\d{6}-[0-9a-f]{6}")
+RACY_NS = 2_000_000_000
+"""A file modified less than this long ago is hashed on every look-up (mtimes tick coarsely, FAT's by 2 s)."""
 
 
 def step_key(input_key: str, pass_type: str, params: dict[str, Any], accelerator: dict[str, str],
@@ -311,29 +313,37 @@ def known_fingerprint(path: Path, index_file: Path) -> str | None:
     return digest.hexdigest()[:32]
 
 
-def fingerprint(path: Path, index_file: Path) -> str:
-    """Content hash of a model file or folder, memoized by (path, size, mtime) like git's index.
+def fingerprint(path: Path, index_file: Path | None, save: bool = True) -> str:
+    """Content hash of a model (or data) file or folder, memoized by (path, size, mtime) like git's index.
 
-    The cache folder (``index_file``'s) is left out when it lies inside the model folder.
+    The cache folder (``index_file``'s) is left out when it lies inside the model folder. ``save`` False reads
+    the index but writes nothing (a look-up in a cache folder that does not exist yet); no ``index_file``: every
+    file is hashed.
     """
-    files = _model_files(path, [index_file.parent])
+    files = _model_files(path, [index_file.parent] if index_file is not None else [])
     try:
-        index: dict[str, Any] = json.loads(index_file.read_text())
+        index: dict[str, Any] = json.loads(index_file.read_text()) if index_file is not None else {}
     except (OSError, ValueError):
         index = {}
     digest = hashlib.sha256()
     changed = False
+    now = time.time_ns()
     for file in files:
         stat = file.stat()
         stamp = f"{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ino}"
         entry = index.get(str(file))
         if not entry or entry[0] != stamp:
             entry = [stamp, file_digest(file)]
-            index[str(file)] = entry
-            changed = True
+            # Git's "racily clean" rule: a file modified within the last moments may change again within the
+            # same mtime tick and size, so its digest is not memoized until its mtime is safely in the past.
+            if now - stat.st_mtime_ns > RACY_NS:
+                index[str(file)] = entry
+                changed = True
+            elif index.pop(str(file), None) is not None:
+                changed = True
         name = file.name if path.is_file() else str(file.relative_to(path))
         digest.update(f"{name}\0{entry[1]}\n".encode())
-    if changed:
+    if changed and save and index_file is not None:
         index_file.parent.mkdir(parents=True, exist_ok=True)
         tmp = index_file.with_name(f".{index_file.name}.{owner_tag()}")
         tmp.write_text(json.dumps(index))

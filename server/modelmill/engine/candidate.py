@@ -14,8 +14,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from modelmill.engine.cache import Cache
+from modelmill.engine.cache import FINGERPRINTS, Cache
 from modelmill.engine.chain import Chain
+from modelmill.engine.data_inputs import metrics_data_context
 from modelmill.engine.events import EventBus
 from modelmill.engine.model import ModelRef
 from modelmill.engine.output import write_atomic
@@ -62,8 +63,11 @@ def evaluate_cached(plan: Plan, cache: Cache, bus: EventBus, model: ModelRef, mo
 
     metrics = plan.metrics or []
     spec = json.dumps([m.model_dump(mode="json") for m in metrics], sort_keys=True)
+    # The metrics' data (the configs they name and their files' content): edited evaluation data is measured again.
+    data = metrics_data_context(metrics, plan.data_configs, cache.root / FINGERPRINTS)
+    data_part = f"\0{json.dumps(data, sort_keys=True, default=str)}" if data else ""
     key = hashlib.sha256(f"{model_key}\0{spec}\0{json.dumps(library_versions())}\0"
-                         f"{plan.accelerator}".encode()).hexdigest()[:32]
+                         f"{plan.accelerator}{data_part}".encode()).hexdigest()[:32]
     stored = cache.root / "evaluations" / f"{key}.json"
     # An lm-eval task reads data the config does not hold (a task YAML and its files can change between runs):
     # measured every time, never read from the cache.

@@ -23,6 +23,7 @@ from modelmill.engine.cache import FINGERPRINTS, Cache, CacheEntry, fingerprint,
 from modelmill.engine.cache import step_key as cache_step_key
 from modelmill.engine.composite import run_per_component
 from modelmill.engine.context import PassContext
+from modelmill.engine.data_inputs import data_context
 from modelmill.engine.events import EventBus
 from modelmill.engine.model import ModelRef
 from modelmill.engine.plan import Plan, PlanStep
@@ -156,7 +157,16 @@ def chain_keys(plan: Plan, key: str, steps: list[PlanStep]) -> list[str]:
     keys = []
     for step in steps:
         key = cache_step_key(key, step.pass_cls.name, step.params.model_dump(mode="json"), accelerator,
-                             library_versions(), pass_code_digest(step.pass_cls),
-                             step.pass_cls.cache_context(step.params))
+                             library_versions(), pass_code_digest(step.pass_cls), step_context(plan, step))
         keys.append(key)
     return keys
+
+
+def step_context(plan: Plan, step: PlanStep) -> dict[str, Any] | None:
+    """What a step's output depends on besides its input, params, code, accelerator and libraries: the pass's
+    own ``cache_context`` and the data configs its params reference (their content and their files' digests)."""
+    context = step.pass_cls.cache_context(step.params)
+    data = data_context(step.params, plan.data_configs, plan.cache_dir / FINGERPRINTS)
+    if data is None:
+        return context  # a pass that reads no data config keeps the key it had
+    return {**(context or {}), "data": data}

@@ -114,16 +114,15 @@ class SDLoRA(Pass):
 
     @classmethod
     def cache_context(cls, params: PassParams) -> dict[str, Any] | None:
-        """The training images are inputs of the output: an inline data config's files (and the class images)
-        are stamped by name, size and modification time."""
-        from modelmill.engine.data import _params
-        from modelmill.finetune.diffusion_data import data_stamp, stamp_digest
+        """The class images are inputs of the output: their folder's content digest. (The training images, read
+        through train_data_config, are in the key like every data config's files: engine/data_inputs.py.)"""
+        from modelmill.engine.data_inputs import path_digest
 
         assert isinstance(params, SDLoRAParams)
-        config = params.train_data_config if isinstance(params.train_data_config, dict) else {}
-        load = _params(config.get("load_dataset_config"))
-        stamps = data_stamp({**load, "class_data_dir": params.class_data_dir})
-        return {"data": stamp_digest(stamps)} if stamps else None
+        if not params.class_data_dir:
+            return None
+        folder = Path(params.class_data_dir).expanduser()
+        return {"class_data_dir": [str(folder), path_digest(folder)]}
 
     def run(self, model: ModelRef, params: PassParams, ctx: PassContext) -> ModelRef:
         assert isinstance(params, SDLoRAParams)
