@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from modelmill import contracts, contracts_gen
-from modelmill.contracts import (COMMAND_ARGS, EVENT_TYPES, ArgumentError, CancelArgs, EvaluateArgs, OptimizeArgs,
+from modelmill.contracts import (COMMAND_ARGS, EVENT_TYPES, ArgumentError, CancelArgs, CompareArgs, EvaluateArgs, OptimizeArgs,
                                  PassStartedEvent, RunEventsArgs, parse_event)
 from modelmill.engine.events import EventBus
 from modelmill.lsp.shared import SERVER_COMMANDS
@@ -125,9 +125,12 @@ def test_command_arguments() -> None:
     assert CancelArgs.from_json({"runId": 5}).run_id == "5"
     assert RunEventsArgs.from_json({"runId": "r"}).since == -1
     assert EvaluateArgs.from_json({"path": "/m", "metrics": ["size"]}).metrics == ["size"]
+    assert CompareArgs.from_json({"sources": ["r1", "/out"]}).sources == ["r1", "/out"]
     for cls, value, said in [(OptimizeArgs, {}, "missing argument 'uri'"), (OptimizeArgs, {"uri": 5}, "'uri' must be a string"),
                              (OptimizeArgs, {"uri": True}, "not true"), (CancelArgs, {"runId": [1]}, "string or number"),
-                             (EvaluateArgs, {"path": "/m", "metrics": [1]}, "metrics must be a list of names"),
+                             (EvaluateArgs, {"path": "/m", "metrics": [1]}, "metrics must be a list of strings"),
+                             (CompareArgs, {"sources": ["r1", 2]}, "sources must be a list of strings"),
+                             (CompareArgs, {}, "missing argument 'sources'"),
                              (OptimizeArgs, [1], "one argument object")]:
         with pytest.raises(ArgumentError, match=said):
             cls.from_json(value)

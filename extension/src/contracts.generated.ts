@@ -410,6 +410,18 @@ export interface RunStateArgs {
   runId: string;
 }
 
+/** The argument of `modelmill.evaluateMetrics`. */
+export interface EvaluateMetricsArgs {
+  /** The model folder (or .onnx file) about to be evaluated. */
+  path: string;
+}
+
+/** The argument of `modelmill.compare`. */
+export interface CompareArgs {
+  /** Two or more finished runs (their `runId`, from `modelmill.runs`) or folders holding a metrics.json (an output folder, a `--report` folder); the first is the baseline. */
+  sources: string[];
+}
+
 /** What ``modelmill.optimize`` and ``modelmill.evaluate`` answer. */
 export interface RunStartedResult {
   runId: string;
@@ -429,4 +441,70 @@ export interface RunInfo {
   started: number;
   finished: number | null;
   error: string | null;
+}
+
+/** A metric preset the model can be measured with (``modelmill evaluate --metrics`` names). */
+export interface MetricOption {
+  name: string;
+  description: string;
+  /** The `<metric>-<sub_type>` keys it reports. */
+  keys: string[];
+  /** Measured when no metrics are chosen. */
+  default: boolean;
+}
+
+/** What ``modelmill.evaluateMetrics`` answers: the presets that can measure this model. */
+export interface EvaluateMetricsResult {
+  path: string;
+  /** genai, onnx, hf_causal, hf or composite (evaluate/presets.py). */
+  modelKind: string;
+  options: MetricOption[];
+}
+
+/** One model compared: a candidate of a run or of a folder's metrics.json. */
+export interface CompareColumn {
+  label: string;
+  /** The run id or folder it came from. */
+  source: string;
+  /** Its name there: model, compare, input, c1, ... */
+  candidate: string;
+  modelPath: string;
+}
+
+export interface CompareCell {
+  value: number | null;
+  /** The value as report.html writes it (sizes in KiB/MiB/GiB); `–` when not measured. */
+  text: string;
+  /** value / the baseline's (the first column's); null for the baseline or a gap. */
+  ratio: number | null;
+  ratioText: string;
+  /** Better than the baseline in the metric's direction; null: the baseline, a gap, or equal. */
+  better: boolean | null;
+  /** The best value of the row (more than one column measured it). */
+  best: boolean;
+}
+
+export interface CompareRow {
+  key: string;
+  /** The key with its unit and direction, as report.html's column header. */
+  label: string;
+  metricType: string;
+  unit: string;
+  higherIsBetter: boolean;
+  cells: CompareCell[];
+}
+
+export interface ComparePlot {
+  caption: string;
+  /** A base64 PNG: report.html's plot of the compared models. */
+  png: string;
+}
+
+/** What ``modelmill.compare`` answers: rows = metrics, columns = models, ratios vs the first column. */
+export interface CompareResult {
+  columns: CompareColumn[];
+  rows: CompareRow[];
+  plots: ComparePlot[];
+  /** What was left out (a source with no metrics, a metric one model lacks). */
+  warnings: string[];
 }

@@ -563,6 +563,8 @@ class CommandArgs:
     """The command's key in ``modelmill.lsp.shared.SERVER_COMMANDS``."""
     TYPES: ClassVar[dict[str, tuple[type, ...]]] = {}
     """Per field, the JSON types it accepts."""
+    LIST_EXAMPLE: ClassVar[str] = '["llm", "size"]'
+    """A list field's example, for the message when one of its items is not a string."""
 
     @classmethod
     def from_json(cls, value: Any) -> Any:
@@ -585,8 +587,8 @@ class CommandArgs:
             if isinstance(item, bool) or not isinstance(item, kinds):
                 expected = " or ".join(_JSON_TYPE_NAMES[k] for k in kinds)
                 raise ArgumentError(f"argument '{wire}' must be a {expected}, not {json.dumps(item)[:60]}")
-            if f.name == "metrics" and not all(isinstance(m, str) for m in item):
-                raise ArgumentError("metrics must be a list of names such as [\"llm\", \"size\"]")
+            if isinstance(item, list) and not all(isinstance(m, str) and m for m in item):
+                raise ArgumentError(f"{wire} must be a list of strings such as {cls.LIST_EXAMPLE}")
             data[f.name] = str(item) if f.name == "run_id" else item
         return cls(**data)
 
@@ -631,6 +633,22 @@ class EvaluateArgs(CommandArgs):
 
 
 @dataclass(frozen=True, slots=True)
+class EvaluateMetricsArgs(CommandArgs):
+    COMMAND = "evaluateMetrics"
+    TYPES = {"path": (str,)}
+    path: str = _field("The model folder (or .onnx file) about to be evaluated.")
+
+
+@dataclass(frozen=True, slots=True)
+class CompareArgs(CommandArgs):
+    COMMAND = "compare"
+    TYPES = {"sources": (list,)}
+    LIST_EXAMPLE = '["20261130-101500-1a2b3c", "/abs/models/other-int4"]'
+    sources: list[str] = _field("Two or more finished runs (their `runId`, from `modelmill.runs`) or folders holding "
+                                "a metrics.json (an output folder, a `--report` folder); the first is the baseline.")
+
+
+@dataclass(frozen=True, slots=True)
 class RunIdArgs(CommandArgs):
     TYPES = {"run_id": (str, int)}
     run_id: str = _field()
@@ -655,7 +673,7 @@ class RunEventsArgs(CommandArgs):
 
 
 COMMAND_ARGS: tuple[type[CommandArgs], ...] = (OptimizeArgs, EvaluateArgs, CancelArgs, ValidateArgs, PlanArgs,
-                                                RunEventsArgs, RunStateArgs)
+                                                RunEventsArgs, RunStateArgs, EvaluateMetricsArgs, CompareArgs)
 
 
 @dataclass(slots=True)
@@ -684,4 +702,71 @@ class RunInfo:
     error: str | None
 
 
-RESULT_TYPES: tuple[type, ...] = (RunStartedResult, CancelResult, RunInfo)
+@dataclass(slots=True)
+class MetricOption:
+    """A metric preset the model can be measured with (``modelmill evaluate --metrics`` names)."""
+
+    name: str
+    description: str
+    keys: list[str] = _field("The `<metric>-<sub_type>` keys it reports.")
+    default: bool = _field("Measured when no metrics are chosen.")
+
+
+@dataclass(slots=True)
+class EvaluateMetricsResult:
+    """What ``modelmill.evaluateMetrics`` answers: the presets that can measure this model."""
+
+    path: str
+    model_kind: str = _field("genai, onnx, hf_causal, hf or composite (evaluate/presets.py).")
+    options: list[MetricOption]
+
+
+@dataclass(slots=True)
+class CompareColumn:
+    """One model compared: a candidate of a run or of a folder's metrics.json."""
+
+    label: str
+    source: str = _field("The run id or folder it came from.")
+    candidate: str = _field("Its name there: model, compare, input, c1, ...")
+    model_path: str
+
+
+@dataclass(slots=True)
+class CompareCell:
+    value: float | None
+    text: str = _field("The value as report.html writes it (sizes in KiB/MiB/GiB); `–` when not measured.")
+    ratio: float | None = _field("value / the baseline's (the first column's); null for the baseline or a gap.")
+    ratio_text: str
+    better: bool | None = _field("Better than the baseline in the metric's direction; null: the baseline, a gap, "
+                                 "or equal.")
+    best: bool = _field("The best value of the row (more than one column measured it).")
+
+
+@dataclass(slots=True)
+class CompareRow:
+    key: str
+    label: str = _field("The key with its unit and direction, as report.html's column header.")
+    metric_type: str
+    unit: str
+    higher_is_better: bool
+    cells: list[CompareCell]
+
+
+@dataclass(slots=True)
+class ComparePlot:
+    caption: str
+    png: str = _field("A base64 PNG: report.html's plot of the compared models.")
+
+
+@dataclass(slots=True)
+class CompareResult:
+    """What ``modelmill.compare`` answers: rows = metrics, columns = models, ratios vs the first column."""
+
+    columns: list[CompareColumn]
+    rows: list[CompareRow]
+    plots: list[ComparePlot]
+    warnings: list[str] = _field("What was left out (a source with no metrics, a metric one model lacks).")
+
+
+RESULT_TYPES: tuple[type, ...] = (RunStartedResult, CancelResult, RunInfo, MetricOption, EvaluateMetricsResult,
+                                  CompareColumn, CompareCell, CompareRow, ComparePlot, CompareResult)

@@ -119,3 +119,46 @@ def test_a_client_that_asks_for_the_state_gets_the_reduced_run(tmp_path: Path) -
         assert _command(server, "modelmill.runState", {"runId": run_id}) == final
     finally:
         server.close()
+
+
+def _finished(server: JsonRpcClient, run_id: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 300
+    while not (replay := _command(server, "modelmill.runEvents", {"runId": run_id}))["finished"]:
+        assert time.monotonic() < deadline, replay
+        time.sleep(0.2)
+    return replay
+
+
+def test_metrics_to_pick_and_runs_compared_side_by_side(tmp_path: Path, tiny_llama_dir: Path,
+                                                        tiny_bert_dir: Path) -> None:
+    """``modelmill.evaluateMetrics`` answers the presets for the model's kind; ``modelmill.compare`` puts two
+    finished evaluations side by side (ratios against the first), also after a restart, and refuses what it cannot
+    compare with a reason."""
+    workspace, home = tmp_path / "ws", tmp_path / "home"
+    workspace.mkdir()
+    server = _start(workspace, home)
+    try:
+        picked = _command(server, "modelmill.evaluateMetrics", {"path": str(tiny_llama_dir)})
+        assert picked["modelKind"] == "hf_causal"
+        assert [o["name"] for o in picked["options"] if o["default"]] == ["llm", "perplexity", "size"]
+        runs = [_command(server, "modelmill.evaluate", {"path": str(path), "metrics": ["size"]})["runId"]
+                for path in (tiny_llama_dir, tiny_bert_dir)]
+        assert all(_finished(server, run_id)["status"] == "succeeded" for run_id in runs)
+        compared = _command(server, "modelmill.compare", {"sources": runs})
+        [row] = compared["rows"]
+        assert [c["label"] for c in compared["columns"]] == [tiny_llama_dir.name, tiny_bert_dir.name]
+        assert row["key"] == "size-bytes" and not row["higherIsBetter"]
+        llama, bert = (cell["value"] for cell in row["cells"])
+        assert row["cells"][1]["ratio"] == bert / llama and row["cells"][0]["text"].endswith("KiB")
+        assert [p["caption"] for p in compared["plots"]] == ["size-bytes"]
+        for sources, said in [([runs[0]], "two or more"), ([runs[0], str(workspace)], "no metrics.json")]:
+            refused = server.request("workspace/executeCommand", {"command": "modelmill.compare",
+                                                                  "arguments": [{"sources": sources}]})
+            assert refused["error"]["code"] == -32803 and said in refused["error"]["message"], refused
+    finally:
+        server.close()
+    server = _start(workspace, home)  # the runs come back from the history, comparable again
+    try:
+        assert _command(server, "modelmill.compare", {"sources": runs[::-1]})["rows"][0]["cells"][1]["value"] == llama
+    finally:
+        server.close()

@@ -66,15 +66,31 @@ def source_model(model: ModelRef, trust_remote_code: bool = False) -> ModelRef |
     return None
 
 
+def model_profile(model: ModelRef) -> str:
+    """genai, onnx, hf_causal, hf or composite: what decides the metrics that can measure it (evaluate/presets.py)."""
+    from modelmill.evaluate.presets import profile
+
+    architectures = model.hf_config().get("architectures") or []
+    return profile(model.kind, model.is_genai, any(str(a).endswith("ForCausalLM") for a in architectures))
+
+
+def metric_options(path: str, trust_remote_code: bool = False) -> tuple[str, list[tuple[str, str, list[str], bool]]]:
+    """The model's profile and the presets that can measure it: (name, description, keys, measured by default)."""
+    from modelmill.evaluate.presets import AVAILABLE, DEFAULTS, DESCRIPTIONS, metrics_for
+
+    kind = model_profile(model_ref(path, trust_remote_code))
+    return kind, [(name, DESCRIPTIONS[name], metric_keys(metrics_for([name])), name in DEFAULTS[kind])
+                  for name in AVAILABLE[kind]]
+
+
 def choose_metrics(names: str | None, model: ModelRef) -> list[dict[str, Any]]:
     """The metrics a comma list of preset names (``--metrics``) names, or the defaults for this kind of model."""
-    from modelmill.evaluate.presets import default_names, metrics_for
+    from modelmill.evaluate.presets import DEFAULTS, metrics_for
 
     if names:
         chosen = [n.strip() for n in names.split(",") if n.strip()]
     else:
-        architectures = model.hf_config().get("architectures") or []
-        chosen = list(default_names(model.kind, model.is_genai, any(a.endswith("ForCausalLM") for a in architectures)))
+        chosen = list(DEFAULTS[model_profile(model)])
     try:
         return metrics_for(chosen)
     except ValueError as exc:

@@ -18,6 +18,24 @@ PRESETS: dict[str, dict[str, Any]] = {
                    "sub_types": [{"name": "cosine_mean"}, {"name": "cosine_min"}, {"name": "samples_per_s"}]},
 }
 
+DESCRIPTIONS: dict[str, str] = {
+    "latency": "time of one inference: avg, min, p50, p90, p95, max (ms)",
+    "throughput": "samples per second (avg)",
+    "size": "bytes of the model files on disk",
+    "llm": "prefill time (ms) and greedy decode speed (tokens/s)",
+    "perplexity": "perplexity on local held-out text (lower is better)",
+    "memory": "peak memory of a fresh process that loads and runs the model (MB)",
+    "similarity": "cosine similarity of embeddings against the PyTorch source model, and samples/s",
+}
+"""What each preset measures, in a line (the editor's metric picker shows it)."""
+
+AVAILABLE = {"genai": ("llm", "perplexity", "size", "memory"),
+             "onnx": ("latency", "throughput", "size", "memory", "similarity"),
+             "hf_causal": ("llm", "perplexity", "size", "memory", "latency", "throughput"),
+             "hf": ("latency", "throughput", "size", "memory"),
+             "composite": ("size",)}
+"""The presets that can measure each kind of model (``profile``), the defaults first."""
+
 DEFAULTS = {"genai": ("llm", "perplexity", "size", "memory"), "onnx": ("latency", "throughput", "size"),
             "hf_causal": ("llm", "perplexity", "size"), "hf": ("latency", "size"),
             "composite": ("size",)}  # SplitModel's parts: no one session runs the model
@@ -37,11 +55,10 @@ def metrics_for(names: list[str]) -> list[dict[str, Any]]:
     return metrics
 
 
-def default_names(kind: str, is_genai: bool, is_causal: bool) -> tuple[str, ...]:
+def profile(kind: str, is_genai: bool, is_causal: bool) -> str:
+    """The kind of model as the presets see it: genai, onnx, hf_causal, hf or composite."""
     if is_genai:
-        return DEFAULTS["genai"]
+        return "genai"
     if kind == "hf":
-        return DEFAULTS["hf_causal"] if is_causal else DEFAULTS["hf"]
-    if kind == "composite":
-        return DEFAULTS["composite"]
-    return DEFAULTS["onnx"]
+        return "hf_causal" if is_causal else "hf"
+    return "composite" if kind == "composite" else "onnx"

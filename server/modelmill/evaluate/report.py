@@ -19,7 +19,7 @@ from modelmill.evaluate.results import EvaluationResult, MetricValue
 from modelmill.units import human_size, is_bytes
 
 
-def _columns(results: dict[str, EvaluationResult]) -> list[MetricValue]:
+def metric_columns(results: dict[str, EvaluationResult]) -> list[MetricValue]:
     """One MetricValue per key (first seen), in first-seen order: the table columns."""
     seen: dict[str, MetricValue] = {}
     for result in results.values():
@@ -40,15 +40,15 @@ def format_value(value: float | None, unit: str = "") -> str:
     return f"{value:.4g}"
 
 
-def _header(column: MetricValue) -> str:
+def header(column: MetricValue) -> str:
     arrow = "↑" if column.higher_is_better else "↓"
     shown = column.unit and not is_bytes(column.unit)  # sizes name their unit in each cell (KiB, MiB, ...)
     return f"{column.key} ({column.unit}) {arrow}" if shown else f"{column.key} {arrow}"
 
 
 def markdown_table(results: dict[str, EvaluationResult]) -> str:
-    columns = _columns(results)
-    rows = ["| candidate | " + " | ".join(_header(c) for c in columns) + " |",
+    columns = metric_columns(results)
+    rows = ["| candidate | " + " | ".join(header(c) for c in columns) + " |",
             "|---|" + "---:|" * len(columns)]
     for name, result in results.items():
         values = result.by_key()
@@ -121,6 +121,23 @@ def _scatter(latency: MetricValue, size: MetricValue, results: dict[str, Evaluat
     return _png(fig)
 
 
+def figures(results: dict[str, EvaluationResult]) -> list[tuple[str, str]]:
+    """The report's plots as (caption, base64 PNG): latency vs size when both were measured, then a bar chart per
+    metric key (the best bar highlighted)."""
+    columns = metric_columns(results)
+    found = []
+    latency, size = _latency_key(columns), _size_key(columns)
+    if latency is not None and size is not None:
+        image = _scatter(latency, size, results)
+        if image:
+            found.append(("latency vs size", image))
+    for column in columns:
+        image = _bar_chart(column, results)
+        if image:
+            found.append((column.key, image))
+    return found
+
+
 _CSS = """body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2em;color:#222;max-width:1100px}
 table{border-collapse:collapse;margin:1em 0;font-size:14px}th,td{border:1px solid #ccc;padding:4px 8px}
 th{background:#f2f2f2}td.num{text-align:right;font-variant-numeric:tabular-nums}td.best{font-weight:bold;color:#1d7a6f}
@@ -128,14 +145,14 @@ figure{display:inline-block;margin:0.5em}img{max-width:100%}.muted{color:#666;fo
 
 
 def html_report(results: dict[str, EvaluationResult], title: str = "ModelMill evaluation") -> str:
-    columns = _columns(results)
+    columns = metric_columns(results)
     best: dict[str, float] = {}
     for column in columns:
         found = [r.by_key()[column.key].value for r in results.values() if column.key in r.by_key()]
         found = [v for v in found if math.isfinite(v)]
         if found:
             best[column.key] = max(found) if column.higher_is_better else min(found)
-    head = "".join(f"<th>{html.escape(_header(c))}</th>" for c in columns)
+    head = "".join(f"<th>{html.escape(header(c))}</th>" for c in columns)
     rows = []
     for name, result in results.items():
         values = result.by_key()
@@ -145,18 +162,8 @@ def html_report(results: dict[str, EvaluationResult], title: str = "ModelMill ev
             css = "num best" if value is not None and len(results) > 1 and value == best.get(column.key) else "num"
             cells.append(f'<td class="{css}">{html.escape(format_value(value, column.unit))}</td>')
         rows.append(f"<tr><td>{html.escape(name)}</td>{''.join(cells)}</tr>")
-    figures = []
-    latency, size = _latency_key(columns), _size_key(columns)
-    if latency is not None and size is not None:
-        image = _scatter(latency, size, results)
-        if image:
-            figures.append(("latency vs size", image))
-    for column in columns:
-        image = _bar_chart(column, results)
-        if image:
-            figures.append((column.key, image))
     figure_html = "\n".join(f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{image}">'
-                            f"<figcaption>{html.escape(caption)}</figcaption></figure>" for caption, image in figures)
+                            f"<figcaption>{html.escape(caption)}</figcaption></figure>" for caption, image in figures(results))
     models = "".join(f"<li><b>{html.escape(name)}</b>: {html.escape(result.model_path)} "
                      f"<span class='muted'>({result.duration_s:.1f} s to evaluate)</span></li>"
                      for name, result in results.items())
@@ -175,7 +182,7 @@ def write_reports(results: dict[str, EvaluationResult], out_dir: Path) -> dict[s
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    columns = _columns(results)
+    columns = metric_columns(results)
     payload = {"version": 1,
                "metrics": {c.key: {"unit": c.unit, "higher_is_better": c.higher_is_better, "priority": c.priority,
                                    "metric_type": c.metric_type} for c in columns},

@@ -1,5 +1,5 @@
 """``workspace/executeCommand`` handlers: optimize, evaluate, cancel, validate, plan, runs, runEvents, runState,
-debugInfo.
+debugInfo, evaluateMetrics, compare.
 
 Each takes one argument object (see docs/lsp.md), typed in ``modelmill.contracts`` (``OptimizeArgs``, ...): pygls
 structures it from the handler's annotation through ``converter()``'s hook, so a missing argument or one of the
@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Any, Callable
 from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
 
 from modelmill.config.limits import read_config_text
-from modelmill.contracts import (COMMAND_ARGS, CancelArgs, CommandArgs, EvaluateArgs, OptimizeArgs, PlanArgs,
-                                 RunEventsArgs, RunStateArgs, ValidateArgs)
+from modelmill.contracts import (COMMAND_ARGS, CancelArgs, CommandArgs, CompareArgs, EvaluateArgs,
+                                 EvaluateMetricsArgs, OptimizeArgs, PlanArgs, RunEventsArgs, RunStateArgs, ValidateArgs,
+                                 to_json)
 from modelmill.errors import ConfigError
 from modelmill.lsp.documents import Snapshot, format_of, uri_to_path
 from modelmill.lsp.shared import SERVER_COMMANDS, UNTRUSTED
@@ -26,9 +27,9 @@ from modelmill.lsp.shared import SERVER_COMMANDS, UNTRUSTED
 if TYPE_CHECKING:
     from modelmill.lsp.server import ModelMillServer
 
-OPTIMIZE, EVALUATE, CANCEL, VALIDATE, PLAN, RUNS, RUN_EVENTS, RUN_STATE, DEBUG_INFO = (
+OPTIMIZE, EVALUATE, CANCEL, VALIDATE, PLAN, RUNS, RUN_EVENTS, RUN_STATE, DEBUG_INFO, EVALUATE_METRICS, COMPARE = (
     SERVER_COMMANDS[key] for key in ("optimize", "evaluate", "cancel", "validate", "plan", "runs", "runEvents",
-                                     "runState", "debugInfo"))
+                                     "runState", "debugInfo", "evaluateMetrics", "compare"))
 
 
 class RequestFailed(JsonRpcException):
@@ -92,6 +93,16 @@ def register(server: ModelMillServer, guard: Callable[..., Any]) -> None:
             raise RequestFailed(UNTRUSTED)
         run_id = await ls.runs.start_evaluate(arg.path, arg.metrics, arg.compare)
         return {"runId": run_id}
+
+    @server.command(EVALUATE_METRICS)
+    @guard(EVALUATE_METRICS)
+    async def evaluate_metrics(ls, arg: EvaluateMetricsArgs | None = None) -> dict[str, Any]:
+        return to_json(await ls.runs.metric_options(given(arg, EvaluateMetricsArgs).path))
+
+    @server.command(COMPARE)
+    @guard(COMPARE)
+    async def compare(ls, arg: CompareArgs | None = None) -> dict[str, Any]:
+        return to_json(await ls.runs.compare(given(arg, CompareArgs).sources))
 
     @server.command(CANCEL)
     @guard(CANCEL)

@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types
 
-from modelmill.contracts import ErrorEvent, RunFinishedEvent
+from modelmill.contracts import (CompareResult, ErrorEvent, EvaluateMetricsResult, MetricOption,
+                                 RunFinishedEvent)
 from modelmill.engine.events import EventBus
 from modelmill.lsp.commands import RequestFailed
 from modelmill.lsp.documents import Snapshot, uri_to_path
@@ -157,6 +158,39 @@ class RunManager:
         job = EvaluateRun(path, str(compare) if compare else None, ",".join(metrics) if metrics else None)
         return await self._start(record, job)
 
+    async def metric_options(self, path: str) -> EvaluateMetricsResult:
+        """The metric presets that can measure the model at ``path`` (the editor's metric picker)."""
+        from modelmill.errors import ModelMillError
+        from modelmill.evaluate.job import metric_options
+
+        try:
+            kind, options = await asyncio.to_thread(metric_options, path)
+        except ModelMillError as exc:
+            raise RequestFailed(_message(exc)) from exc
+        return EvaluateMetricsResult(path=path, model_kind=kind, options=[
+            MetricOption(name=name, description=text, keys=keys, default=default)
+            for name, text, keys, default in options])
+
+    async def compare(self, sources: list[str]) -> CompareResult:
+        """Finished runs (by id) or folders with a metrics.json, side by side (``evaluate/comparison.py``)."""
+        from modelmill.errors import ModelMillError
+        from modelmill.evaluate import comparison
+
+        def build() -> CompareResult:
+            measured = []
+            for source in sources:
+                record = self.records.get(source)
+                if record is not None:
+                    measured += comparison.run_results(source, record.events, record.output_dir)
+                else:
+                    measured += comparison.folder_results(Path(source).expanduser())
+            return comparison.compare(measured)
+
+        try:
+            return await asyncio.to_thread(build)
+        except ModelMillError as exc:
+            raise RequestFailed(_message(exc)) from exc
+
     async def _start(self, record: RunRecord, job: Any) -> str:
         """Start a run of either kind in the engine's runner; its events come back through ``_on_event``."""
         from modelmill.engine.runner import start_run
@@ -192,7 +226,7 @@ class RunManager:
         for run_id in list(self.records):
             try:
                 self.cancel(run_id)
-            except Exception:  # noqa: BLE001 - shutting down
+            except Exception:
                 pass
 
     async def shutdown(self, timeout: float = 5.0) -> None:
@@ -298,7 +332,7 @@ class RunManager:
         try:
             if not record.state.apply(event):
                 return  # a duplicate
-        except Exception:  # noqa: BLE001 - a reducer bug must not stop the forwarding
+        except Exception:
             self.ls.log_exception("runEvent")
         record.events.append(event)
         if len(record.events) > 2 * MAX_EVENTS:
@@ -313,7 +347,7 @@ class RunManager:
                 self.ls.protocol.notify(RUN_EVENT, event)
             if wanted != "events":
                 self._send_state(record, at_once=finished or record.state.view.events == 1)
-        except Exception:  # noqa: BLE001 - a broken notification must not stop the progress display
+        except Exception:
             self.ls.log_exception("runEvent")
         if not finished:
             self._safe_render(record, event)
@@ -338,13 +372,13 @@ class RunManager:
             return
         try:
             self._send_state(record, at_once=True)
-        except Exception:  # noqa: BLE001
+        except Exception:
             self.ls.log_exception("runState")
 
     def _safe_render(self, record: RunRecord, event: dict[str, Any]) -> None:
         try:
             self._render(record, event)
-        except Exception:  # noqa: BLE001 - a rendering bug must not stop the forwarding
+        except Exception:
             self.ls.log_exception("runEvent")
 
     def _render(self, record: RunRecord, event: dict[str, Any]) -> None:
@@ -396,7 +430,7 @@ class RunManager:
                 self.ls.work_done_progress.begin(token, types.WorkDoneProgressBegin(
                     title=record.title, cancellable=True, message=message, percentage=0))
                 return
-            except Exception:  # noqa: BLE001 - fall back to log lines
+            except Exception:
                 self.ls.log_exception("progress")
         self.ls.log(f"[{record.run_id}] {record.title}: {message}")
 

@@ -25,6 +25,8 @@ SERVER_COMMANDS: dict[str, str] = {
     "runEvents": "modelmill.runEvents",
     "runState": "modelmill.runState",
     "debugInfo": "modelmill.debugInfo",
+    "evaluateMetrics": "modelmill.evaluateMetrics",
+    "compare": "modelmill.compare",
 }
 """``workspace/executeCommand`` ids (docs/lsp.md). The client's own UI commands use other ids (package.json)."""
 
