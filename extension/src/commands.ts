@@ -3,12 +3,13 @@ import * as fs from 'fs';
 import * as path from 'path';
 import * as vscode from 'vscode';
 import { ConfigFiles } from './configFiles';
-import type { RunInfo, RunStartedResult } from './contracts.generated';
+import { comparePage } from './compareHtml';
+import type { CompareResult, EvaluateMetricsResult, RunInfo, RunStartedResult } from './contracts.generated';
 import { RunStore, RunView } from './runModel';
 import { VIEW_ID } from './runsView';
 import {
-  cancelArgs, evaluateArgs, optimizeArgs, planArgs, planMarkdown, PlanResult, runsArgs, runStateArgs, SERVER_COMMANDS, UNTRUSTED,
-  validateArgs,
+  cancelArgs, compareArgs, evaluateArgs, evaluateMetricsArgs, optimizeArgs, planArgs, planMarkdown, PlanResult, runsArgs,
+  runStateArgs, SERVER_COMMANDS, UNTRUSTED, validateArgs,
 } from './settings';
 
 /** The language server, as the commands use it (client.ts's ServerManager, loaded after activation). */
@@ -92,7 +93,70 @@ async function evaluate(deps: Deps, arg?: unknown): Promise<void> {
     folder = pick.description ?? (await vscode.window.showOpenDialog({ canSelectFolders: true, canSelectFiles: false, canSelectMany: false }))?.[0]?.fsPath;
   }
   if (!folder) return;
-  started(deps, await runOnServer(deps, SERVER_COMMANDS.evaluate, evaluateArgs(folder)));
+  const metrics = await pickMetrics(deps, folder);
+  if (!metrics) return;
+  started(deps, await runOnServer(deps, SERVER_COMMANDS.evaluate, evaluateArgs(folder, { metrics })));
+}
+
+/** The workspace state key of the metrics last chosen for a kind of model. */
+const metricsKey = (modelKind: string) => `modelmill.evaluate.metrics.${modelKind}`;
+
+/** The metrics to measure: the server says which presets can measure this kind of model (modelmill.evaluateMetrics);
+ * the ones chosen last time for this kind (else the defaults) come checked. */
+async function pickMetrics(deps: Deps, folder: string): Promise<string[] | undefined> {
+  const offered = await runOnServer<EvaluateMetricsResult>(deps, SERVER_COMMANDS.evaluateMetrics, evaluateMetricsArgs(folder));
+  if (!offered) return undefined;
+  const remembered = deps.context.workspaceState.get<string[]>(metricsKey(offered.modelKind));
+  const items = offered.options.map((option) => ({
+    label: option.name, description: option.description, detail: option.keys.join(', '),
+    picked: remembered ? remembered.includes(option.name) : option.default,
+  }));
+  const chosen = await vscode.window.showQuickPick(items, {
+    title: `ModelMill: Evaluate ${path.basename(folder)} (${offered.modelKind})`, placeHolder: 'Metrics to measure',
+    canPickMany: true,
+  });
+  if (!chosen?.length) return undefined;
+  const names = chosen.map((item) => item.label);
+  await deps.context.workspaceState.update(metricsKey(offered.modelKind), names);
+  return names;
+}
+
+type SourceItem = vscode.QuickPickItem & { source?: string };
+
+/** Two or more finished runs (the server's, kept across restarts) or folders with a metrics.json, side by side in a
+ * page (modelmill.compare builds the comparison; the first one picked is the baseline). */
+async function compare(deps: Deps, arg?: unknown): Promise<void> {
+  let sources = Array.isArray(arg) ? arg.map((item) => (item instanceof vscode.Uri ? item.fsPath : String(item))) : [];
+  if (sources.length < 2) {
+    const runs = deps.store.list().filter((r) => r.status === 'succeeded').reverse();  // oldest first: the baseline
+    const items: SourceItem[] = runs.map((r) => ({
+      label: r.label, source: r.runId,
+      description: [r.outputDir, r.finishedTs ? new Date(r.finishedTs * 1000).toLocaleString() : ''].filter(Boolean).join(' · '),
+      detail: r.candidates.length ? `measured: ${r.metricKeys.join(', ') || 'nothing'}` : undefined,
+    }));
+    items.push({ label: '$(folder-opened) Browse for output folders…', alwaysShow: true });
+    const picked = await vscode.window.showQuickPick(items, {
+      title: 'ModelMill: Compare Runs/Outputs', placeHolder: 'Two or more finished runs or output folders (the first is the baseline)',
+      canPickMany: true,
+    });
+    if (!picked?.length) return;
+    sources = picked.filter((item) => item.source).map((item) => item.source as string);
+    if (picked.some((item) => !item.source)) {
+      const folders = await vscode.window.showOpenDialog({
+        canSelectFolders: true, canSelectFiles: false, canSelectMany: true, openLabel: 'Compare',
+      });
+      sources.push(...(folders ?? []).map((uri) => uri.fsPath));
+    }
+  }
+  if (sources.length < 2) {
+    void vscode.window.showWarningMessage('ModelMill: pick two or more runs or output folders to compare.');
+    return;
+  }
+  const result = await runOnServer<CompareResult>(deps, SERVER_COMMANDS.compare, compareArgs(sources));
+  if (!result) return;
+  const panel = vscode.window.createWebviewPanel('modelmill.comparison', `Compare: ${result.columns.map((c) => c.label).join(' · ')}`,
+    vscode.ViewColumn.Active, { enableScripts: false, localResourceRoots: [] });
+  panel.webview.html = comparePage(result);
 }
 
 async function cancel(deps: Deps, arg?: unknown): Promise<void> {
@@ -182,6 +246,7 @@ export function registerCommands(deps: Deps): void {
   register('modelmill.optimizeWorkflow', (arg) => optimize(deps, arg));
   register('modelmill.evaluateModel', (arg) => evaluate(deps, arg));
   register('modelmill.cancelRun', (arg) => cancel(deps, arg));
+  register('modelmill.compareRuns', (arg, more) => compare(deps, Array.isArray(more) ? more : arg));
   register('modelmill.validateConfig', (arg) => validate(deps, arg));
   register('modelmill.showPlan', (arg) => showPlan(deps, planDocs, arg));
   register('modelmill.newWorkflowConfig', () => newConfig(deps));

@@ -2,7 +2,8 @@
 // Pure: no vscode import (extension.ts hands in what it read), so all of it is unit-tested under node.
 
 import type {
-  CancelArgs, EvaluateArgs, OptimizeArgs, PlanArgs, RunEventsArgs, RunStateArgs, ValidateArgs,
+  CancelArgs, CompareArgs, EvaluateArgs, EvaluateMetricsArgs, OptimizeArgs, PlanArgs, RunEventsArgs, RunStateArgs,
+  ValidateArgs,
 } from './contracts.generated';
 import shared from './shared.json';
 
@@ -154,6 +155,9 @@ export const cancelArgs = (runId: string): [CancelArgs] => [{ runId }];
 export const runsArgs = (): [Record<string, never>] => [{}];
 export const runEventsArgs = (runId: string, since = -1): [RunEventsArgs] => [{ runId, since }];
 export const runStateArgs = (runId: string): [RunStateArgs] => [{ runId }];
+
+export const evaluateMetricsArgs = (path: string): [EvaluateMetricsArgs] => [{ path }];
+export const compareArgs = (sources: string[]): [CompareArgs] => [{ sources: [...sources] }];
 
 export function evaluateArgs(path: string, options: { metrics?: string[]; compare?: string } = {}): [EvaluateArgs] {
   const arg: EvaluateArgs = { path };
