@@ -13,13 +13,19 @@ from (Olive's rule: its data loaders open paths as given, from the current folde
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel
 
 from modelmill.engine.cache import fingerprint
 from modelmill.errors import ModelMillError
+
+if TYPE_CHECKING:
+    from modelmill.engine.plan import Plan
+
+PassParamsT = TypeVar("PassParamsT", bound=BaseModel)
 
 DATA_CONFIG_FIELD = "data_config"
 # data_name values that are no local path: the samples ModelMill builds, and the loader names of Olive's
@@ -133,11 +139,15 @@ def anchor_data_config(config: dict[str, Any], bases: list[Path]) -> dict[str, A
     return result
 
 
-def anchor_pass_params(params: BaseModel, bases: list[Path]) -> BaseModel:
-    """``params`` with their inline data configs anchored (see ``anchor_data_config``); the same object when
-    there is nothing to change."""
-    updates = {field: anchor_data_config(value, bases) for field, value in data_config_refs(params).items()
-               if isinstance(value, dict)}
+def anchor_pass_params(params: PassParamsT, bases: list[Path]) -> PassParamsT:
+    """``params`` with their inline data configs and path params (``path_params``) anchored (see
+    ``anchor_data_config``); the same object when there is nothing to change."""
+    updates: dict[str, Any] = {field: anchor_data_config(value, bases)
+                               for field, value in data_config_refs(params).items() if isinstance(value, dict)}
+    for field in getattr(params, "path_params", ()):
+        value = getattr(params, field, None)
+        if isinstance(value, str) and value:
+            updates[field] = _anchored(value, bases)
     updates = {field: value for field, value in updates.items() if value != getattr(params, field)}
     return params.model_copy(update=updates) if updates else params
 
@@ -197,3 +207,33 @@ def _component_params(component: Any) -> dict[str, Any]:
         return {}
     flat = {key: value for key, value in component.items() if key not in ("type", "params")}
     return {**flat, **(component.get("params") or {})}
+
+
+def run_bases(base_dir: Path | None, config_dir: Path | None) -> list[Path]:
+    """Where a run's relative data paths resolve, in order: for the command line (``base_dir`` None) the
+    folder the run starts from, then the config's folder; for the editor the config's folder, then its
+    workspace folder (as the model path)."""
+    folders = [Path.cwd(), config_dir] if base_dir is None else [config_dir, base_dir]
+    found: list[Path] = []
+    for folder in folders:
+        if folder is not None and Path(os.path.abspath(folder)) not in found:
+            found.append(Path(os.path.abspath(folder)))
+    return found
+
+
+def anchor_plan(plan: Plan, bases: list[Path]) -> None:
+    """Make every relative data path of ``plan`` absolute (see ``anchor_data_config``): its data configs, the
+    inline ones of its passes and metrics, and the passes' path params (``PassParams.path_params``)."""
+    plan.data_configs = {name: anchor_data_config(config, bases) for name, config in plan.data_configs.items()}
+    for step in plan.steps:
+        step.params = anchor_pass_params(step.params, bases)
+    if plan.metrics:
+        plan.metrics = [_anchor_metric(metric, bases) for metric in plan.metrics]
+
+
+def _anchor_metric(metric: Any, bases: list[Path]) -> Any:
+    ref = getattr(metric, "data_config", None)
+    if not isinstance(ref, BaseModel):
+        return metric
+    anchored = anchor_data_config(ref.model_dump(mode="json", exclude_none=True), bases)
+    return metric.model_copy(update={"data_config": type(ref).model_validate(anchored)})

@@ -4,6 +4,9 @@
 path stay as written and resolve against the working directory (and ``--dry-run`` prints them as written). The
 editor passes the workspace folder that holds the config: cache and output folders resolve against it, a
 relative model path against the config's folder first, then that workspace folder (as validation does).
+Relative data paths (data configs' ``data_dir``/``data_files``/local ``data_name``, path params such as
+SDLoRA's ``class_data_dir``) are made absolute in the plan: for the CLI against the working directory (Olive's
+rule), then the config's folder; for the editor against the config's folder, then the workspace folder.
 
 A run refuses an execution provider this onnxruntime lacks before any work (``check_provider``), in the
 terminal and in the editor alike; a plan preview leaves it to the ``ep-not-installed`` warning.
@@ -128,6 +131,7 @@ def prepare_run(document: Document, overrides: dict[str, Any] | None, base_dir: 
     config's warnings before planning; ``protected`` adds folders the output must keep clear of.
     """
     from modelmill.config import load_workflow
+    from modelmill.engine.data_inputs import anchor_plan, run_bases
     from modelmill.engine.plan import plan_from_config
 
     placed = placement(document.data, base_dir, document.base_dir, defaults)
@@ -143,6 +147,8 @@ def prepare_run(document: Document, overrides: dict[str, Any] | None, base_dir: 
     if warnings and on_warnings is not None:
         on_warnings(warnings)
     plan = plan_from_config(config, output_dir=placed.output_dir, overwrite=overwrite, protected=protected)
+    # Passes run in a scratch folder: relative data paths are made absolute now, where the run starts.
+    anchor_plan(plan, run_bases(base_dir, document.base_dir))
     if trust_remote_code:  # the CLI flag stands in for the config's trust_remote_code
         plan.input_model = plan.input_model.with_attributes(trust_remote_code=True)
     if check_providers and (plan.metrics or any("onnx" in {*step.pass_cls.accepts, step.pass_cls.produces}

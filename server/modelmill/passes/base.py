@@ -21,6 +21,9 @@ class PassParams(BaseModel):
     """Base for pass parameter models: unknown keys are errors (with did-you-mean)."""
 
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=False, defer_build=True)
+    path_params: ClassVar[tuple[str, ...]] = ()
+    """Params that name a local file or folder: a relative one is made absolute when the run is planned, against
+    the folder the run starts from (``engine/data_inputs.anchor_plan``), since passes run in a scratch folder."""
 
     @classmethod
     def searchable_fields(cls) -> dict[str, list[Any]]:

@@ -85,6 +85,7 @@ class SDLoRAParams(PassParams):
                                        "num_class_images, the rest are generated with the base pipeline (kept in "
                                        "ModelMill's cache, not written to this folder).")
     num_class_images: int = Field(200, ge=1, description="Class images for prior preservation.")
+    path_params: ClassVar[tuple[str, ...]] = ("class_data_dir",)
     prior_loss_weight: float = Field(1.0, ge=0, description="Weight of the class images' loss.")
 
     @model_validator(mode="after")
