@@ -126,3 +126,9 @@ def test_metric_options_follow_the_model_kind(tiny_llama_dir: Path, tiny_bert_di
     assert kind == "hf" and "llm" not in [name for name, *_ in options]
     with pytest.raises(ModelMillError, match="does not exist"):
         metric_options(str(tiny_llama_dir.parent / "nothing-here"))
+
+
+def test_metric_options_never_fetch_a_sample(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MODELMILL_HOME", str(tmp_path))  # no sample fetched here
+    assert metric_options("sample:smollm2")[0] == "hf_causal" and metric_options("sample:minilm")[0] == "hf"
+    assert not any((tmp_path / "samples").iterdir())

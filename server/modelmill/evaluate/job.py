@@ -75,10 +75,16 @@ def model_profile(model: ModelRef) -> str:
 
 
 def metric_options(path: str, trust_remote_code: bool = False) -> tuple[str, list[tuple[str, str, list[str], bool]]]:
-    """The model's profile and the presets that can measure it: (name, description, keys, measured by default)."""
+    """The model's profile and the presets that can measure it: (name, description, keys, measured by default).
+    A sample not fetched yet is not fetched for this: its task says its kind."""
     from modelmill.evaluate.presets import AVAILABLE, DEFAULTS, DESCRIPTIONS, metrics_for
+    from modelmill.samples import SAMPLE_PREFIX, get_sample
 
-    kind = model_profile(model_ref(path, trust_remote_code))
+    sample = get_sample(path) if path.startswith(SAMPLE_PREFIX) else None
+    if sample is not None and not sample.fetched:
+        kind = "hf_causal" if sample.task == "text-generation" else "hf"
+    else:
+        kind = model_profile(model_ref(path, trust_remote_code))
     return kind, [(name, DESCRIPTIONS[name], metric_keys(metrics_for([name])), name in DEFAULTS[kind])
                   for name in AVAILABLE[kind]]
 
