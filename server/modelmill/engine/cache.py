@@ -296,7 +296,8 @@ def _model_files(path: Path, exclude: Iterable[Path] = ()) -> list[Path]:
 
 
 def known_fingerprint(path: Path, index_file: Path) -> str | None:
-    """The fingerprint when every file is in the index with unchanged size and mtime (no hashing), else None."""
+    """The fingerprint when every file is in the index with unchanged size and mtime, else None. No hashing,
+    except of a file recorded while its mtime was too recent to trust (see ``fingerprint``)."""
     try:
         index: dict[str, Any] = json.loads(index_file.read_text())
         files = _model_files(path, [index_file.parent])
@@ -308,8 +309,9 @@ def known_fingerprint(path: Path, index_file: Path) -> str | None:
         entry = index.get(str(file))
         if not entry or entry[0] != f"{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ino}":
             return None
+        sha = file_digest(file) if len(entry) > 2 else entry[1]  # a racy entry: seen, but hashed again
         name = file.name if path.is_file() else str(file.relative_to(path))
-        digest.update(f"{name}\0{entry[1]}\n".encode())
+        digest.update(f"{name}\0{sha}\n".encode())
     return digest.hexdigest()[:32]
 
 
@@ -332,14 +334,14 @@ def fingerprint(path: Path, index_file: Path | None, save: bool = True) -> str:
         stat = file.stat()
         stamp = f"{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ino}"
         entry = index.get(str(file))
-        if not entry or entry[0] != stamp:
-            entry = [stamp, file_digest(file)]
+        if not entry or entry[0] != stamp or len(entry) > 2:
             # Git's "racily clean" rule: a file modified within the last moments may change again within the
-            # same mtime tick and size, so its digest is not memoized until its mtime is safely in the past.
-            if now - stat.st_mtime_ns > RACY_NS:
+            # same mtime tick and size, so its digest is marked racy (hashed again on every look-up) until its
+            # mtime is safely in the past. It stays in the index: a file seen before is not new to the cache.
+            racy = now - stat.st_mtime_ns <= RACY_NS
+            entry = [stamp, file_digest(file), *(["racy"] if racy else [])]
+            if index.get(str(file)) != entry:
                 index[str(file)] = entry
-                changed = True
-            elif index.pop(str(file), None) is not None:
                 changed = True
         name = file.name if path.is_file() else str(file.relative_to(path))
         digest.update(f"{name}\0{entry[1]}\n".encode())
