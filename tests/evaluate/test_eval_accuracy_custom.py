@@ -77,6 +77,15 @@ def test_accuracy_on_local_jsonl(classifier: tuple[ModelRef, ModelRef], tmp_path
         result = evaluate_model(model, [ACCURACY], data_configs=data_configs, base_dir=tmp_path)
         assert {v.sub_type: v.value for v in result.values} == pytest.approx(expected)
         assert all(v.higher_is_better for v in result.values)
+    # Olive's huggingface_metrics backend names `evaluate` metrics (bert_ptq_cpu.json: accuracy, f1): the same scores
+    hf_metrics = {**ACCURACY, "backend": "huggingface_metrics",
+                  "sub_types": [{"name": "accuracy", "priority": 1}, {"name": "f1"}]}
+    result = evaluate_model(onnx, [hf_metrics], data_configs=data_configs, base_dir=tmp_path)
+    assert {v.sub_type: v.value for v in result.values} == pytest.approx(
+        {"accuracy": expected["accuracy_score"], "f1": expected["f1_score"]})
+    with pytest.raises(EvaluationError, match="matthews_correlation is not measured"):
+        evaluate_model(onnx, [{**hf_metrics, "sub_types": [{"name": "matthews_correlation"}]}],
+                       data_configs=data_configs, base_dir=tmp_path)
     with pytest.raises(EvaluationError, match="needs a data_config"):
         evaluate_model(hf, [{**ACCURACY, "data_config": None}])
     hub = {"local_dev": {"name": "local_dev", "load_dataset_config": {"params": {"data_name": "glue"}}}}

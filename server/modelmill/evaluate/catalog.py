@@ -86,6 +86,11 @@ MEASURED_SUB_TYPES: dict[str, tuple[str, ...] | None] = {
 }
 
 
+# Olive's accuracy metrics with backend "huggingface_metrics" name `evaluate` metrics (evaluate.load(name), a script
+# from the hub); the four classification ones are measured here as the scores they are.
+HF_EVALUATE_SUB_TYPES = {"accuracy": "accuracy_score", "f1": "f1_score", "precision": "precision", "recall": "recall"}
+
+
 def sub_type_info(metric_type: str, sub_type: str) -> SubTypeInfo | None:
     """(unit, higher_is_better, description) of a known sub type, else None (e.g. any custom sub type)."""
     return CATALOG.get(metric_type, {}).get(sub_type)

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from modelmill.engine.model import ModelRef
-from modelmill.evaluate.catalog import CATALOG, MEASURED_SUB_TYPES, METRIC_TYPES, default_higher_is_better, unit_of
+from modelmill.evaluate.catalog import (CATALOG, HF_EVALUATE_SUB_TYPES, MEASURED_SUB_TYPES, METRIC_TYPES,
+                                        default_higher_is_better, unit_of)
 from modelmill.evaluate.results import EvaluationResult, MetricValue
 from modelmill.evaluate.runtime import EvaluationError
 
@@ -41,6 +42,13 @@ class MetricSpec:
     sub_types: list[SubSpec]
     data_config: str | dict[str, Any] | None = None
     user_config: dict[str, Any] = field(default_factory=dict)
+    backend: str = "torch_metrics"
+
+    def measured_name(self, sub_type: str) -> str:
+        """The ModelMill sub type that measures ``sub_type`` (an `evaluate` name under huggingface_metrics)."""
+        if self.type == "accuracy" and self.backend == "huggingface_metrics":
+            return HF_EVALUATE_SUB_TYPES.get(sub_type, sub_type)
+        return sub_type
 
 
 def _plain(obj: Any) -> Any:
@@ -71,7 +79,15 @@ def metric_spec(metric: "Metric | Mapping[str, Any]") -> MetricSpec:
     if not subs:
         raise EvaluationError(f"metric {name} has no sub_types", fix='add "sub_types": [{"name": ...}]')
     measured = MEASURED_SUB_TYPES.get(metric_type)
+    backend = str(data.get("backend") or "torch_metrics")
+    hf_metrics = metric_type == "accuracy" and backend == "huggingface_metrics"
     for sub in subs:
+        if hf_metrics and sub.name not in HF_EVALUATE_SUB_TYPES:
+            raise EvaluationError(f"metric {name}: the huggingface_metrics sub type {sub.name} is not measured by "
+                                  "modelmill (Olive loads it with evaluate.load, from the hub)",
+                                  fix=f"use one of: {', '.join(HF_EVALUATE_SUB_TYPES)}")
+        if hf_metrics:
+            continue
         if measured is not None and sub.name not in measured:
             known = sub.name in CATALOG.get(metric_type, {})
             raise EvaluationError(f"metric {name}: sub type {sub.name} " +
@@ -85,7 +101,7 @@ def metric_spec(metric: "Metric | Mapping[str, Any]") -> MetricSpec:
                 raise EvaluationError(f"metric {name}: sub type {WILDCARD} (every number of the task) cannot be "
                                       "ranked or have a goal", fix="name the sub type to rank, e.g. acc")
     return MetricSpec(name=name, type=metric_type, sub_types=subs, data_config=_plain(data.get("data_config")),
-                      user_config=dict(_plain(data.get("user_config")) or {}))
+                      user_config=dict(_plain(data.get("user_config")) or {}), backend=backend)
 
 
 def _groups(spec: MetricSpec) -> list[tuple[dict[str, Any], list[SubSpec]]]:
@@ -193,9 +209,10 @@ class _Run:
                                                                  execution_provider=self.execution_provider)
         return {name: out[name] for name in names}
 
-    def _accuracy_or_llm(self, spec: MetricSpec, config: dict[str, Any], names: list[str]) -> dict[str, float]:
+    def _accuracy_or_llm(self, spec: MetricSpec, config: dict[str, Any], asked: list[str]) -> dict[str, float]:
         from modelmill.evaluate import llm
 
+        names = [spec.measured_name(name) for name in asked]
         out: dict[str, float] = {}
         data_config = self.data_config(spec, required=spec.type == "accuracy" and names != ["perplexity"])
         if "perplexity" in names:
@@ -215,7 +232,7 @@ class _Run:
             assert data_config is not None
             out.update(evaluate_classification(self.model, data_config, config, base_dir=self.base_dir,
                                                execution_provider=self.execution_provider))
-        return {name: out[name] for name in names}
+        return {name: out[spec.measured_name(name)] for name in asked}
 
 
 COMPOSITE_METRICS = ("size_on_disk", "custom")
