@@ -105,3 +105,14 @@ def test_auto_opt_builder_options_are_pinned(tiny_llama_dir: Path, precision: st
         "hf_token": "false", "hf_remote": "false", "block_size": "32", "accuracy_level": "4",
         "is_symmetric": "true", "op_types_to_quantize": "MatMul/Gather"}
     assert params["precision"] == precision
+
+
+def test_producer_version_is_the_package_not_the_enclosing_checkout(tiny_llama_dir: Path, tmp_path: Path) -> None:
+    """The builder's `git rev-parse HEAD` would stamp the checkout its venv lives in (this repository's HEAD),
+    changing model.onnx on every unrelated commit; ModelMill stamps the installed package's commit instead."""
+    import onnxruntime_genai
+
+    out, _ = _build(tiny_llama_dir, tmp_path, precision="int4")
+    commit = getattr(onnxruntime_genai, "__commit__", None)
+    expected = onnxruntime_genai.__version__ + (f"+{commit[:7]}" if commit else "")
+    assert onnx.load(str(out.model_file), load_external_data=False).producer_version == expected

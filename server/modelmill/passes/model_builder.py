@@ -233,7 +233,7 @@ def _build(model: ModelRef, precision: str, builder_ep: str, options: dict[str, 
             # The builder loads base + adapter with peft and keeps the LoRA MatMuls beside the base ones.
             options = {**options, "adapter_path": str(model.adapter_dir)}
         with BUILD_LOCK, contextlib.redirect_stdout(writer), streamed_quantization(builder, ctx, base), \
-                lora_branches_stay_float(builder):
+                lora_branches_stay_float(builder), _package_commit_stamp():
             kv = [f"{key}={value}" for key, value in options.items()]
             extra = builder.parse_extra_options(str(base), str(base), str(ctx.output_dir), precision,
                                                 builder_ep, str(cache), kv)
@@ -248,6 +248,37 @@ def _build(model: ModelRef, precision: str, builder_ep: str, options: dict[str, 
     finally:
         quant_logger.removeHandler(handler)
         quant_logger.propagate = previous
+
+
+@contextlib.contextmanager
+def _package_commit_stamp() -> Any:
+    """Stamp the wheel's commit, not the enclosing checkout's, into the model's producer_version.
+
+    The 0.18 builder runs `git rev-parse HEAD` five folders above its own file to find its source revision; in a
+    virtual environment that lives inside a git checkout (this repository's .venv, or a user's project) that is the
+    *project's* HEAD, so model.onnx changed with every unrelated commit (and carried the project's revision). The
+    installed package's __commit__ is what the builder falls back to outside a checkout.
+    """
+    import importlib
+
+    import onnxruntime_genai.models  # noqa: F401  (puts the builder's folder on sys.path, as `builders`)
+
+    base = importlib.import_module("builders.base")  # the module the builder itself imports
+
+    def package_commit(cls: type) -> str | None:
+        import onnxruntime_genai
+
+        return getattr(onnxruntime_genai, "__commit__", None) or None
+
+    original = base.Model.__dict__.get("get_genai_commit")
+    if original is None:  # another builder version: nothing to pin
+        yield
+        return
+    base.Model.get_genai_commit = classmethod(package_commit)
+    try:
+        yield
+    finally:
+        base.Model.get_genai_commit = original
 
 
 def _tune_session(params: ModelBuilderParams, builder_ep: str, ctx: PassContext) -> None:
