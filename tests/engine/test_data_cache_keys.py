@@ -182,3 +182,18 @@ def test_sd_lora_training_images_by_name_and_class_images_are_in_the_key(tmp_pat
     (tmp_path / "class").mkdir()
     (tmp_path / "class" / "c.png").write_bytes(b"class")
     assert SDLoRA.cache_context(params) != class_before
+
+
+def test_a_freshly_written_file_is_known_to_the_index_and_still_hashed(tmp_path: Path) -> None:
+    """A file hashed within its mtime tick stays in the index (a rerun finds its cached steps) but is hashed
+    again on look-up, so an edit of the same size in the same tick is seen."""
+    from modelmill.engine.cache import fingerprint, known_fingerprint
+
+    model, index = tmp_path / "m", tmp_path / "cache" / "fingerprints.json"
+    model.mkdir()
+    (model / "w.bin").write_bytes(b"1")
+    first = fingerprint(model, index)
+    assert known_fingerprint(model, index) == first
+    (model / "w.bin").write_bytes(b"2")
+    second = fingerprint(model, index)
+    assert second != first and known_fingerprint(model, index) == second
