@@ -80,3 +80,17 @@ def test_a_pass_that_needs_one_model_is_refused_before_the_run(tiny_llama_dir: P
     assert main(["run", "--config", str(_workflow(tmp_path, tiny_llama_dir, passes))]) != 0
     err = capsys.readouterr().err
     assert "SplitModel takes onnx" in err and "composite" in err and not (tmp_path / "out").exists()
+
+
+def test_per_component_progress_never_goes_back(tiny_llama_onnx: ModelRef, tmp_path: Path) -> None:
+    from helpers import events, make_context
+    from modelmill.engine.composite import run_per_component
+    from modelmill.passes.float16 import OnnxFloatToFloat16
+
+    composite = SplitModel().run(tiny_llama_onnx, SplitModel.Params(split_assignments="model.layers.0=0;model.layers.1=1"),
+                                 make_context(tmp_path, "split"))
+    ctx = make_context(tmp_path, "fp16")
+    out = run_per_component(OnnxFloatToFloat16(), composite, OnnxFloatToFloat16.Params(), ctx)
+    assert out.kind == "composite" and [c.path.name for c in out.components] == ["split_0", "split_1"]
+    fractions = [event["fraction"] for event in events(ctx, "pass.progress")]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0

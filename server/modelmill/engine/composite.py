@@ -3,8 +3,8 @@ composite models. Each component's output goes to a subfolder named after it (``
 
 from __future__ import annotations
 
+import dataclasses
 import re
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +14,18 @@ from modelmill.errors import PassError
 
 if TYPE_CHECKING:
     from modelmill.passes.base import Pass, PassParams
+
+
+@dataclasses.dataclass
+class _ComponentContext(PassContext):
+    """The pass's context for one component: its progress is a share of the whole pass's."""
+
+    component: str = ""
+    share: tuple[float, float] = (0.0, 1.0)
+
+    def progress(self, fraction: float, message: str = "") -> None:
+        start, end = self.share
+        super().progress(start + (end - start) * max(0.0, min(1.0, fraction)), f"{self.component}: {message}")
 
 
 def run_per_component(pass_obj: "Pass", model: ModelRef, params: "PassParams", ctx: PassContext) -> ModelRef:
@@ -26,7 +38,9 @@ def run_per_component(pass_obj: "Pass", model: ModelRef, params: "PassParams", c
     for index, component in enumerate(components):
         name = str(component.attributes["component_name"])
         ctx.progress(index / len(components), f"component {name}")
-        sub = replace(ctx, output_dir=ctx.output_dir / name, work_dir=ctx.work_dir / name)
+        fields = {field.name: getattr(ctx, field.name) for field in dataclasses.fields(ctx)}
+        sub = _ComponentContext(**{**fields, "output_dir": ctx.output_dir / name, "work_dir": ctx.work_dir / name},
+                                component=name, share=(index / len(components), (index + 1) / len(components)))
         sub.output_dir.mkdir(parents=True, exist_ok=True)
         sub.work_dir.mkdir(parents=True, exist_ok=True)
         output = pass_obj.run(component, params, sub)
