@@ -52,3 +52,36 @@ def test_a_run_refuses_a_missing_provider_before_any_work(tmp_path: Path) -> Non
     plan = prepare_run(document, None, tmp_path, env=_env(tmp_path), defaults=defaults,
                        check_providers=False).plan
     assert plan.accelerator.execution_provider == "CUDAExecutionProvider"
+
+
+def test_a_hub_data_set_is_refused_before_any_work(tmp_path: Path) -> None:
+    """Olive's examples calibrate and measure on hub sets (google_bert_qdq.json: facebook/xnli); the run stops at
+    preparation, naming the pass and the set, instead of after the passes before the one that reads it."""
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "model.onnx").write_bytes(b"")
+    (tmp_path / "calib.jsonl").write_text('{"text": "hello"}\n')
+
+    def document(data_name: str, metric: bool = False) -> object:
+        config: dict = {"input_model": {"type": "ONNXModel", "model_path": "m/model.onnx"},
+                        "data_configs": [{"name": "calib", "type": "HuggingfaceContainer",
+                                          "load_dataset_config": {"data_name": data_name, "split": "validation"}}],
+                        "passes": {"q": {"type": "OnnxStaticQuantization",
+                                         **({} if metric else {"data_config": "calib"})}},
+                        "output_dir": "out"}
+        if metric:
+            config["evaluators"] = {"e": {"metrics": [{"name": "lat", "type": "latency", "data_config": "calib",
+                                                       "sub_types": [{"name": "avg"}]}]}}
+            config["evaluator"] = "e"
+        path = tmp_path / "c.json"
+        path.write_text(json.dumps(config))
+        return parse_document(path.read_text(), str(path))
+
+    with pytest.raises(ConfigError, match=r"pass q \(data_config\) reads data_config 'calib', the Hugging Face hub "
+                                          r"data set 'facebook/xnli'") as err:
+        prepare_run(document("facebook/xnli"), None, tmp_path, env=_env(tmp_path), check_providers=False)
+    assert "local_dataset with data_files" in str(err.value.fix)
+    with pytest.raises(ConfigError, match="metric lat reads data_config 'calib'.*'glue'"):
+        prepare_run(document("glue", metric=True), None, tmp_path, env=_env(tmp_path), check_providers=False)
+    # a local file (relative to the config's folder) and a loader name with data_files are read, not refused
+    plan = prepare_run(document("calib.jsonl"), None, tmp_path, env=_env(tmp_path), check_providers=False).plan
+    assert plan.steps[0].name == "q"

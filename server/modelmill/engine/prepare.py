@@ -149,6 +149,7 @@ def prepare_run(document: Document, overrides: dict[str, Any] | None, base_dir: 
     plan = plan_from_config(config, output_dir=placed.output_dir, overwrite=overwrite, protected=protected)
     # Passes run in a scratch folder: relative data paths are made absolute now, where the run starts.
     anchor_plan(plan, run_bases(base_dir, document.base_dir))
+    refuse_hub_data(plan)
     if trust_remote_code:  # the CLI flag stands in for the config's trust_remote_code
         plan.input_model = plan.input_model.with_attributes(trust_remote_code=True)
     if check_providers and (plan.metrics or any("onnx" in {*step.pass_cls.accepts, step.pass_cls.produces}
@@ -156,6 +157,32 @@ def prepare_run(document: Document, overrides: dict[str, Any] | None, base_dir: 
         # Only ONNX work needs the provider: a training-only plan (finetune --device gpu) runs on torch's CUDA.
         check_provider(plan.accelerator.execution_provider, plan.accelerator.device)
     return PreparedRun(plan, config)
+
+
+def refuse_hub_data(plan: Any) -> None:
+    """Stop before any work when a pass or metric reads a data config that names a Hugging Face hub data set."""
+    from modelmill.engine.data import hub_dataset
+    from modelmill.engine.data_inputs import data_config_refs
+
+    users: list[tuple[str, Any]] = []
+    for step in plan.steps:
+        users += [(f"pass {step.name} ({field})", ref) for field, ref in data_config_refs(step.params).items()]
+    for metric in plan.metrics or []:
+        ref = getattr(metric, "data_config", None)
+        ref = ref.model_dump(mode="json", exclude_none=True) if hasattr(ref, "model_dump") else ref
+        users.append((f"metric {getattr(metric, 'name', '?')}", ref))
+    for user, ref in users:
+        config = plan.data_configs.get(ref) if isinstance(ref, str) else ref
+        if hasattr(config, "model_dump"):
+            config = config.model_dump(mode="json", exclude_none=True)
+        hub = hub_dataset(config)
+        if hub is not None:
+            label = f"data_config {ref!r}" if isinstance(ref, str) else "an inline data_config"
+            raise ConfigError(f"{user} reads {label}, the Hugging Face hub data set {hub!r}: ModelMill does not "
+                              "download data sets",
+                              fix="point load_dataset_config.data_name at a local .jsonl/.json/.txt file or folder "
+                                  "(or use a local_dataset with data_files), use a DummyDataContainer, or leave "
+                                  "data_config out (calibration uses built-in text)")
 
 
 def check_provider(provider: str, device: str) -> None:
