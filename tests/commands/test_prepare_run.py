@@ -55,7 +55,7 @@ def test_a_run_refuses_a_missing_provider_before_any_work(tmp_path: Path) -> Non
 
 
 def test_a_hub_data_set_is_refused_before_any_work(tmp_path: Path) -> None:
-    """Olive's examples calibrate and measure on hub sets (google_bert_qdq.json: facebook/xnli); the run stops at
+    """Olive's examples calibrate and measure on hub sets (google_bert_qdq.json: facebook/xnli); a run stops at
     preparation, naming the pass and the set, instead of after the passes before the one that reads it."""
     (tmp_path / "m").mkdir()
     (tmp_path / "m" / "model.onnx").write_bytes(b"")
@@ -78,10 +78,13 @@ def test_a_hub_data_set_is_refused_before_any_work(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match=r"pass q \(data_config\) reads data_config 'calib', the Hugging Face hub "
                                           r"data set 'facebook/xnli'") as err:
-        prepare_run(document("facebook/xnli"), None, tmp_path, env=_env(tmp_path), check_providers=False)
+        prepare_run(document("facebook/xnli"), None, tmp_path, env=_env(tmp_path))
     assert "local_dataset with data_files" in str(err.value.fix)
+    # a plan preview (the editor's Show Plan) still plans
+    preview = prepare_run(document("facebook/xnli"), None, tmp_path, env=_env(tmp_path), check_providers=False)
+    assert preview.plan.steps[0].name == "q"
     with pytest.raises(ConfigError, match="metric lat reads data_config 'calib'.*'glue'"):
-        prepare_run(document("glue", metric=True), None, tmp_path, env=_env(tmp_path), check_providers=False)
+        prepare_run(document("glue", metric=True), None, tmp_path, env=_env(tmp_path))
     # a local file (relative to the config's folder) and a loader name with data_files are read, not refused
-    plan = prepare_run(document("calib.jsonl"), None, tmp_path, env=_env(tmp_path), check_providers=False).plan
+    plan = prepare_run(document("calib.jsonl"), None, tmp_path, env=_env(tmp_path)).plan
     assert plan.steps[0].name == "q"

@@ -149,7 +149,8 @@ def prepare_run(document: Document, overrides: dict[str, Any] | None, base_dir: 
     plan = plan_from_config(config, output_dir=placed.output_dir, overwrite=overwrite, protected=protected)
     # Passes run in a scratch folder: relative data paths are made absolute now, where the run starts.
     anchor_plan(plan, run_bases(base_dir, document.base_dir))
-    refuse_hub_data(plan)
+    if check_providers:  # a run (a preview plans what it can, as for providers)
+        refuse_hub_data(plan)
     if trust_remote_code:  # the CLI flag stands in for the config's trust_remote_code
         plan.input_model = plan.input_model.with_attributes(trust_remote_code=True)
     if check_providers and (plan.metrics or any("onnx" in {*step.pass_cls.accepts, step.pass_cls.produces}
