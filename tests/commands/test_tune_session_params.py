@@ -47,7 +47,6 @@ def test_every_tuning_flag_reaches_the_pass(tiny_bert_onnx, tmp_path: Path, caps
 
 
 @pytest.mark.parametrize("argv, expected", [
-    (["--predict_with_kv_cache"], "--predict_with_kv_cache"),
     (["--account_name", "a"], "--account_name"),
 ])
 def test_refusals(tiny_bert_onnx, tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str],
@@ -60,3 +59,29 @@ def test_a_hugging_face_model_is_refused(tiny_bert_dir: Path, tmp_path: Path,
                                          capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["tune-session-params", "-m", str(tiny_bert_dir), "-o", str(tmp_path / "o")]) != 0
     assert "capture-onnx-graph" in capsys.readouterr().err
+
+
+def test_predict_with_kv_cache_reaches_the_pass_and_times_a_decode_step(tiny_llama_genai, tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    from helpers import make_context
+
+    from modelmill.passes.session_params_tuning import OrtSessionParamsTuningParams, _inputs
+
+    assert main(["tune-session-params", "-m", str(tiny_llama_genai.path), "-o", str(tmp_path / "o"), "--dry_run",
+                 "--predict_with_kv_cache"]) == 0
+    out = capsys.readouterr().out
+    assert json.loads(out[out.index("{"):])["passes"]["session_params_tuning"]["predict_with_kv_cache"] is True
+    params = OrtSessionParamsTuningParams(predict_with_kv_cache=True, sequence_length=16)
+    feeds = _inputs(tiny_llama_genai, params, make_context(tmp_path / "ctx", "tune"))
+    assert feeds["input_ids"].shape == (1, 1) and feeds["attention_mask"].shape == (1, 17)
+    past = [v for k, v in feeds.items() if k.startswith("past_key_values")]
+    assert past and all(v.shape[2] == 16 for v in past)
+
+
+@pytest.mark.slow
+def test_predict_with_kv_cache_tunes_a_decoder(tiny_llama_genai, tmp_path: Path) -> None:
+    out = tmp_path / "tuned"
+    assert main(["tune-session-params", "-m", str(tiny_llama_genai.path), "-o", str(out), "--predict_with_kv_cache",
+                 "--intra_thread_num_list", "1"]) == 0
+    settings = json.loads((out / "cpu-cpu.json").read_text())
+    assert settings["session_options"]["intra_op_num_threads"] == 1 and settings["best_latency_ms"] > 0

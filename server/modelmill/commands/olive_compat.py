@@ -12,11 +12,6 @@ from typing import Any
 from modelmill.commands.common import (OLIVE_PRECISIONS, add_azure_flags, add_bool_flag, add_memory_flag,
                                        add_model_source_flags, add_telemetry_flag, refuse)
 
-# quantize --algorithm → the Olive pass it needs, for algorithms ModelMill cannot run.
-OLIVE_ONLY_ALGORITHMS = {"awq": "AutoAWQQuantizer", "gptq": "GptqQuantizer", "spinquant": "SpinQuant",
-                         "quarot": "QuaRot", "lpbq": "AimetQuantization", "seqmse": "AimetQuantization",
-                         "adaround": "AimetQuantization"}
-
 
 def _data_flags(parser: argparse.ArgumentParser, subset_split: bool = True) -> None:
     group = parser.add_argument_group("calibration data")
@@ -280,17 +275,17 @@ def add_quantize(parser: argparse.ArgumentParser) -> None:
 
 
 def check_quantize(args: argparse.Namespace) -> None:
-    """Refusals before the config is built: algorithms, precisions and implementations ModelMill lacks."""
-    if args.algorithm in OLIVE_ONLY_ALGORITHMS:
-        name = OLIVE_ONLY_ALGORITHMS[args.algorithm]
-        refuse("--algorithm", f"--algorithm {args.algorithm} needs Olive's {name} pass, which ModelMill cannot run "
-               "here", "use --algorithm rtn, hqq or kquant (int4), or rtn with --precision int8")
-    if args.precision not in ("int4", "int8", "uint8", "int16", "uint16"):
-        refuse("--precision", f"ModelMill quantizes to int4, int8, uint8, int16 or uint16, not {args.precision}",
-               "pick one of those precisions")
-    if args.implementation not in ("ort", "olive"):
-        refuse("--implementation", f"unknown implementation '{args.implementation}'",
-               "use --implementation ort or olive (both run onnxruntime's quantizers here)")
+    """Refusals before the config is built: precisions no quantizer here writes. Algorithms and implementations
+    depend on the model's kind: quantize.check_algorithm."""
+    if args.precision in ("fp4", "nf4"):
+        refuse("--precision", f"{args.precision} is Olive's OnnxBnb4Quantization (--implementation bnb, "
+               "onnxruntime's MatMulBnb4), which ModelMill cannot run here", "use --precision int4 or uint4")
+    if args.precision == "fp8":
+        refuse("--precision", "fp8 is Olive's NVModelOptQuantization (--implementation nvmo, NVIDIA modelopt and a "
+               "CUDA GPU), which ModelMill cannot run here", "use --precision int8 or int4")
+    if args.precision not in ("int4", "uint4", "int8", "uint8", "int16", "uint16"):
+        refuse("--precision", f"ModelMill quantizes to int4, uint4, int8, uint8, int16 or uint16, not "
+               f"{args.precision} (no Olive 0.13 quantizer writes it either)", "pick one of those precisions")
 
 
 def apply_quantize(args: argparse.Namespace, config: dict[str, Any]) -> None:
@@ -310,7 +305,7 @@ def apply_quantize(args: argparse.Namespace, config: dict[str, Any]) -> None:
                 passes[key]["max_calibration_samples"] = args.max_samples
         elif entry["type"] == "OnnxDynamicQuantization" and args.use_qdq_encoding:
             entry["quant_format"] = "QDQ"
-    if static and not any(e["type"] == "OnnxStaticQuantization" for e in passes.values()):
+    if static and not any(e["type"] in ("OnnxStaticQuantization", "Gptq") for e in passes.values()):
         refuse("--data_name" if args.data_name else "--precision", "static (calibrated) quantization applies to "
                "int8/16 quantization of an ONNX model here", "quantize with --precision int8 (or int16), or pass "
                "an ONNX model with -m")

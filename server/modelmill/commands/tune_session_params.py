@@ -8,7 +8,8 @@ from modelmill.commands.common import (PROVIDERS, add_azure_flags, add_memory_fl
                                        add_telemetry_flag)
 
 PASS_KEYS = ("cpu_cores", "io_bind", "enable_cuda_graph", "execution_mode_list", "opt_level_list", "trt_fp16_enable",
-             "intra_thread_num_list", "inter_thread_num_list", "extra_session_config", "enable_profiling")
+             "intra_thread_num_list", "inter_thread_num_list", "extra_session_config", "enable_profiling",
+             "predict_with_kv_cache")
 
 
 def _json_object(text: str) -> dict:
@@ -40,7 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="try only the listed providers, not every other provider onnxruntime has")
     tune.add_argument("--enable_profiling", action="store_true", help="save an ORT profile of the best setting")
     tune.add_argument("--predict_with_kv_cache", action="store_true",
-                      help="time a KV-cached decoder step (Olive's generative tuning)")
+                      help="time one decode step (1 token over a 64-token past KV cache) of a model with "
+                           "past_key_values inputs; Olive 0.13 parses this flag and ignores it")
     parser.add_argument("--device", default="cpu", choices=["gpu", "cpu", "npu"])
     parser.add_argument("--providers_list", nargs="*", default=None, choices=PROVIDERS, metavar="PROVIDER",
                         help="execution providers to try (default: the device's usual one)")
@@ -55,9 +57,6 @@ def run(args: argparse.Namespace) -> int:
     from modelmill.engine.autoopt import DEFAULT_EP
 
     check_common(args)
-    if args.predict_with_kv_cache:
-        refuse("--predict_with_kv_cache", "ModelMill's session tuning times the model on dummy inputs without a "
-               "KV-cache decode loop", "drop --predict_with_kv_cache (the tuning then times one full forward pass)")
     input_model, kind = input_model_for(args.model)
     if kind != "onnx":
         refuse("-m", "tune-session-params takes an ONNX model",

@@ -81,6 +81,10 @@ class OrtSessionParamsTuningParams(PassParams):
     batch_size: int = Field(1, ge=1, description="Batch size of the dummy inputs.")
     sequence_length: int = Field(64, ge=1, description="Sequence length of the dummy inputs (dynamic dims that look "
                                  "like sequence lengths); past KV caches are empty.")
+    predict_with_kv_cache: bool = Field(False, description="Time one generation step of a decoder with past "
+                                        "KV-cache inputs: 1 new token over a past of sequence_length tokens "
+                                        "(dummy inputs; Olive's CLI flag of that name). A model without past KV "
+                                        "inputs is timed on its full forward pass, with a warning.")
     warmup_runs: int = Field(2, ge=0, description="Untimed runs before each trial is timed.")
     test_runs: int = Field(10, ge=1, description="Timed runs per trial; the median is the trial's latency.")
 
@@ -171,8 +175,15 @@ def _providers(params: OrtSessionParamsTuningParams, ctx: PassContext, available
 def _inputs(model: ModelRef, params: OrtSessionParamsTuningParams, ctx: PassContext) -> dict[str, Any]:
     specs = onnx_input_specs(model.model_file)
     if params.data_config is not None:
+        if params.predict_with_kv_cache:
+            ctx.warn("predict_with_kv_cache applies to dummy inputs; the data_config's first sample is timed")
         config = resolve_data_config(params.data_config, ctx.data_configs)
         return calibration_feeds(model, config, specs, 1, sequence_length=params.sequence_length)[0]
+    if params.predict_with_kv_cache:
+        if any(spec.is_past_kv for spec in specs):
+            ctx.log(f"timing one decode step: 1 token over a past KV cache of {params.sequence_length} tokens")
+            return dummy_feeds(specs, params.batch_size, 1, params.sequence_length, model_dims(model))
+        ctx.warn("predict_with_kv_cache: the model has no past KV-cache inputs; timing its full forward pass")
     return dummy_feeds(specs, params.batch_size, params.sequence_length, 0, model_dims(model))
 
 
