@@ -83,6 +83,12 @@ def test_a_hub_data_set_is_refused_before_any_work(tmp_path: Path) -> None:
     # a plan preview (the editor's Show Plan) still plans
     preview = prepare_run(document("facebook/xnli"), None, tmp_path, env=_env(tmp_path), check_providers=False)
     assert preview.plan.steps[0].name == "q"
+    # gte/config.json: a user script for pre-processing; the data still comes from the hub
+    (tmp_path / "user_script.py").write_text("")
+    with pytest.raises(ConfigError, match="'allenai/c4'"):
+        doc = document("allenai/c4")
+        doc.data["data_configs"][0]["user_script"] = "user_script.py"
+        prepare_run(doc, None, tmp_path, env=_env(tmp_path))
     with pytest.raises(ConfigError, match="metric lat reads data_config 'calib'.*'glue'"):
         prepare_run(document("glue", metric=True), None, tmp_path, env=_env(tmp_path))
     # a local file (relative to the config's folder) and a loader name with data_files are read, not refused

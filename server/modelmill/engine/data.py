@@ -332,12 +332,14 @@ def calibration_feeds(model: ModelRef, data_config: dict[str, Any] | None, input
 def hub_dataset(data_config: Any) -> str | None:
     """The Hugging Face hub data set a data config would download (its data_name), else None.
 
-    None for what ModelMill reads: no load_dataset_config, dummy containers and datasets, a user script, a local
-    file or folder (made absolute when the run is planned), a loader name (json, text, ...) with data_files, and
-    the ``sample:`` data sets. Olive's example configs name hub sets (glue, facebook/xnli); the run is refused
-    before any pass runs rather than when a pass or metric first reads the data.
+    None for what ModelMill reads: no load_dataset_config, dummy containers and datasets, a local file or folder
+    (made absolute when the run is planned), a loader name (json, text, ...) with data_files, and the ``sample:``
+    data sets; None too for a loader of another type (a user script's own, local_dataset): it is refused or read
+    where it is used. A user script does not change Olive's huggingface_dataset loader, which downloads. Olive's
+    example configs name hub sets (glue, facebook/xnli, allenai/c4); the run is refused before any pass runs
+    rather than when a pass or metric first reads the data.
     """
-    if not isinstance(data_config, dict) or data_config.get("user_script") or data_config.get("script_dir"):
+    if not isinstance(data_config, dict):
         return None
     load = data_config.get("load_dataset_config")
     if not isinstance(load, dict):
@@ -346,7 +348,7 @@ def hub_dataset(data_config: Any) -> str | None:
     if data_config.get("type", "HuggingfaceContainer") in DUMMY_CONTAINERS or load_type in DUMMY_DATASETS:
         return None
     if load_type not in (None, "huggingface_dataset"):
-        return None  # local_dataset and Olive's other registered loaders: refused (or read) where they are used
+        return None
     name = _params(load).get("data_name")
     if not isinstance(name, str) or not name or name.startswith("sample:"):
         return None
