@@ -101,7 +101,10 @@ def add_auto_opt(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cost-model", dest="cost_model", default=None,
                         help="cost CSV from generate-cost-model, to split by memory")
     parser.add_argument("--mixed-precision-overrides-config", dest="mixed_precision_overrides", nargs="*",
-                        default=None, help="tensor=precision overrides (Olive's MixedPrecisionOverrides)")
+                        default=None, metavar="TENSOR QUANT_TYPE",
+                        help="tensor / quant type pairs (e.g. /attn/Softmax_output_0 QUInt16) for Olive's "
+                             "MixedPrecisionOverrides, with QNNExecutionProvider only (left out otherwise, as in "
+                             "Olive)")
     add_azure_flags(parser)
     add_telemetry_flag(parser)
 
@@ -136,9 +139,7 @@ def apply_auto_opt(args: argparse.Namespace, config: dict[str, Any]) -> None:
         passes["dynamic_to_fixed_shape"] = {"type": "DynamicToFixedShape", "dim_param": args.dim_param,
                                             "dim_value": args.dim_value}
     if args.mixed_precision_overrides:
-        overrides = dict(item.split("=", 1) for item in args.mixed_precision_overrides if "=" in item)
-        passes["mixed_precision_overrides"] = {"type": "MixedPrecisionOverrides",
-                                               "overrides_config": overrides}
+        _mixed_precision_overrides(args.mixed_precision_overrides, config)
     if args.num_splits is not None and args.cost_model:
         refuse("--cost-model", "--num-splits and --cost-model are mutually exclusive (as in Olive)",
                "split by a count (--num-splits N) or by memory (--cost-model CSV --memory SIZE), not both")
@@ -150,6 +151,39 @@ def apply_auto_opt(args: argparse.Namespace, config: dict[str, Any]) -> None:
         split: dict[str, Any] = {"type": "CaptureSplitInfo"}
         split.update({k: v for k, v in (("num_splits", args.num_splits), ("cost_model", args.cost_model)) if v})
         config["passes"] = {"capture_split_info": split, **passes, "split_model": {"type": "SplitModel"}}
+
+
+def _mixed_precision_overrides(items: list[str], config: dict[str, Any]) -> None:
+    """Olive's --mixed-precision-overrides-config: TENSOR QUANT_TYPE pairs (or TENSOR=QUANT_TYPE) for its
+    MixedPrecisionOverrides pass, which Olive's auto-opt keeps only for QNNExecutionProvider and drops otherwise."""
+    import sys
+
+    from onnxruntime.quantization import QuantType
+
+    flag = "--mixed-precision-overrides-config"
+    if all("=" in item for item in items):
+        pairs = [tuple(item.split("=", 1)) for item in items]
+    elif len(items) % 2:
+        refuse(flag, f"{flag} takes tensor / quant type pairs, an even number of entries (as in Olive); got "
+               f"{len(items)}", f"write e.g. {flag} /attn/Softmax_output_0 QUInt16 /mlp/Add_output_0 QUInt16")
+    else:
+        pairs = list(zip(items[::2], items[1::2]))
+    provider = config["systems"]["local_system"]["accelerators"][0]["execution_providers"][0]
+    if provider != "QNNExecutionProvider":
+        print(f"note: {flag} is for QNNExecutionProvider (Olive's MixedPrecisionOverrides pass); with {provider} "
+              "Olive's auto-opt leaves the pass out, and so does ModelMill", file=sys.stderr)
+        return
+    names = [t.name for t in QuantType]
+    for tensor, quant_type in pairs:
+        if quant_type not in names:
+            refuse(flag, f"{tensor}: unknown quant type {quant_type!r} (Olive reads it with onnxruntime's "
+                   "QuantType.from_string)", f"use one of {', '.join(names)}")
+    entry = {"type": "MixedPrecisionOverrides", "overrides_config": dict(pairs)}
+    passes = config["passes"]
+    quant = ("OnnxStaticQuantization", "OnnxDynamicQuantization", "OnnxBlockWiseRtnQuantization")
+    at = next((i for i, e in enumerate(passes.values()) if e["type"] in quant), len(passes))
+    items_ = list(passes.items())
+    config["passes"] = dict([*items_[:at], ("mixed_precision_overrides", entry), *items_[at:]])
 
 
 def hf_data_config(args: argparse.Namespace) -> dict[str, Any]:
