@@ -29,6 +29,7 @@ PASS_MODULES = (
     "modelmill.passes.quark_quantization",
     "modelmill.passes.graph_surgeries",
     "modelmill.passes.dynamic_to_fixed_shape",
+    "modelmill.passes.mixed_precision_overrides",
     "modelmill.passes.io_datatype_converter",
     "modelmill.passes.rtn",
     "modelmill.passes.gptq",

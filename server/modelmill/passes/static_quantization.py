@@ -81,6 +81,12 @@ class OnnxStaticQuantization(Pass):
         ctx.log(f"calibrating on {len(samples)} samples with {params.calibrate_method}")
         ctx.progress(0.25, f"calibrating ({len(samples)} samples, {params.calibrate_method})")
         extra = quant_extra_options(params, **_default_extra_options(source, params))
+        mixed = model.attributes.get("mixed_precision_overrides")
+        if mixed and "TensorQuantOverrides" not in extra:  # MixedPrecisionOverrides' 16-bit tensors (as Olive's QNN)
+            extra["TensorQuantOverrides"] = {
+                tensor: [{**o, "quant_type": getattr(QuantType, o["quant_type"])} for o in entries]
+                for tensor, entries in mixed.items()}
+            extra.setdefault("UseQDQContribOps", True)  # 16-bit Q/DQ below opset 21
         excluded = excluded_nodes(source, params) or []
         target = ctx.work_dir / "quantized" / "model.onnx"
         target.parent.mkdir(parents=True, exist_ok=True)
