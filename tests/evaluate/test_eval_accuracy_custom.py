@@ -86,6 +86,21 @@ def test_accuracy_on_local_jsonl(classifier: tuple[ModelRef, ModelRef], tmp_path
     with pytest.raises(EvaluationError, match="matthews_correlation is not measured"):
         evaluate_model(onnx, [{**hf_metrics, "sub_types": [{"name": "matthews_correlation"}]}],
                        data_configs=data_configs, base_dir=tmp_path)
+    # a fixed-shape model (Olive's bert_ptq_qdq.json: DynamicToFixedShape 1x128) gets batches of its shape
+    from helpers import make_context
+
+    from modelmill.passes.dynamic_to_fixed_shape import DynamicToFixedShape, DynamicToFixedShapeParams
+
+    fixed = DynamicToFixedShape().run(onnx, DynamicToFixedShapeParams(input_name=["input_ids", "attention_mask",
+                                                                                  "token_type_ids"],
+                                                                      input_shape=[[1, 64]] * 3),
+                                      make_context(tmp_path / "fixed", "fixed"))
+    result = evaluate_model(fixed, [ACCURACY], data_configs=data_configs, base_dir=tmp_path)
+    assert {v.sub_type: v.value for v in result.values} == pytest.approx(expected)
+    padded = {"local_dev": {**data_configs["local_dev"], "pre_process_data_config": {"params": {
+        "input_cols": ["sentence"], "label_col": "label", "max_length": 64, "padding": "max_length"}}}}
+    result = evaluate_model(onnx, [ACCURACY], data_configs=padded, base_dir=tmp_path)
+    assert {v.sub_type: v.value for v in result.values} == pytest.approx(expected)
     with pytest.raises(EvaluationError, match="needs a data_config"):
         evaluate_model(hf, [{**ACCURACY, "data_config": None}])
     hub = {"local_dev": {"name": "local_dev", "load_dataset_config": {"params": {"data_name": "glue"}}}}

@@ -130,10 +130,14 @@ def _label_ids(raw: list[Any], label2id: dict[str, int] | None) -> list[int]:
 # ---------------------------------------------------------------------------------------------- predictions
 
 def predict(model: ModelRef, texts: list[list[str]], max_length: int = DEFAULT_MAX_LENGTH,
-            batch_size: int = DEFAULT_BATCH_SIZE, execution_provider: str = "CPUExecutionProvider") -> "np.ndarray":
-    """Logits [samples, num_labels] of a classifier over the texts."""
+            batch_size: int = DEFAULT_BATCH_SIZE, execution_provider: str = "CPUExecutionProvider",
+            pad_to_max_length: bool = False) -> "np.ndarray":
+    """Logits [samples, num_labels] of a classifier over the texts. Batches are padded to their longest text, or
+    to ``max_length`` (``pad_to_max_length``: the data config's ``padding: max_length``); an ONNX model with a fixed
+    batch or sequence dimension (DynamicToFixedShape) gets batches of that shape."""
     import numpy as np
 
+    fixed_batch = 0  # a fixed batch dimension: the last batch is filled up with empty rows, their logits dropped
     source = model.attributes.get("source_hf_path")
     tokenizer = load_tokenizer(model.path, Path(source) if source else None)
     if tokenizer is None:
@@ -144,6 +148,11 @@ def predict(model: ModelRef, texts: list[list[str]], max_length: int = DEFAULT_M
         session = model_session(model, execution_provider)
         names = {meta.name for meta in session.get_inputs()}
         at = output_index(session, ("logits",))
+        shape = next((meta.shape for meta in session.get_inputs() if meta.name == "input_ids"), [])
+        if len(shape) == 2 and isinstance(shape[1], int) and shape[1] > 0:
+            max_length, pad_to_max_length = shape[1], True
+        if shape and isinstance(shape[0], int) and shape[0] > 0:
+            batch_size = fixed_batch = shape[0]
 
         def run(feeds: dict[str, np.ndarray]) -> np.ndarray:
             return session.run(None, {k: v for k, v in feeds.items() if k in names})[at]
@@ -166,15 +175,15 @@ def predict(model: ModelRef, texts: list[list[str]], max_length: int = DEFAULT_M
     for start in range(0, len(texts), batch_size):
         batch = texts[start:start + batch_size]
         encodings = [tokenizer.encode(*pair) for pair in batch]
-        width = max(len(enc.ids) for enc in encodings)
-        feeds = {name: np.zeros((len(batch), width), dtype=np.int64)
+        width = max_length if pad_to_max_length else max(len(enc.ids) for enc in encodings)
+        feeds = {name: np.zeros((fixed_batch or len(batch), width), dtype=np.int64)
                  for name in ("input_ids", "attention_mask", "token_type_ids")}
         for row, enc in enumerate(encodings):
             n = len(enc.ids)
             feeds["input_ids"][row, :n] = enc.ids
             feeds["attention_mask"][row, :n] = 1
             feeds["token_type_ids"][row, :n] = enc.type_ids
-        logits = np.asarray(run(feeds))
+        logits = np.asarray(run(feeds))[:len(batch)]
         if logits.ndim != 2:
             raise EvaluationError(f"classifier output has shape {logits.shape}, not [batch, num_labels]",
                                   fix="accuracy needs a sequence-classification model that returns logits")
@@ -244,7 +253,8 @@ def evaluate_classification(model: ModelRef, data_config: dict[str, Any], metric
     label2id = model.hf_config().get("label2id")
     texts, labels, settings = load_labelled(data_config, base_dir, label2id)
     logits = predict(model, texts, int(settings.get("max_length") or config.get("max_length") or DEFAULT_MAX_LENGTH),
-                     int(settings.get("batch_size") or DEFAULT_BATCH_SIZE), execution_provider)
+                     int(settings.get("batch_size") or DEFAULT_BATCH_SIZE), execution_provider,
+                     pad_to_max_length=settings.get("padding") == "max_length")
     num_classes = config.get("num_classes") or (logits.shape[-1] if logits.shape[-1] > 1 else 2)
     return classification_scores(predictions(logits), np.asarray(labels), config.get("task"), config.get("average"),
                                  int(num_classes))
