@@ -133,6 +133,8 @@ def select(folders: list[Path]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     selected = []
     for folder in folders:
         for path in workflow_configs(folder):
+            if path.name.endswith(".local.json"):
+                continue  # a --local-data variant written by an earlier run
             counts["exist"] += 1
             try:
                 config = flat(load(path))
@@ -234,26 +236,33 @@ def check_encoder(out: Path, sample_dir: Path, task: str | None, int8: bool) -> 
             model = AutoModelForSequenceClassification.from_pretrained(sample_dir).eval()
             weight = model.classifier.weight.detach().numpy()
             inits = {i.name: i for i in onnx.load(str(files[0])).graph.initializer}
-            found_w = found_b = None
-            for name, init in inits.items():
-                if init.data_type != onnx.TensorProto.FLOAT:
-                    continue
-                shape = tuple(init.dims)
-                if shape == weight.shape and "classifier" in name or shape == weight.shape[::-1] and \
-                        "classifier" in name:
-                    found_w = numpy_helper.to_array(init)
-                elif shape == (weight.shape[0],) and "classifier" in name:
-                    found_b = numpy_helper.to_array(init)
+
+            def stored(name: str) -> Any:
+                """A float initializer, or an int8/uint8 one dequantized with its scale and zero point."""
+                if name in inits and inits[name].data_type == onnx.TensorProto.FLOAT:
+                    return numpy_helper.to_array(inits[name])
+                q = inits.get(f"{name}_quantized")
+                scale = next((inits[k] for k in (f"{name}_scale", f"{name}_quantized_scale") if k in inits), None)
+                zero = next((inits[k] for k in (f"{name}_zero_point", f"{name}_quantized_zero_point") if k in inits),
+                            None)
+                if q is None or scale is None:
+                    return None
+                z = numpy_helper.to_array(zero).astype(np.float32) if zero is not None else 0.0
+                return (numpy_helper.to_array(q).astype(np.float32) - z) * numpy_helper.to_array(scale)
+
+            base = next((n.rsplit(".weight", 1)[0] for n in inits if "classifier" in n and ".weight" in n), None)
+            found_w = stored(f"{base}.weight") if base else None
+            found_b = stored(f"{base}.bias") if base else None
             if found_w is None or found_b is None:
                 return {"ok": None, "why": "session loads and runs; the classification head is random at export "
-                        "(the sample has none) and not stored as floats, so there is no reference",
+                        "(the sample has none) and could not be read back, so there is no reference",
                         "output_shape": list(first.shape)}
             if found_w.shape != weight.shape:
                 found_w = found_w.T
             model.classifier.weight.copy_(torch.from_numpy(found_w.copy()))
             model.classifier.bias.copy_(torch.from_numpy(found_b.copy()))
             a, b = first, model(**torch_inputs).logits.numpy()
-            what = "logits (head weights read back from the ONNX file)"
+            what = "logits (head weights read back from the ONNX file, dequantized if int8)"
     cos = float(np.min((a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))))
     return {"ok": cos >= threshold, "metric": f"min cosine of {what}", "value": round(cos, 5),
             "threshold": threshold, "why": "" if cos >= threshold else f"cosine {cos:.4f} < {threshold}"}
@@ -404,7 +413,7 @@ def local_data_variant(path: Path, data_dir: Path) -> Path | None:
 
 def run_one(row: dict[str, Any], out_root: Path, limit_s: int, samples: dict[str, Path]) -> dict[str, Any]:
     path = Path(row.get("run_config") or row["config"])
-    out = out_root / re.sub(r"[^A-Za-z0-9_.-]", "_", str(path).split("examples/")[-1])
+    out = output_dir(row, out_root)
     cmd = [str(MODELMILL), "run", "--config", path.name, "--model", f"sample:{row['sample']}", "-o", str(out),
            "--overwrite"]
     started = time.perf_counter()
@@ -425,12 +434,23 @@ def run_one(row: dict[str, Any], out_root: Path, limit_s: int, samples: dict[str
         result.update(outcome="refused" if refused else "failed", reason=first_error(proc.stderr or proc.stdout))
         result["stderr_tail"] = "\n".join(proc.stderr.splitlines()[-15:])
         return result
+    result["stderr_tail"] = "\n".join(proc.stderr.splitlines()[-15:])
+    return checked(result, out, samples)
+
+
+def output_dir(row: dict[str, Any], out_root: Path) -> Path:
+    path = Path(row.get("run_config") or row["config"])
+    return out_root / re.sub(r"[^A-Za-z0-9_.-]", "_", str(path).split("examples/")[-1])
+
+
+def checked(row: dict[str, Any], out: Path, samples: dict[str, Path]) -> dict[str, Any]:
+    """``row`` with the output check's result and the outcome it gives."""
+    result = dict(row)
     try:
-        config = flat(load(path))
-        prec = precision_of(row, config)
+        prec = precision_of(row, flat(load(Path(row.get("run_config") or row["config"]))))
         result["precision"] = prec
         if row["sample"] == "minilm":
-            check = check_encoder(out, samples["minilm"], row.get("task"), prec == "int8" or prec == "int4")
+            check = check_encoder(out, samples["minilm"], row.get("task"), prec in ("int8", "int4"))
         else:
             check = check_llm(out, samples["smollm2"], prec in ("fp32", "fp16"))
     except Exception as exc:  # noqa: BLE001 - recorded as the check's failure
@@ -443,6 +463,18 @@ def run_one(row: dict[str, Any], out_root: Path, limit_s: int, samples: dict[str
     else:
         result.update(outcome="failed", reason=f"output check: {check['why']}")
     return result
+
+
+def recheck(results: Path, out_root: Path) -> int:
+    from modelmill.samples import fetch
+
+    data = json.loads(results.read_text())
+    samples = {name: Path(fetch(name)) for name in ("smollm2", "minilm")}
+    data["rows"] = [checked(r, output_dir(r, out_root), samples) if r.get("rc") == 0 else r for r in data["rows"]]
+    results.write_text(json.dumps(data, indent=2))
+    print(table(data["rows"]))
+    print(dict(Counter(r["outcome"] for r in data["rows"])))
+    return 0
 
 
 def table(rows: list[dict[str, Any]]) -> str:
@@ -470,7 +502,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="run the configs that read hub data sets with local sentences in their place instead")
     parser.add_argument("--out", type=Path, default=Path("/tmp/olive_configs_run"))
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--recheck", type=Path, default=None, metavar="JSON",
+                        help="check again the outputs of the runs in this results file (no run), and update it")
     args = parser.parse_args(argv)
+    if args.recheck:
+        return recheck(args.recheck, args.out)
     selected, counts = select([f.resolve() for f in args.folders])
     print(json.dumps(counts, indent=2))
     shapes = Counter(" → ".join([r["sample"], *r["passes"]]) for r in selected)
