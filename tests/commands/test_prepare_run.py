@@ -91,6 +91,8 @@ def test_a_hub_data_set_is_refused_before_any_work(tmp_path: Path) -> None:
         prepare_run(doc, None, tmp_path, env=_env(tmp_path))
     with pytest.raises(ConfigError, match="metric lat reads data_config 'calib'.*'glue'"):
         prepare_run(document("glue", metric=True), None, tmp_path, env=_env(tmp_path))
+    # a missing local file is no hub set: the pass that reads it says it is not found
+    assert prepare_run(document("data/missing.jsonl"), None, tmp_path, env=_env(tmp_path)).plan.steps
     # a local file (relative to the config's folder) and a loader name with data_files are read, not refused
     plan = prepare_run(document("calib.jsonl"), None, tmp_path, env=_env(tmp_path)).plan
     assert plan.steps[0].name == "q"

@@ -354,6 +354,10 @@ def hub_dataset(data_config: Any) -> str | None:
         return None
     if name in ("json", "text", "csv", "parquet", "arrow") or Path(name).expanduser().exists():
         return None
+    # a path that is missing (absolute, ./, ~, a data file's suffix) is no hub id: its pass says it is not found
+    if name.startswith((".", "/", "~")) or Path(name).suffix in (".json", ".jsonl", ".txt", ".csv", ".parquet",
+                                                                 ".tsv", ".arrow", ".gz") or name.count("/") > 1:
+        return None
     return name
 
 
