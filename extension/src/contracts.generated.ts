@@ -154,7 +154,7 @@ export interface EvaluationStartedEvent extends EventEnvelope {
 export interface MetricMeasuredEvent extends EventEnvelope {
   type: 'metric.measured';
   /** `input`, `c1`, ... */
-  candidate: string;
+  candidate?: string;
   metric: string;
   sub_type: string;
   /** `latency-avg` */

@@ -218,7 +218,7 @@ class EvaluationStartedEvent(Event):
 class MetricMeasuredEvent(Event):
     TYPE = "metric.measured"
     WHEN = "one metric value measured (or read from the evaluation cache)"
-    candidate: str = req("(`input`, `c1`, ...)")
+    candidate: str | None = opt("(`input`, `c1`, ...)")
     metric: str = req()
     sub_type: str = req()
     key: str = req("(`latency-avg`)")

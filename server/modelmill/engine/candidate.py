@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from modelmill.contracts import CandidateStartedEvent, EvaluationStartedEvent, MetricMeasuredEvent
 from modelmill.engine.cache import FINGERPRINTS, Cache
 from modelmill.engine.chain import Chain
 from modelmill.engine.data_inputs import metrics_data_context
@@ -76,7 +77,7 @@ def evaluate_cached(plan: Plan, cache: Cache, bus: EventBus, model: ModelRef, mo
         try:
             result = EvaluationResult.from_json(json.loads(stored.read_text()))
             for value in result.values:
-                bus.emit("metric.measured", candidate=label, cached=True, **_value_fields(value))
+                bus.emit(MetricMeasuredEvent(candidate=label, cached=True, **_value_fields(value)))
             return result
         except (ValueError, KeyError):
             stored.unlink(missing_ok=True)
@@ -84,7 +85,8 @@ def evaluate_cached(plan: Plan, cache: Cache, bus: EventBus, model: ModelRef, mo
     def emit(type_: str, **data: Any) -> None:
         bus.emit(type_, candidate=label, **data)
 
-    bus.emit("evaluation.started", candidate=label, metrics=[f"{m.name}-{s.name}" for m in metrics for s in m.sub_types])
+    bus.emit(EvaluationStartedEvent(candidate=label, metrics=[f"{m.name}-{s.name}" for m in metrics
+                                                              for s in m.sub_types]))
     result = evaluate_model(model, metrics, emit=emit, data_configs=plan.data_configs,
                             reference=plan.input_model if plan.input_model.kind == "hf" else None,
                             base_dir=plan.base_dir, execution_provider=plan.accelerator.execution_provider)
@@ -95,8 +97,8 @@ def evaluate_cached(plan: Plan, cache: Cache, bus: EventBus, model: ModelRef, mo
 
 def execute_candidate(plan: Plan, chain: Chain, bus: EventBus, job: CandidateJob) -> CandidateOutcome:
     """Run a candidate's pass chain and evaluate its output: the unit of work, local or on a Ray worker."""
-    bus.emit("candidate.started", candidate=job.id, params=job.params, **({"attempt": job.attempt}
-                                                                          if job.attempt > 1 else {}))
+    bus.emit(CandidateStartedEvent(candidate=job.id, params=job.params,
+                                   attempt=job.attempt if job.attempt > 1 else None))
     start = time.perf_counter()
     model, keys = chain(job.steps, job.id)
     evaluation = evaluate_cached(plan, chain.cache, bus, model, keys[-1], job.id) if plan.metrics else None

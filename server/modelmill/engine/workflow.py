@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from modelmill import __version__
+from modelmill.contracts import CandidateEvaluatedEvent, ErrorEvent, RunFinishedEvent, RunStartedEvent
 from modelmill.engine.cache import ENTRY_FILE, CacheEntry
 from modelmill.engine.chain import Chain, PassRecord
 from modelmill.engine.events import EventBus
@@ -49,12 +50,12 @@ def run_plan(plan: Plan, bus: EventBus, cancel: threading.Event | None = None) -
     work_root = plan.cache_dir / "runs" / bus.run_id
     chain = Chain(plan, bus, cancel, work_root)  # opens (and, when new, marks) the cache folder first
     work_root.mkdir(parents=True, exist_ok=True)
-    bus.emit("run.started", plan=plan.describe(), config=plan.source_config)
+    bus.emit(RunStartedEvent(plan=plan.describe(), config=plan.source_config))
     try:
         if not plan.steps:  # no passes: measure the input model (Olive's evaluator-only workflow, `benchmark`)
             result = _evaluate_input(plan, bus, cancel, chain, started)
-            bus.emit("run.finished", status="succeeded", output_dir=str(plan.output_dir),
-                     duration_s=result.duration_s, best_candidate=None)
+            bus.emit(RunFinishedEvent(status="succeeded", output_dir=str(plan.output_dir),
+                                      duration_s=result.duration_s, best_candidate=None))
             return result
         for attempt in range(2):
             if plan.metrics or plan.search or plan.cluster:  # a Ray host runs even one candidate remotely
@@ -76,8 +77,8 @@ def run_plan(plan: Plan, bus: EventBus, cancel: threading.Event | None = None) -
                 chain._report_dropped()
                 if attempt:
                     raise
-        bus.emit("run.finished", status="succeeded", output_dir=str(plan.output_dir),
-                 duration_s=result.duration_s, best_candidate=(result.search or {}).get("best"))
+        bus.emit(RunFinishedEvent(status="succeeded", output_dir=str(plan.output_dir), duration_s=result.duration_s,
+                                  best_candidate=(result.search or {}).get("best")))
         return result
     except BaseException as exc:
         report_failure(bus, exc)
@@ -95,8 +96,8 @@ def _evaluate_input(plan: Plan, bus: EventBus, cancel: threading.Event, chain: C
     from modelmill.evaluate import write_reports
 
     evaluation = evaluate_cached(plan, chain.cache, bus, plan.input_model, input_key(plan, chain.cache), "input")
-    bus.emit("candidate.evaluated", candidate="input", params={}, metrics=evaluation.to_json()["metrics"],
-             accepted=True, duration_s=round(evaluation.duration_s, 3), is_input=True)
+    bus.emit(CandidateEvaluatedEvent(candidate="input", params={}, metrics=evaluation.to_json()["metrics"],
+                                     accepted=True, duration_s=round(evaluation.duration_s, 3), is_input=True))
     if cancel.is_set():
         raise RunCancelled()
     result = RunResult(bus.run_id, plan.output_dir, plan.input_model,
@@ -205,11 +206,11 @@ def _write_output(plan: Plan, result: RunResult, entry: CacheEntry) -> ModelRef:
 def report_failure(bus: EventBus, exc: BaseException) -> None:
     """The events that end a failed or cancelled run (every run kind ends this way: engine/runner.py)."""
     if isinstance(exc, (RunCancelled, KeyboardInterrupt)):
-        bus.emit("run.finished", status="cancelled")
+        bus.emit(RunFinishedEvent(status="cancelled"))
         return
     if isinstance(exc, ModelMillError):
-        bus.emit("error", message=exc.message, fix=exc.fix, where=exc.where, kind=type(exc).__name__)
+        bus.emit(ErrorEvent(message=exc.message, fix=exc.fix, where=exc.where, kind=type(exc).__name__))
     else:
-        bus.emit("error", message=f"{type(exc).__name__}: {exc}", fix=None, where=None, kind="internal",
-                 traceback=traceback.format_exc(limit=8))
-    bus.emit("run.finished", status="failed")
+        bus.emit(ErrorEvent(message=f"{type(exc).__name__}: {exc}", fix=None, where=None, kind="internal",
+                            traceback=traceback.format_exc(limit=8)))
+    bus.emit(RunFinishedEvent(status="failed"))

@@ -58,6 +58,8 @@ class RunRecord:
     started: float = field(default_factory=time.time)
     finished: float | None = None
     cancel_requested: bool = False
+    start_failed: bool = False
+    """The run could not start: the request's error tells the user, no second message."""
     events: list[dict[str, Any]] = field(default_factory=list)
     """Its events so far (bounded: ``run_history.bounded``), for ``modelmill.runEvents`` and the history."""
     restored_status: str | None = None
@@ -402,8 +404,9 @@ class RunManager:
         elif kind == "error" and view.error is not None:
             fix = f" — {view.error.fix}" if view.error.fix else ""
             self.ls.log(f"{prefix} error: {view.error.message}{fix}", types.MessageType.Error)
-            self.ls.window_show_message(types.ShowMessageParams(
-                type=types.MessageType.Error, message=f"ModelMill run failed: {view.error.message}{fix}"))
+            if not record.start_failed:
+                self.ls.window_show_message(types.ShowMessageParams(
+                    type=types.MessageType.Error, message=f"ModelMill run failed: {view.error.message}{fix}"))
 
     def _report(self, record: RunRecord) -> None:
         """The state's step and percentage, when either moved (the percentage never goes back: LSP asks for a
@@ -456,6 +459,7 @@ class RunManager:
 
     def _fail(self, record: RunRecord, message: str) -> None:
         """A run that could not start ends as a failed run does: ``error``, then ``run.finished``."""
+        record.start_failed = True
         bus = EventBus(record.run_id, [lambda event: self._on_event(record, event)])
         bus._seq = itertools.count(record.state.last_seq + 1)  # numbered after the run's own events
         bus.emit(ErrorEvent(message=message, fix=None, where=None, kind="internal"))
