@@ -70,12 +70,47 @@ class TuningResult:
     duration_s: float
     cpus: int
     note: str = ""
+    other_load: float | None = None
+    """CPUs' worth of work other processes did while the candidates were timed (None where unknown)."""
+
+    @property
+    def machine_busy(self) -> bool:
+        """True when other processes took enough CPU to skew the timings (threads compete with them)."""
+        return self.other_load is not None and self.other_load > BUSY_CPUS
 
     def to_json(self) -> dict[str, Any]:
         return {"chosen": self.chosen, "written_session_options": self.session_options, "cpus": self.cpus,
                 "probe": {"prompt_tokens": self.prompt_tokens, "new_tokens": self.new_tokens},
                 "trials": [t.to_json(self.prompt_tokens, self.new_tokens) for t in self.trials],
-                "duration_s": round(self.duration_s, 2), "note": self.note}
+                "duration_s": round(self.duration_s, 2), "note": self.note,
+                "other_load_cpus": None if self.other_load is None else round(self.other_load, 2),
+                "machine_busy": self.machine_busy}
+
+
+BUSY_CPUS = 0.5
+"""Other processes' average CPU use while timing above which the result is flagged: a thread count chosen on a
+busy machine favours fewer threads than the same machine idle needs."""
+
+
+def _busy_ticks() -> int | None:
+    """All CPUs' non-idle time since boot, in clock ticks (/proc/stat); None where unknown."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+        user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
+    except (OSError, ValueError):
+        return None
+    return user + nice + system + irq + softirq + steal
+
+
+def other_load(busy_before: int | None, own_before: float, wall_s: float) -> float | None:
+    """CPUs' worth of work done by other processes since ``busy_before`` (from /proc/stat minus this process's
+    own CPU time), averaged over ``wall_s``."""
+    busy_after = _busy_ticks()
+    if busy_before is None or busy_after is None or wall_s <= 0:
+        return None
+    ticks = os.sysconf("SC_CLK_TCK")
+    own = sum(os.times()[:2]) - own_before
+    return max(0.0, ((busy_after - busy_before) / ticks - own) / wall_s)
 
 
 def usable_cpus() -> int:
@@ -157,6 +192,7 @@ def tune(folder: Path, *, budget_s: float = 20.0, rounds: int = 3, prompt_tokens
     for model in models:  # warm-up: first-run allocations and kernel caches
         probe(og, model, prompt, 2)
     load_s = time.perf_counter() - started
+    busy_before, own_before, timing_started = _busy_ticks(), sum(os.times()[:2]), time.perf_counter()
     done = 0
     for round_index in range(rounds):
         for trial, model in zip(trials, models):
@@ -170,6 +206,7 @@ def tune(folder: Path, *, budget_s: float = 20.0, rounds: int = 3, prompt_tokens
         per_round = (elapsed - load_s) / done
         if round_index + 1 < rounds and elapsed + per_round > budget_s and done >= 1:
             break
+    others = other_load(busy_before, own_before, time.perf_counter() - timing_started)
     del models
     baseline = trials[0]
     best = min(trials, key=lambda t: t.score)
@@ -181,7 +218,7 @@ def tune(folder: Path, *, budget_s: float = 20.0, rounds: int = 3, prompt_tokens
     if write and best.session_options:
         write_session_options(config_path, best.session_options)
     return TuningResult(best.name, best.session_options, trials, prompt_tokens, new_tokens,
-                        time.perf_counter() - started, cpus, note)
+                        time.perf_counter() - started, cpus, note, others)
 
 
 def write_session_options(config_path: Path, options: dict[str, Any]) -> None:

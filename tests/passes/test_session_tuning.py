@@ -132,3 +132,29 @@ def test_auto_opt_tunes_unless_told_not_to(tiny_llama_dir: Path) -> None:
     assert "tune_session" not in plain["passes"]["model_builder"]
     gpu = build_config(AutoOptRequest(model=str(tiny_llama_dir), output_path="out", device="gpu"), tiny_llama_dir)
     assert "tune_session" not in gpu["passes"]["model_builder"]
+
+
+def test_other_processes_load_is_measured_and_flags_a_busy_machine(built: Path, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Timings taken while other processes use the CPUs favour fewer threads: the result says the machine was busy."""
+    import subprocess
+    import sys
+    import time
+
+    folder = _copy(built, tmp_path)
+    monkeypatch.setattr(genai_tuning, "usable_cpus", lambda: 2)
+    monkeypatch.setattr(genai_tuning, "_load", _fake_load)
+
+    def sleepy_probe(og: Any, model: Any, prompt: Any, new_tokens: int) -> tuple[float, float]:
+        time.sleep(0.4)  # this process idles while the other one burns a CPU
+        return 0.2, 0.2
+
+    monkeypatch.setattr(genai_tuning, "probe", sleepy_probe)
+    burner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        busy = genai_tuning.tune(folder, rounds=2)
+    finally:
+        burner.kill()
+        burner.wait()
+    assert busy.other_load is not None and busy.other_load > genai_tuning.BUSY_CPUS and busy.machine_busy
+    assert busy.to_json()["machine_busy"] is True

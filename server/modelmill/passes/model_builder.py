@@ -298,6 +298,12 @@ def _tune_session(params: ModelBuilderParams, builder_ep: str, ctx: PassContext)
                        for t in summary["trials"])
     ctx.log(f"session tuning ({summary['duration_s']} s, prefill / decode): {trials}; chose {result.chosen}"
             + (f" ({result.note})" if result.note else ""))
+    if result.machine_busy:
+        ctx.warn(f"the machine was busy while the session settings were timed (other processes used "
+                 f"{result.other_load:.1f} of {result.cpus} CPUs), so '{result.chosen}' may not be the fastest when it "
+                 "is idle; the output is cached with this choice: rebuild it when the machine is idle (with "
+                 "MODELMILL_HOME set to a new folder, the cache's home) or set session_options in genai_config.json "
+                 "by hand")
 
 
 def _merge_search(genai_config_path: Any, search: dict[str, Any]) -> None:
