@@ -179,11 +179,13 @@ def refuse_hub_data(plan: Any) -> None:
         hub = hub_dataset(config)
         if hub is not None:
             label = f"data_config {ref!r}" if isinstance(ref, str) else "an inline data_config"
-            raise ConfigError(f"{user} reads {label}, the Hugging Face hub data set {hub!r}: ModelMill does not "
-                              "download data sets",
+            training = "train" in user or "eval_data" in user
+            instead = ("or train on the shipped instructions (-d sample:instructions)" if training else
+                       "use a DummyDataContainer, or leave data_config out (calibration uses built-in text)")
+            raise ConfigError(f"{user} reads {label}, the Hugging Face hub data set {hub!r}: not found locally, "
+                              "and ModelMill does not download data sets",
                               fix="point load_dataset_config.data_name at a local .jsonl/.json/.txt file or folder "
-                                  "(or use a local_dataset with data_files), use a DummyDataContainer, or leave "
-                                  "data_config out (calibration uses built-in text)")
+                                  f"(or use a local_dataset with data_files), {instead}")
 
 
 def check_provider(provider: str, device: str) -> None:
