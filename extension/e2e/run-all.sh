@@ -43,6 +43,8 @@ SUMMARY=$CACHE/summary.log
 scenario() { bash "$E2E/run-e2e.sh" 2>&1 | tee -a "$SUMMARY"; return "${PIPESTATUS[0]}"; }
 echo "== scenario: vsix, diagnostics, quick fix, optimize, cancel, activation time"
 EXTRA_VSIX=$CACHE/baseline.vsix TEST=$E2E/modelmill.e2e.mjs EXTRA_SETTINGS="$GIT, \"modelmill.interpreter\": \"$PYTHON\"" scenario || rc=1
+echo "== scenario: evaluate with chosen metrics, compare runs (the run history of the first scenario)"
+TEST=$E2E/compare.e2e.mjs EXTRA_SETTINGS="$GIT, \"modelmill.interpreter\": \"$PYTHON\"" PORT=8768 scenario || rc=1
 echo "== scenario: wrong Python path"
 TEST=$E2E/wrong-python.e2e.mjs EXTRA_SETTINGS="$GIT, \"modelmill.interpreter\": \"/nonexistent/bin/python\"" \
   PORT=8766 scenario || rc=1
@@ -52,11 +54,11 @@ rm -rf "$WS/models"
 TEST=$E2E/untrusted.e2e.mjs EXTRA_SETTINGS="$GIT, \"modelmill.interpreter\": \"$PYTHON\"" WORKSPACE_TRUST=untrusted \
   PORT=8767 scenario || rc=1
 
-# The screenshots the README shows: the latest panel mid-run and at the end.
-[ -n "${CI:-}" ] || for shot in runs-panel-running.png runs-panel-done.png; do
+# The screenshots the docs show: the latest panel mid-run and at the end, a comparison.
+[ -n "${CI:-}" ] || for shot in runs-panel-running.png runs-panel-done.png compare.png; do
   [ -f "$SHOTS/$shot" ] && cp "$SHOTS/$shot" "$ROOT/docs/images/$shot"
 done
 echo "screenshots: $SHOTS"
 # one closing line for all scenarios (a scenario that died before its own summary counts as a failure)
-awk -v rc=$rc '/^[0-9]+ passed, [0-9]+ failed$/ {p += $1; f += $3; n++} END {if (n < 3 || (rc && !f)) f++; printf "e2e: %d passed, %d failed\n", p, f}' "$SUMMARY"
+awk -v rc=$rc '/^[0-9]+ passed, [0-9]+ failed$/ {p += $1; f += $3; n++} END {if (n < 4 || (rc && !f)) f++; printf "e2e: %d passed, %d failed\n", p, f}' "$SUMMARY"
 exit $rc
