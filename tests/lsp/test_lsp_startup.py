@@ -30,15 +30,13 @@ def _read(stream: Any) -> dict[str, Any]:
     return message
 
 
-def _initialize(params: dict[str, Any], env: dict[str, str] | None = None) -> tuple[dict[str, Any], float]:
-    started = time.perf_counter()
+def _initialize(params: dict[str, Any], env: dict[str, str] | None = None) -> dict[str, Any]:
     process = subprocess.Popen(SERVER_COMMAND, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                stderr=subprocess.DEVNULL, env={**os.environ, **(env or {})})
     try:
         process.stdin.write(frame({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": params}))
         process.stdin.flush()
         reply = _read(process.stdout)
-        elapsed = time.perf_counter() - started
         process.stdin.write(frame({"jsonrpc": "2.0", "id": 2, "method": "shutdown"}))
         process.stdin.write(frame({"jsonrpc": "2.0", "method": "exit"}))
         process.stdin.flush()
@@ -46,15 +44,16 @@ def _initialize(params: dict[str, Any], env: dict[str, str] | None = None) -> tu
         assert process.wait(30) == 0
     finally:
         process.kill()
-    return reply, elapsed
+    return reply
 
 
 def test_fast_initialize_equals_pygls_answer() -> None:
     params = _params(pytest_lsp.client_capabilities("visual-studio-code"))
-    fast, elapsed = _initialize(params)
-    slow, _ = _initialize(params, {"MODELMILL_LSP_FAST_INIT": "0"})
+    fast = _initialize(params)
+    slow = _initialize(params, {"MODELMILL_LSP_FAST_INIT": "0"})
     assert fast == slow
-    assert elapsed < 5  # about 0.2 s on an idle machine: see bench/lsp_latency.py
+    # How fast is measured by bench/lsp_raw_latency.py, not asserted here (a loaded machine would fail it); that the
+    # fast answer needs nothing heavy is test_nothing_heavy_on_the_initialize_path's check.
 
 
 @pytest.mark.parametrize("encodings", [None, ["utf-8", "utf-16"], ["utf-32"], ["latin-1"]])
