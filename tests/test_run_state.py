@@ -232,15 +232,15 @@ def test_an_hour_of_a_busy_search_reduces_in_well_under_a_second_per_minute() ->
         events.append(e("candidate.evaluated", candidate=cand, params={}, metrics={"latency-avg": 10.0 + c},
                         accepted=True, duration_s=1.0))
     state = RunState("busy")
-    began = time.perf_counter()
+    began = time.process_time()  # this process's CPU time: other processes' load does not inflate it
     for event in events:
         state.apply(event)
-    elapsed = time.perf_counter() - began
+    elapsed = time.process_time() - began
     assert state.view.events == len(events) and len(state.view.candidates) > 50
-    assert elapsed < 6.0, f"reducing 60,000 events took {elapsed:.1f} s"
-    began = time.perf_counter()
+    assert elapsed < 6.0, f"reducing 60,000 events took {elapsed:.1f} s of CPU (quadratic work?)"
+    began = time.process_time()
     json.dumps(state.to_json())
-    assert time.perf_counter() - began < 0.2  # one modelmill/runState of a long run
+    assert time.process_time() - began < 0.5  # one modelmill/runState of a long run: CPU time, not wall
 
 
 def test_panel_values_are_written_as_the_editor_writes_them() -> None:
