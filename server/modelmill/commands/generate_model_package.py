@@ -27,7 +27,6 @@ apply (a non-empty folder needs --overwrite; links, sources and the working fold
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import re
 import shutil
@@ -285,20 +284,14 @@ def _task(sources: list[tuple[str, Path, dict[str, Any] | None]]) -> str:
 # ------------------------------------------------------------------ writing
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _copy(src: Path, dst: Path) -> None:
     """Copy, refusing to replace a different file already at ``dst`` (an identical one is kept)."""
     from modelmill.errors import ModelMillError
 
     if dst.exists():
-        if dst.is_file() and _sha256(src) == _sha256(dst):
+        from modelmill.engine.output import file_digest
+
+        if dst.is_file() and file_digest(src) == file_digest(dst):
             return
         raise ModelMillError(f"two files of the package land on {dst.name} with different content ({src})",
                              fix="rename one of the sources' files so that each variant's files have their own names")
