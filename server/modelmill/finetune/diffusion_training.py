@@ -24,7 +24,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ from modelmill.finetune.diffusion_data import (
     bucket_batches,
     fit,
 )
+from modelmill.finetune.training import TrainingOutcome
 
 Emit = Callable[..., Any]
 
@@ -80,13 +81,9 @@ class PriorPreservation:
 
 
 @dataclass
-class Outcome:
-    steps: int
-    max_steps: int
-    cancelled: bool
-    checkpoint: Path | None
-    log_history: list[dict[str, Any]] = field(default_factory=list)
-    train_seconds: float = 0.0
+class Outcome(TrainingOutcome):
+    """A LoRA finetune's outcome plus what diffusion training also reports."""
+
     trainable_parameters: int = 0
     total_parameters: int = 0
     resumed_from: int | None = None
