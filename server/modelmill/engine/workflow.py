@@ -106,21 +106,8 @@ def _evaluate_input(plan: Plan, bus: EventBus, cancel: threading.Event, chain: C
     try:
         tmp.mkdir(parents=True)
         reports = write_reports({"input": evaluation}, tmp)
-        manifest: dict[str, Any] = {
-            "modelmill_version": __version__,
-            "run_id": result.run_id,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "input_model": plan.input_model.to_json(),
-            "device": plan.accelerator.device,
-            "execution_provider": plan.accelerator.execution_provider,
-            "passes": [],
-            "evaluation_only": True,
-            "duration_s": result.duration_s,
-            "libraries": library_versions(),
-            "files": {},
-            "reports": {name: str(path.relative_to(tmp)) for name, path in reports.items()},
-            "config": plan.source_config,
-        }
+        manifest = _manifest(plan, result, {}, evaluation_only=True,
+                             reports={name: str(path.relative_to(tmp)) for name, path in reports.items()})
         (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, default=str))
         place(tmp, plan.output_dir, plan.overwrite, plan.protected)
     except BaseException:
@@ -155,6 +142,24 @@ def _run_search(plan: Plan, bus: EventBus, cancel: threading.Event, chain: Chain
     return RunResult(bus.run_id, plan.output_dir, best.model, best.records, search=summary), best.entry
 
 
+def _manifest(plan: Plan, result: RunResult, files: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """The output folder's manifest: what ran, on what, with which libraries, and the files it holds."""
+    return {
+        "modelmill_version": __version__,
+        "run_id": result.run_id,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "input_model": plan.input_model.to_json(),
+        "device": plan.accelerator.device,
+        "execution_provider": plan.accelerator.execution_provider,
+        "passes": [record.__dict__ for record in result.passes],
+        "duration_s": result.duration_s,
+        "libraries": library_versions(),
+        "files": files,
+        "config": plan.source_config,
+        **extra,
+    }
+
+
 def _write_output(plan: Plan, result: RunResult, entry: CacheEntry) -> ModelRef:
     """Copy the final entry's files into a new folder (each hashed as it is copied and checked against the
     entry's record), add the manifest and reports, and rename it into place."""
@@ -172,20 +177,8 @@ def _write_output(plan: Plan, result: RunResult, entry: CacheEntry) -> ModelRef:
                         if name != ENTRY_FILE and name.startswith(prefix)
                         and (final.path.is_dir() or name[len(prefix):] == final.path.name)}
         copy_verified(entry.folder / within, tmp, result.files)
-        manifest: dict[str, Any] = {
-            "modelmill_version": __version__,
-            "run_id": result.run_id,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "input_model": plan.input_model.to_json(),
-            "device": plan.accelerator.device,
-            "execution_provider": plan.accelerator.execution_provider,
-            "passes": [record.__dict__ for record in result.passes],
-            "duration_s": result.duration_s,
-            "libraries": library_versions(),
-            # Hashes come from the cache entry, checked while the files were copied: no second pass over the bytes.
-            "files": result.files,
-            "config": plan.source_config,
-        }
+        # Hashes come from the cache entry, checked while the files were copied: no second pass over the bytes.
+        manifest = _manifest(plan, result, result.files)
         if result.search is not None:
             evaluations = result.search.pop("evaluations")
             manifest["search"] = result.search
