@@ -142,3 +142,37 @@ def test_the_lsp_command_line_imports_no_other_command() -> None:
             "and m != 'modelmill.commands.lsp')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert json.loads(out) == []
+
+
+def test_the_early_session_hands_over_once_its_bytes_reach_a_messages_limit(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every byte the early session reads is kept for the replay into pygls: a client that keeps sending
+    notifications it serves must not grow that without bound, so it hands over at the per-message limit."""
+    import io
+    import threading
+    import types as _types
+
+    from modelmill.lsp import framing, launch
+
+    body = json.dumps({"jsonrpc": "2.0", "method": "$/setTrace", "params": {"value": "x" * 900}}).encode()
+    frame_bytes = b"Content-Length: %d\r\n\r\n" % len(body) + body
+    stream = io.BytesIO(frame_bytes * 400)  # ~370 KB: several of the feed's 64 KB chunks
+
+    class Session:
+        served = 0
+
+        def initialize(self, message: object) -> bool:
+            self.served += 1
+            return True
+
+        def handle(self, message: object) -> bool:
+            self.served += 1
+            return True
+
+    monkeypatch.setattr(framing, "MAX_MESSAGE_BYTES", 1000)
+    session = Session()
+    loader = _types.SimpleNamespace(server_ready=threading.Event(), go=threading.Event())
+    replay = launch.serve_early(session, launch._Feed(stream), loader)
+    assert 1000 < len(replay) < len(frame_bytes) * 400
+    assert replay == (frame_bytes * 400)[:len(replay)]  # what was read, in order, for the replay
+    assert session.served < 400

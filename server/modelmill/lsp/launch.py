@@ -152,7 +152,7 @@ def serve_early(session: Any, feed: _Feed, loader: _Loader) -> bytes:
 
     Frames are read with the server's framing rules (``framing.FrameReader``: bounded, resynchronising); a frame
     with a problem ends the early session, so it is reported and recovered from as a later one would be."""
-    from modelmill.lsp.framing import FrameReader
+    from modelmill.lsp.framing import MAX_MESSAGE_BYTES, FrameReader
 
     raw = bytearray()
 
@@ -182,6 +182,10 @@ def serve_early(session: Any, feed: _Feed, loader: _Loader) -> bytes:
                 break
             if isinstance(message, dict) and message.get("method") == "textDocument/didOpen":
                 loader.go.set()  # the first diagnostics are out: load the rest now
+            # Every byte read waits here for the replay: hand over once pygls is ready or the bytes reach one
+            # message's limit, even while a client keeps sending notifications the early session serves.
+            if loader.server_ready.is_set() or len(raw) > MAX_MESSAGE_BYTES:
+                break
     except _HandOver:
         pass
     return bytes(raw)
