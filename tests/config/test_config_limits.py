@@ -140,3 +140,20 @@ def test_only_values_added_by_aliases_count() -> None:
     over = f"row: &r {row}\nrows: [{', '.join(['*r'] * 110)}]\n"  # adds 110 * 100 values
     assert parse_document(near, "c.yaml").syntax == []
     assert "alias" in parse_document(over, "c.yaml").syntax[0].message
+
+
+def test_a_cascade_of_syntax_problems_is_listed_up_to_the_limit_then_summarised() -> None:
+    text = '{"passes": ' + "[{" * 5_000  # each '{' then '[' is one more problem
+    syntax = parse_document(text, "olive_config.json").syntax
+    assert len(syntax) == limits.MAX_SYNTAX_PROBLEMS + 1
+    offsets = [d.range.start.offset for d in syntax]
+    assert offsets == sorted(offsets)
+    summary = syntax[-1]
+    assert summary.message.endswith("more syntax problems from here on are not listed")
+    assert int(summary.message.split()[0]) > 5_000 and "missing bracket" in (summary.hint or "")
+
+
+def test_a_few_syntax_problems_are_all_listed() -> None:
+    syntax = parse_document('{"a": 1 "b": 2, "c": }', "olive_config.json").syntax
+    assert 1 <= len(syntax) < limits.MAX_SYNTAX_PROBLEMS
+    assert not any("not listed" in d.message for d in syntax)

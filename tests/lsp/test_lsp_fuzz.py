@@ -17,7 +17,7 @@ from lsp_helpers import DATA, REPO, dumps, flat_config, open_document, replace_d
 from lsprotocol import types
 from pytest_lsp import LanguageClient
 
-from modelmill.config import Environment, validate_document
+from modelmill.config import Environment, limits, validate_document
 from modelmill.lsp.code_actions import code_actions
 from modelmill.lsp.completion import CompletionEnv, complete
 from modelmill.lsp.diagnostics import to_lsp
@@ -53,6 +53,8 @@ def edited(draw: st.DrawFn, fmt: str) -> tuple[str, int]:
 def _analyse(text: str, fmt: str, cursor: int) -> None:
     snap = Snapshot(f"file:///fuzz/olive_config.{fmt}", 1, text, fmt)
     found = validate_document(snap.doc, ENV)
+    # Bounded output: each diagnostic costs the editor a squiggle and a code-action scan.
+    assert sum(d.code == "syntax" for d in found) <= limits.MAX_SYNTAX_PROBLEMS + 1
     diagnostics = to_lsp(found, snap, Settings())
     assert all(d.range.start.line <= d.range.end.line for d in diagnostics)
     line = text.count("\n", 0, cursor)

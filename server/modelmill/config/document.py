@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from modelmill.config.diagnostics import Diagnostic, KeyPath
+from modelmill.config import limits
 from modelmill.config.limits import read_config_text
 from modelmill.config.positions import (
     ZERO,
@@ -134,8 +135,14 @@ def parse_document(text: str, path_or_name: str | Path = "<config>", format: For
     name = str(path_or_name)
     fmt = format or detect_format(text, name)
     root, issues = parse(text, fmt)
+    issues = sorted(issues, key=lambda issue: issue.range.start_offset)
+    shown, rest = issues[:limits.MAX_SYNTAX_PROBLEMS], issues[limits.MAX_SYNTAX_PROBLEMS:]
     syntax = [Diagnostic(issue.range, issue.severity, issue.code, issue.message)  # type: ignore[arg-type]
-              for issue in issues]
+              for issue in shown]
+    if rest:
+        syntax.append(Diagnostic(
+            rest[0].range, "error", "syntax", f"{len(rest)} more syntax problems from here on are not listed",
+            "fix the first ones above: one missing bracket, comma or quote often causes all the rest"))
     return Document(name, text, fmt, root, syntax)
 
 

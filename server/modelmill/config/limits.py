@@ -32,6 +32,11 @@ MAX_YAML_ALIAS_VALUES = 10_000
 (hundreds of values); a 469-byte alias bomb adds about 10^9. Converting and checking 10,000 values takes
 about 0.3 s, the most one keystroke in the language server may cost."""
 
+MAX_SYNTAX_PROBLEMS = 100
+"""Syntax problems reported for one document; the rest become one summary. One missing bracket or quote can
+make every later token a problem (5,000 unclosed '{' gave 10,000), and each one reported costs the editor a
+squiggle, a code-action scan and its share of every publishDiagnostics message."""
+
 _SIZE_FIX = "a workflow config is a few kilobytes: point at the .json/.yaml config itself"
 
 
