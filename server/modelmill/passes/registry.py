@@ -40,6 +40,7 @@ PASS_MODULES = (
     "modelmill.passes.capture_split_info",
     "modelmill.passes.split_model",
     "modelmill.passes.compose_onnx_models",
+    "modelmill.passes.static_llm",
 )
 
 
