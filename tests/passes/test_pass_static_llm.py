@@ -259,6 +259,26 @@ def test_group_session_options_go_to_context_and_iterator(chain: dict[str, Model
     assert _dims(_proto(out.components[1]).graph.input[0]) == [1, 8, 64]
 
 
+def test_after_a_pass_run_per_split(chain: dict[str, ModelRef], tmp_path: Path) -> None:
+    """A pass between SplitModel and StaticLLM runs per split (split_N/model.onnx, each with its companions): the
+    static components are made from those, and genai_config.json from the first split's folder."""
+    from modelmill.engine.composite import run_per_component
+    from modelmill.passes.dynamic_quantization import OnnxDynamicQuantization
+
+    quantized = run_per_component(OnnxDynamicQuantization(), chain["split"], OnnxDynamicQuantization.Params(),
+                                  make_context(tmp_path, "quantize"))
+    assert quantized.components[1].onnx_file == "model.onnx" and not (quantized.path / "genai_config.json").exists()
+    out = _run(StaticLLM, quantized, tmp_path, "static", context_length=8)
+    assert not any(path.is_dir() for path in out.path.iterdir())  # the split folders are not copied along
+    [pipeline] = json.loads((out.path / "genai_config.json").read_text())["model"]["decoder"]["pipeline"]
+    assert list(pipeline) == ["embeddings", "context_0", "context_1", "iterator_0", "iterator_1", "lm_head"]
+    sessions = _sessions(out)
+    values = _cascade([sessions[n] for n in ("embeddings", "context_0", "context_1", "lm_head")], {
+        "input_ids": np.arange(4, 12)[None], "past_seq_len": np.array([[7]], np.int32),
+        "total_seq_len": np.array(8, np.int32), **_empty_past(0)})
+    assert values["logits"].shape == (1, 8, 512) and np.isfinite(values["logits"]).all()
+
+
 def test_defaults_are_olives() -> None:
     params = StaticLLM.Params()
     assert (params.batch_size, params.context_length, params.group_session_options) == (1, 64, None)

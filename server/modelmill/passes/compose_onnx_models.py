@@ -2,8 +2,8 @@
 
 Each component's outputs that a later component reads become internal tensors; the composed model's inputs are
 the components' inputs no earlier component produces, its outputs those no later component reads. Olive also
-composes StaticLLM's llm_pipeline groups and copies QNN EP-context binaries: neither exists on CPU, so such models
-are refused with what to do.
+composes StaticLLM's llm_pipeline groups (each group into one model) and copies QNN EP-context binaries: ModelMill
+does neither yet (EP-context binaries do not exist on CPU), so such models are refused with what to do.
 """
 
 from __future__ import annotations

@@ -208,10 +208,13 @@ def _static_copies(component: ModelRef, out: Path, suffix: str,
 
 
 def _copy_companions(model: ModelRef, out: Path) -> None:
-    """Tokenizer, config and genai_config.json; not the input's ONNX files or the folders of its components."""
-    component_dirs = {c.path for c in model.components if c.path != model.path}
+    """Tokenizer, config and genai_config.json; not the input's ONNX files or the folders of its components. Where
+    a pass ran per component (``split_N/model.onnx``), the companions are in each component's folder."""
+    components = model.components
+    component_dirs = {c.path for c in components if c.path != model.path}
+    source = model.path if (model.path / "genai_config.json").exists() or not component_dirs else components[0].path
     skip = {"entry.json", "modelmill_run.json"}
-    for item in model.path.iterdir():
+    for item in source.iterdir():
         if (item.name in skip or item.suffix == ".onnx" or item.name.endswith((".onnx.data", ".onnx_data"))
                 or item in component_dirs or (out / item.name).exists()):
             continue
