@@ -31,6 +31,7 @@ PASS_MODULES = (
     "modelmill.passes.dynamic_to_fixed_shape",
     "modelmill.passes.mixed_precision_overrides",
     "modelmill.passes.io_datatype_converter",
+    "modelmill.passes.quarot",
     "modelmill.passes.rtn",
     "modelmill.passes.gptq",
     "modelmill.passes.selective_mixed_precision",
