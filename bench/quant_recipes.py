@@ -10,7 +10,11 @@ block-wise PyTorch quantization (Olive's and ModelMill's) needs; 64 divides ever
 - ``gptq``: the gptq pass (4-bit, asymmetric) on local calibration text -> ModelBuilder;
 - ``gptq + SelectiveMixedPrecision``: kld_gradient (ratio 0.65, high 8 bits) -> gptq -> ModelBuilder;
 - ``recipe``: Olive's CPU INT4 recipe, SelectiveMixedPrecision -> gptq -> rtn (8-bit lm_head and embeddings
-  through overrides) -> ModelBuilder (int4, keeping the quantized weights).
+  through overrides) -> ModelBuilder (int4, keeping the quantized weights);
+- ``QuaRot``: the QuaRot pass (hadamard, or random) -> builder RTN (symmetric), and QuaRot (hadamard) -> gptq ->
+  ModelBuilder. The rotation unties the embeddings from the LM head (the final norm is fused into the head), so
+  the builder quantizes a separate LM head and keeps the embeddings in fp32 unless asked to quantize Gather too
+  (the ``+ int4 embeddings`` variants: the precision of the baseline's tied table).
 
 The LM head stays float in the rtn/gptq checkpoints except in ``recipe``, so ModelBuilder quantizes it (int4,
 round to nearest) in every other variant, as it does for builder RTN. Perplexity is scored llama.cpp's way
@@ -19,6 +23,8 @@ round to nearest) in every other variant, as it does for builder RTN. Perplexity
 
     .venv/bin/python bench/quant_recipes.py               # all variants (GPTQ on 2 cores: several minutes each)
     .venv/bin/python bench/quant_recipes.py --chunks 8    # shorter evaluation
+    .venv/bin/python bench/quant_recipes.py --variants "builder RTN (sym;QuaRot"   # only these (label prefixes);
+                                               # their rows replace those of the saved results, the others stay
 
 Stage outputs are kept under --work (default /tmp/modelmill-quant-recipes) and reused by a rerun.
 Results: bench/results/quant_recipes.json and bench/results/quant_recipes/README.md.
@@ -91,33 +97,66 @@ def onnx_bytes(folder: Path) -> int:
 
 
 def variants(work: Path, hf: ModelRef, args: argparse.Namespace) -> dict[str, tuple[ModelRef, float]]:
+    """The variants ``--variants`` asks for (all by default): label -> (built model, seconds of its stages)."""
     from modelmill.passes.gptq import Gptq, GptqParams
+    from modelmill.passes.quarot import QuaRot, QuaRotParams
     from modelmill.passes.rtn import Rtn, RtnParams
     from modelmill.passes.selective_mixed_precision import SelectiveMixedPrecision, SelectiveMixedPrecisionParams
 
     gptq_params = {"bits": 4, "sym": False, "group_size": BLOCK.value, "calibration_samples": args.gptq_samples,
                    "calibration_seq_len": args.gptq_seq_len}
     found: dict[str, tuple[ModelRef, float]] = {}
-    found["builder RTN (symmetric, auto-opt's)"] = build(work, "builder_rtn_sym", hf)
-    found["builder RTN (asymmetric)"] = build(work, "builder_rtn_asym", hf, int4_is_symmetric=False)
-    rtn, rtn_s = stage(work, "rtn", lambda ctx: Rtn().run(hf, RtnParams(bits=4, sym=False, group_size=BLOCK.value), ctx))
-    model, seconds = build(work, "rtn_builder", rtn)
-    found["rtn"] = (model, seconds + rtn_s)
-    gptq, gptq_s = stage(work, "gptq", lambda ctx: Gptq().run(hf, GptqParams(**gptq_params), ctx))
-    model, seconds = build(work, "gptq_builder", gptq)
-    found["gptq"] = (model, seconds + gptq_s)
-    smp_params = SelectiveMixedPrecisionParams(algorithm="kld_gradient", bits=4, high_bits=8, ratio=0.65,
-                                               group_size=BLOCK.value, calibration_samples=args.kld_samples)
-    smp, smp_s = stage(work, "smp", lambda ctx: SelectiveMixedPrecision().run(hf, smp_params, ctx))
-    mixed, mixed_s = stage(work, "smp_gptq", lambda ctx: Gptq().run(smp, GptqParams(**gptq_params), ctx))
-    model, seconds = build(work, "smp_gptq_builder", mixed)
-    found["gptq + SelectiveMixedPrecision"] = (model, seconds + smp_s + mixed_s)
-    overrides = {"lm_head": {"bits": 8}, "model.embed_tokens": {"bits": 8}}
-    recipe_rtn, recipe_s = stage(work, "recipe_rtn", lambda ctx: Rtn().run(
-        mixed, RtnParams(bits=4, sym=False, group_size=BLOCK.value, lm_head=True, embeds=True, overrides=overrides), ctx))
-    model, seconds = build(work, "recipe_builder", recipe_rtn)
-    found["recipe: SMP -> gptq -> rtn (8-bit head/embeds)"] = (model, seconds + smp_s + mixed_s + recipe_s)
-    return found
+    if wanted("builder RTN (symmetric, auto-opt's)", args):
+        found["builder RTN (symmetric, auto-opt's)"] = build(work, "builder_rtn_sym", hf)
+    if wanted("builder RTN (asymmetric)", args):
+        found["builder RTN (asymmetric)"] = build(work, "builder_rtn_asym", hf, int4_is_symmetric=False)
+    if wanted("rtn", args):
+        rtn, rtn_s = stage(work, "rtn", lambda ctx: Rtn().run(hf, RtnParams(bits=4, sym=False, group_size=BLOCK.value), ctx))
+        model, seconds = build(work, "rtn_builder", rtn)
+        found["rtn"] = (model, seconds + rtn_s)
+    if wanted("gptq", args):
+        gptq, gptq_s = stage(work, "gptq", lambda ctx: Gptq().run(hf, GptqParams(**gptq_params), ctx))
+        model, seconds = build(work, "gptq_builder", gptq)
+        found["gptq"] = (model, seconds + gptq_s)
+    if wanted("gptq + SelectiveMixedPrecision", args) or wanted("recipe", args):
+        smp_params = SelectiveMixedPrecisionParams(algorithm="kld_gradient", bits=4, high_bits=8, ratio=0.65,
+                                                   group_size=BLOCK.value, calibration_samples=args.kld_samples)
+        smp, smp_s = stage(work, "smp", lambda ctx: SelectiveMixedPrecision().run(hf, smp_params, ctx))
+        mixed, mixed_s = stage(work, "smp_gptq", lambda ctx: Gptq().run(smp, GptqParams(**gptq_params), ctx))
+        model, seconds = build(work, "smp_gptq_builder", mixed)
+        found["gptq + SelectiveMixedPrecision"] = (model, seconds + smp_s + mixed_s)
+        overrides = {"lm_head": {"bits": 8}, "model.embed_tokens": {"bits": 8}}
+        recipe_rtn, recipe_s = stage(work, "recipe_rtn", lambda ctx: Rtn().run(
+            mixed, RtnParams(bits=4, sym=False, group_size=BLOCK.value, lm_head=True, embeds=True, overrides=overrides), ctx))
+        model, seconds = build(work, "recipe_builder", recipe_rtn)
+        found["recipe: SMP -> gptq -> rtn (8-bit head/embeds)"] = (model, seconds + smp_s + mixed_s + recipe_s)
+    def quarot(mode: str = "hadamard") -> tuple[ModelRef, float]:
+        return stage(work, f"quarot_{mode}", lambda ctx: QuaRot().run(hf, QuaRotParams(rotate_mode=mode), ctx))
+
+    def quarot_gptq() -> tuple[ModelRef, float]:
+        rotated, rotate_s = quarot()
+        model, gptq_s = stage(work, "quarot_gptq", lambda ctx: Gptq().run(rotated, GptqParams(**gptq_params), ctx))
+        return model, rotate_s + gptq_s
+
+    # untied, the embedding table stays fp32 unless Gather is quantized too (the baseline's tied table is int4)
+    gather = {"int4_op_types_to_quantize": ["MatMul", "Gather"]}
+    for label, make, stage_name, options in (
+            ("QuaRot (hadamard) -> builder RTN (symmetric)", quarot, "quarot_hadamard_builder_rtn_sym", {}),
+            ("QuaRot (random) -> builder RTN (symmetric)", lambda: quarot("random"), "quarot_random_builder_rtn_sym",
+             {}),
+            ("QuaRot (hadamard) -> gptq", quarot_gptq, "quarot_gptq_builder", {}),
+            ("QuaRot (hadamard) -> builder RTN (symmetric) + int4 embeddings", quarot,
+             "quarot_hadamard_builder_rtn_sym_gather", gather),
+            ("QuaRot (hadamard) -> gptq + int4 embeddings", quarot_gptq, "quarot_gptq_builder_gather", gather)):
+        if wanted(label, args):
+            source, source_s = make()
+            model, seconds = build(work, stage_name, source, **options)
+            found[label] = (model, round(seconds + source_s, 1))
+    return {name: value for name, value in found.items() if wanted(name, args)}
+
+
+def wanted(label: str, args: argparse.Namespace) -> bool:
+    return not args.variants or any(label.startswith(prefix) for prefix in args.variants.split(";"))
 
 
 def decode_speed(folder: Path, repeats: int) -> float:
@@ -138,6 +177,8 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-speed", action="store_true")
     parser.add_argument("--block", type=int, default=64, help="block (group) size of every variant")
+    parser.add_argument("--variants", default="", help="';'-separated label prefixes of the variants to run "
+                        "(default: all); the saved results keep the other rows")
     args = parser.parse_args()
     BLOCK.value = args.block
     args.work = args.work / f"block{args.block}"
@@ -164,6 +205,11 @@ def main() -> int:
             continue
         rows[name] = {"perplexity": perplexity, "bytes": onnx_bytes(model.path), "seconds": seconds,
                       "decode_tok_s": None if args.no_speed else decode_speed(model.path, args.repeats)}
+    saved_file = RESULTS / "quant_recipes.json"
+    saved = json.loads(saved_file.read_text()) if saved_file.exists() else {}
+    if args.variants and (saved.get("block"), saved.get("context"), saved.get("chunks")) == (
+            BLOCK.value, args.context, len(chunks)):  # a partial run: the other variants' rows stay
+        rows = {**saved["rows"], **rows}
     base = rows["fp32 input (transformers)"]["perplexity"]
     lines = [f"# Quantization recipes on sample:smollm2 (int4, block {BLOCK.value})", "",
              f"Perplexity on {len(chunks)} x {args.context} held-out tokens (end of Python's pydoc topics, "
@@ -178,10 +224,12 @@ def main() -> int:
                      f" {row['bytes'] / 2**20:.1f} | {row['decode_tok_s'] or '-'} | {row['seconds'] or '-'} |")
     table = "\n".join(lines) + "\n"
     print(table)
-    (RESULTS / "quant_recipes").mkdir(parents=True, exist_ok=True)
-    (RESULTS / "quant_recipes" / "README.md").write_text(table)
-    (RESULTS / "quant_recipes.json").write_text(json.dumps({"block": BLOCK.value, "context": args.context,
-                                                            "chunks": len(chunks), "rows": rows}, indent=2))
+    readme = RESULTS / "quant_recipes" / "README.md"
+    readme.parent.mkdir(parents=True, exist_ok=True)
+    notes = readme.read_text().partition("\nNotes:")[1:] if readme.exists() else ("", "")
+    readme.write_text(table + "".join(notes))  # keeps the hand-written notes below the table
+    saved_file.write_text(json.dumps({"block": BLOCK.value, "context": args.context, "chunks": len(chunks),
+                                      "rows": rows}, indent=2))
     return 0
 
 
