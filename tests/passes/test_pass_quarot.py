@@ -194,8 +194,16 @@ def test_workflow_quarot_then_model_builder_int4(tiny_llama_dir: Path, tmp_path:
 
 
 def test_config_values_are_checked() -> None:
-    from pydantic import ValidationError
+    from modelmill.config import Environment, parse_document, validate_document
 
+    def diagnostics(entry: dict) -> list:
+        config = {"input_model": {"type": "HfModel", "model_path": "sample:smollm2"}, "passes": {"r": entry},
+                  "output_dir": "out"}
+        return validate_document(parse_document(json.dumps(config), "config.json"),
+                                 Environment(frozenset({"CPUExecutionProvider"})))
+
+    runnable = diagnostics({"type": "QuaRot", "rotate_mode": "random", "seed": 3})
+    assert not [d for d in runnable if d.severity == "error" or d.code == "pass-not-runnable"]
+    wrong = [d for d in diagnostics({"type": "QuaRot", "rotate_mode": "givens"}) if d.severity == "error"]
+    assert [d.path[-1] for d in wrong] == ["rotate_mode"]
     assert QuaRotParams().rotate_mode == "hadamard" and QuaRotParams().seed == 0
-    with pytest.raises(ValidationError):
-        QuaRotParams(rotate_mode="givens")

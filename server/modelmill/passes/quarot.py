@@ -18,7 +18,9 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field
@@ -209,7 +211,7 @@ def _rotate_output_linear(linear: torch.nn.Linear, rotation: torch.Tensor, rows:
         _rotate_outputs(linear.bias.data[rows], rotation)
 
 
-def rotate(model: Any, layout: Layout, mode: str, seed: int, step: Any) -> dict[str, Any]:
+def rotate(model: Any, layout: Layout, mode: str, seed: int, step: Callable[[float, str], None]) -> dict[str, Any]:
     """Rotate ``model`` in place; ``step(fraction, message)`` reports progress and may raise RunCancelled."""
     import torch
 
@@ -222,7 +224,8 @@ def rotate(model: Any, layout: Layout, mode: str, seed: int, step: Any) -> dict[
     decoder = model.model
     layers = list(decoder.layers)
     if any("RMSNorm" not in type(m).__name__ for m in (decoder.norm, layers[0].get_submodule(layout.first_norm))):
-        raise PassError(f"QuaRot cannot rotate {config.model_type}: {LAYER_NORM_REASON}")
+        raise PassError(f"QuaRot cannot rotate {config.model_type}: {LAYER_NORM_REASON}",
+                        fix="drop the QuaRot pass for this model")
 
     step(0.1, "untying the embeddings and fusing the RMSNorm weights into the Linears after them")
     if head.weight is embed.weight or head.weight.data_ptr() == embed.weight.data_ptr():
@@ -244,7 +247,6 @@ def rotate(model: Any, layout: Layout, mode: str, seed: int, step: Any) -> dict[
         for name in (*layout.attention_inputs, *layout.mlp_inputs):
             _rotate_inputs(layer.get_submodule(name).weight.data, r1)
         v_proj = layer.get_submodule(layout.v_proj)
-        r2 = None
         if v_proj.bias is None:  # as Olive: no R2 where v_proj has a bias (e.g. Qwen2)
             r2 = orthogonal_matrix(head_dim, mode, generator, "head_dim")
             v_rows = slice((heads + kv_heads) * head_dim, None) if layout.packed_qkv else None
@@ -258,7 +260,7 @@ def rotate(model: Any, layout: Layout, mode: str, seed: int, step: Any) -> dict[
             if mode == "hadamard" else None, "layers": len(layers), "layers_with_r2": rotated_v}
 
 
-def save(model: Any, source: Any, out: Any) -> int:
+def save(model: Any, source: Path, out: Path) -> int:
     """The rotated model as a Hugging Face folder: one model.safetensors, config.json (untied), side files."""
     from safetensors.torch import save_file
 
@@ -297,7 +299,11 @@ class QuaRot(Pass):
         if model.attributes.get("adapter_path"):
             raise PassError("QuaRot rotates the base model's weights, which would no longer fit the LoRA adapter",
                             fix="rotate the base model before fine-tuning it, or merge the adapter first")
-        layout = check_model_type(json.loads((model.path / "config.json").read_text()))
+        config = json.loads((model.path / "config.json").read_text())
+        layout = check_model_type(config)
+        hidden = int(config.get("hidden_size") or 0)
+        if params.rotate_mode == "hadamard" and hidden and not hadamard_factor(hidden):  # before loading the model
+            orthogonal_matrix(hidden, "hadamard", torch.Generator(), "hidden_size")
         started = time.perf_counter()
 
         def step(fraction: float, message: str) -> None:
