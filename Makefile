@@ -23,15 +23,20 @@ demo: setup
 	$(MODELMILL) chat $(DEMO_OUT) "What is machine learning?" --max_new_tokens 96 --stats
 	@echo "optimized model: $(abspath $(DEMO_OUT))"
 
+# Test workers (pytest-xdist): one per core, each taking whole test files (--dist loadfile): a file's tests share
+# its module fixtures (a language server, the two-node Ray cluster) and some build on each other in file order.
+TEST_WORKERS ?= auto
+PYTEST_PARALLEL := -n $(TEST_WORKERS) --dist loadfile
+
 # The default suite plus the slow end-to-end tests on the real samples, the extension's unit tests and its e2e.
 test: setup node_modules/.installed
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q $(PYTEST_PARALLEL)
 	npm test
 	$(MAKE) e2e
 
 # Quick loop while developing: skips the slow end-to-end tests.
 test-fast: setup
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -m "not slow" $(PYTEST_PARALLEL)
 
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund

@@ -13,19 +13,31 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-# Every test starts in an empty working folder of its own session, not in the checkout: checks that look at the
-# file system relative to the working folder (an output_dir "out" that exists, a default .olive-cache) must not
-# depend on what a developer's checkout holds (TypeScript's out/, earlier runs' models/). Done at import time,
-# before test modules build their Environment objects (whose cwd is read then).
-_WORKING_FOLDER = tempfile.mkdtemp(prefix="modelmill-tests-")
-os.chdir(_WORKING_FOLDER)
-atexit.register(shutil.rmtree, _WORKING_FOLDER, ignore_errors=True)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Every test runs in an empty working folder of its own session, not in the checkout: checks that look at the
+    file system relative to the working folder (an output_dir "out" that exists, a default .olive-cache) must not
+    depend on what a developer's checkout holds (TypeScript's out/, earlier runs' models/). Set before collection,
+    when test modules build their Environment objects (whose cwd is read then). Under pytest-xdist only the workers
+    move: the controller starts them in its own working folder, where they find the checkout's pytest settings."""
+    distributing = bool(getattr(config.option, "numprocesses", None)) and "PYTEST_XDIST_WORKER" not in os.environ
+    if distributing:
+        return
+    folder = tempfile.mkdtemp(prefix="modelmill-tests-")
+    os.chdir(folder)
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+
+
 # One PyTorch/OpenMP/BLAS thread per process (set before anything imports torch; child processes inherit it):
 # the test models are tiny (hidden 64), where a second thread only adds synchronisation, and on a busy machine
 # spinning OpenMP threads make each op an order of magnitude slower (GPTQ on the tiny Llama: 27 s → 2 s at a load
 # average of 10 on 2 cores). A value the developer set is kept.
 for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     os.environ.setdefault(_name, "1")
+# rich wraps output at 80 columns when stderr is not a terminal, and the paths in it vary in length (pytest's
+# numbered temp folders, xdist's popen-gwN): a wrapped path would break the tests that look for it in the output.
+os.environ.setdefault("COLUMNS", "400")
 
 from helpers import make_context  # noqa: E402
 from modelmill.engine.model import ModelRef  # noqa: E402

@@ -20,6 +20,8 @@ from modelmill.engine.runner import RunOutcome, start_run
 from modelmill.engine.workflow import MANIFEST_NAME
 from modelmill.testing.ray_cluster import LocalCluster, cluster_environment, free_port, start_cluster
 
+# One worker runs every test here (`make test` gives pytest-xdist's workers whole files): they share one two-node
+# cluster, and two heads on one machine would compete for Ray's fixed ports (the client server's 10001, ...).
 SIZE_METRIC = {"name": "size", "type": "size_on_disk", "sub_types": [{"name": "bytes", "priority": 1}]}
 # Four candidates: each int4 block size gives a different size, so the best one is unambiguous.
 BLOCK_SEARCH = {"builder": {"type": "ModelBuilder", "precision": "int4", "int4_block_size": [16, 32, 64, 128]}}

@@ -15,6 +15,8 @@ from lsprotocol import types
 from pytest_lsp import LanguageClient
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
+# The tests here build on each other's runs (STATE), in file order: `make test` gives pytest-xdist's workers whole
+# files (--dist loadfile).
 STATE: dict[str, Any] = {}
 
 
