@@ -27,6 +27,12 @@ def pytest_configure(config: pytest.Config) -> None:
     folder = tempfile.mkdtemp(prefix="modelmill-tests-")
     os.chdir(folder)
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    # The suite starts many runs, each in a worker process: fork them from one process that has
+    # imported what they need once, not spawn each (3 s of imports apiece).
+    from modelmill.engine.runner import use_warm_workers
+
+    use_warm_workers(["modelmill.engine.workflow", "modelmill.evaluate.job", "torch", "transformers", "onnx",
+                      "onnxruntime", "onnxruntime_genai"])
 
 
 # One PyTorch/OpenMP/BLAS thread per process (set before anything imports torch; child processes inherit it):

@@ -6,6 +6,8 @@ import os
 import signal
 from pathlib import Path
 
+import pytest
+
 from modelmill.engine.model import ModelRef
 from modelmill.engine.plan import Plan, PlanStep
 from modelmill.engine.runner import start_run
@@ -73,3 +75,22 @@ def test_killed_child_is_reported_as_a_clear_error(tiny_llama_dir: Path, tmp_pat
     assert not (tmp_path / "out").exists() and _leftovers(tmp_path) == []
     events = list(handle.events())
     assert [e["seq"] for e in events] == list(range(len(events)))
+
+
+def test_a_worker_takes_the_callers_environment_and_folder_at_its_start(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The suite forks workers from a warm forkserver (tests/conftest.py), started long before with the
+    environment and folder of then; each run must still see the caller's, as a spawned worker does."""
+    from modelmill.engine import runner
+    from modelmill.testing.probe_run import ProbeRun
+
+    for value in ("first", "second"):
+        folder = tmp_path / value
+        folder.mkdir()
+        monkeypatch.setenv("MODELMILL_PROBE", value)
+        monkeypatch.chdir(folder)
+        handle = start_run(ProbeRun("MODELMILL_PROBE", tmp_path), f"probe-{value}")
+        assert handle.result(60).status == "succeeded"
+        seen = next(e for e in handle.events() if e["type"] == "run.finished")["results"]
+        assert seen["value"] == value and seen["cwd"] == str(folder) and seen["pid"] != os.getpid()
+    assert runner._worker_context is not None or os.name != "posix"  # the warm path is the one tested here
