@@ -41,7 +41,34 @@ def test_quarot_says_it_runs_gptq_without_the_rotation(tiny_llama_dir: Path, tmp
                                                       capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["quantize", "-m", str(tiny_llama_dir), "-o", str(tmp_path / "o"), "--algorithm", "quarot",
                  "--implementation", "olive", "--dry_run"]) == 0
-    assert "QuaRot" in capsys.readouterr().err
+    assert "without a rotation" in capsys.readouterr().err
+
+
+def test_quarot_implementation_rotates_then_runs_gptq_and_the_builder(
+        tiny_llama_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = _dry(["quantize", "-m", str(tiny_llama_dir), "-o", str(tmp_path / "o"), "--algorithm", "quarot",
+                   "--implementation", "quarot", "--block_size", "32"], capsys)
+    assert list(_by_type(config)) == ["QuaRot", "Gptq", "ModelBuilder"]
+    assert _by_type(config)["Gptq"]["group_size"] == 32
+
+
+@pytest.mark.slow
+def test_quarot_implementation_writes_a_model_that_generates(tiny_llama_dir: Path, tmp_path: Path) -> None:
+    import onnxruntime_genai as og
+
+    out = tmp_path / "rotated-int4"
+    assert main(["quantize", "-m", str(tiny_llama_dir), "-o", str(out), "--algorithm", "quarot",
+                 "--implementation", "quarot", "--block_size", "32"]) == 0
+    manifest = json.loads((out / "modelmill_run.json").read_text())
+    assert [step["type"] for step in manifest["passes"]][:3] == ["QuaRot", "Gptq", "ModelBuilder"]
+    model = og.Model(str(out))
+    params = og.GeneratorParams(model)
+    params.set_search_options(max_length=12)
+    generator = og.Generator(model, params)
+    generator.append_tokens([[1, 2, 3]])
+    while not generator.is_done():
+        generator.generate_next_token()
+    assert len(generator.get_sequence(0)) == 12
 
 
 def test_gptq_calibrates_on_the_data_flags(tiny_llama_dir: Path, tmp_path: Path,
@@ -66,7 +93,7 @@ def test_uint4_rtn_is_asymmetric(tiny_llama_dir: Path, tiny_llama_onnx, tmp_path
 @pytest.mark.parametrize("model, flags, expected", [
     ("hf", ["--algorithm", "awq"], "AutoAWQQuantizer"),
     ("hf", ["--implementation", "awq", "--algorithm", "awq"], "AutoAWQQuantizer"),
-    ("hf", ["--algorithm", "quarot", "--implementation", "quarot"], "QuaRot"),
+    ("hf", ["--implementation", "quarot"], "add --algorithm quarot"),
     ("hf", ["--algorithm", "spinquant", "--implementation", "spinquant"], "SpinQuant"),
     ("hf", ["--algorithm", "gptq", "--implementation", "autogptq"], "GptqQuantizer"),
     ("hf", ["--algorithm", "seqmse"], "AimetQuantization"),

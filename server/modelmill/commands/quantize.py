@@ -21,7 +21,6 @@ GPTQ_PRECISIONS = ("int4", "uint4", "int8", "uint8")
 # Olive 0.13's passes ModelMill cannot run: (model kind, implementation or algorithm) → (pass, what it needs).
 _AIMET = ("AimetQuantization", "Qualcomm's AIMET (aimet-onnx) and calibration data")
 _OLIVE_ONLY_IMPL = {
-    ("hf", "quarot"): ("QuaRot", "Olive's QuaRot rotation (fast_hadamard_transform kernels)"),
     ("hf", "spinquant"): ("SpinQuant", "Olive's SpinQuant (trained rotations, CUDA)"),
     ("hf", "awq"): ("AutoAWQQuantizer", "the autoawq package (CUDA kernels)"),
     ("hf", "autogptq"): ("GptqQuantizer", "the auto-gptq/gptqmodel package"),
@@ -42,12 +41,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_flags(parser)
     parser.add_argument("--algorithm", default="rtn", choices=ALGORITHMS,
                         help="rtn, kquant (int4 or int8) and gptq (Hugging Face models), hqq (ONNX); quarot and "
-                             "spinquant run Olive's Gptq pass as Olive does; awq, lpbq, seqmse, adaround need Olive")
+                             "spinquant run Olive's Gptq pass as Olive does (--implementation quarot adds the "
+                             "QuaRot rotation first); awq, lpbq, seqmse, adaround need Olive")
     parser.add_argument("--precision", default="int4", choices=OLIVE_PRECISIONS,
                         help="int4 (default), uint4, int8, uint8; int16/uint16 with calibration (static quantization)")
     parser.add_argument("--implementation", default="ort",
-                        help="ort or olive (ModelMill's passes); Olive's quarot, spinquant, awq, autogptq, bnb, nvmo, "
-                             "inc and aimet implementations are refused with the pass they need")
+                        help="ort or olive (ModelMill's passes); quarot (with --algorithm quarot: QuaRot, Gptq, then "
+                             "the builder); Olive's spinquant, awq, autogptq, bnb, nvmo, inc and aimet "
+                             "implementations are refused with the pass they need")
     parser.add_argument("--block_size", type=int, default=32)
     parser.add_argument("--device", default="cpu", choices=["cpu", "gpu"])
     parser.add_argument("--provider", default=None)
@@ -100,11 +101,18 @@ def check_algorithm(args: argparse.Namespace, kind: str) -> None:
     if kind == "hf" and algorithm in GPTQ_ALGORITHMS and args.precision not in GPTQ_PRECISIONS:
         refuse("--precision", f"Olive's Gptq pass quantizes to {', '.join(GPTQ_PRECISIONS)}, not {args.precision}",
                "use --precision int4 (or uint4, int8, uint8)")
-    if kind == "hf" and algorithm in ("quarot", "spinquant"):
-        rotation = "QuaRot" if algorithm == "quarot" else "SpinQuant"
-        print(f"note: as in Olive, --algorithm {algorithm} with implementation olive (or ModelMill's default ort) "
-              f"runs the Gptq pass, GPTQ without a rotation; the rotation is --implementation {algorithm} "
-              f"(Olive's {rotation} pass), which ModelMill cannot run", file=sys.stderr)
+    if kind == "hf" and impl == "quarot" and algorithm != "quarot":
+        refuse("--algorithm", f"--implementation quarot runs Olive's QuaRot pass, which supports --algorithm quarot "
+               f"only, not {args.algorithm} (Olive refuses this pairing too)", "add --algorithm quarot")
+    if kind == "hf" and impl == "quarot":
+        print("note: Olive's quantize writes only the rotated Hugging Face model here; ModelMill goes on to a "
+              "deployable model: QuaRot, then the Gptq pass (GPTQ on the rotated weights, as the QuaRot paper does), "
+              "then the ORT GenAI builder", file=sys.stderr)
+    elif kind == "hf" and algorithm in ("quarot", "spinquant"):
+        print(f"note: as in Olive, --algorithm {algorithm} with implementation {impl} runs the Gptq pass, GPTQ "
+              "without a rotation; " + ("add --implementation quarot for the rotation (Olive's QuaRot pass)"
+                                         if algorithm == "quarot" else "the rotation is Olive's SpinQuant pass "
+                                         "(--implementation spinquant), which ModelMill cannot run"), file=sys.stderr)
 
 
 def build_config(args: argparse.Namespace) -> dict[str, Any]:
@@ -146,6 +154,8 @@ def build_config(args: argparse.Namespace) -> dict[str, Any]:
             entry["precision"] = "int8" if args.precision in ("int16", "uint16") else args.precision
     if kind != "onnx" and algorithm in GPTQ_ALGORITHMS:
         _add_gptq(args, config, symmetric)
+    if kind != "onnx" and args.implementation == "quarot":
+        config["passes"] = {"quarot": {"type": "QuaRot"}, **config["passes"]}
     return config
 
 
