@@ -7,7 +7,6 @@ import signal
 from pathlib import Path
 
 import pytest
-
 from modelmill.engine.model import ModelRef
 from modelmill.engine.plan import Plan, PlanStep
 from modelmill.engine.runner import start_run
