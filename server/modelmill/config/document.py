@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from modelmill.config.diagnostics import Diagnostic, KeyPath
 from modelmill.config import limits
+from modelmill.config.diagnostics import Diagnostic, KeyPath
 from modelmill.config.limits import read_config_text
 from modelmill.config.positions import (
     ZERO,
