@@ -359,3 +359,14 @@ def test_target_accelerator(accelerator: dict | None, expected: Accelerator) -> 
     config = load_workflow(parse_document(json.dumps(_flat(systems={"local_system": system})), "c.json"),
                            env=Environment(frozenset(EP for EP in (expected.execution_provider,))))
     assert config.target_accelerator() == expected
+
+
+@pytest.mark.parametrize("broken", ['    type: "OnnxDynamic\n', "    type: [OnnxDynamic\n",
+                                    '    # the type:\n    type: "OnnxDynamic\n'])
+def test_a_yaml_error_inside_a_value_does_not_blame_the_key_above(broken: str) -> None:
+    """The recovery parses the text above the error on its own, where `q:` has no value; the text gives it one,
+    so "q must be an object (got None)" would be a false error next to the real one."""
+    text = "input_model:\n  type: HfModel\n  model_path: x\n  bad_key: 1\npasses:\n  q:\n" + broken
+    found = validate_document(parse_document(text, "olive_config.yaml"), CPU_ONLY)
+    assert not [d.message for d in found if d.path[:2] == ("passes", "q")]
+    assert sorted(d.code for d in found) == ["path-not-found", "syntax", "unknown-key"]  # the ones above still are

@@ -36,6 +36,8 @@ class Document:
     format: Format
     root: Node | None
     syntax: list[Diagnostic] = field(default_factory=list)
+    trusted_until: int | None = None
+    """With syntax errors: the offset before which the tree is what the text says (checks report nothing past it)."""
 
     _plain: Any = field(default=None, init=False, repr=False, compare=False)
 
@@ -139,11 +141,13 @@ def parse_document(text: str, path_or_name: str | Path = "<config>", format: For
     shown, rest = issues[:limits.MAX_SYNTAX_PROBLEMS], issues[limits.MAX_SYNTAX_PROBLEMS:]
     syntax = [Diagnostic(issue.range, issue.severity, issue.code, issue.message)  # type: ignore[arg-type]
               for issue in shown]
+    errors = [issue.range.start_offset if issue.trusted_until is None else issue.trusted_until
+              for issue in issues if issue.severity == "error"]
     if rest:
         syntax.append(Diagnostic(
             rest[0].range, "error", "syntax", f"{len(rest)} more syntax problems from here on are not listed",
             "fix the first ones above: one missing bracket, comma or quote often causes all the rest"))
-    return Document(name, text, fmt, root, syntax)
+    return Document(name, text, fmt, root, syntax, min(errors) if errors else None)
 
 
 def load_document(path: str | Path) -> Document:

@@ -27,7 +27,7 @@ import json
 import re
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import yaml
@@ -171,6 +171,9 @@ class SyntaxIssue:
     range: Range
     severity: str = "error"
     code: str = "syntax"
+    trusted_until: int | None = None
+    """Offset before which the parsed tree is what the text says (default: the issue's start). YAML keys just above
+    an error can lose their value to the recovery, which parses the text above the error on its own."""
 
 
 def to_data(node: Node | None) -> Any:
@@ -842,9 +845,11 @@ def parse_yaml(text: str, reuse: bool = True) -> tuple[Node | None, list[SyntaxI
             for line in range(last, max(last - 40, 0), -1):
                 try:
                     composed = _compose(text[:lines.starts[line]])
-                    break
                 except yaml.YAMLError:
                     continue
+                issues[-1] = replace(issues[-1], trusted_until=min(issues[-1].range.start_offset,
+                                                                   _value_opened_above(text, lines, line)))
+                break
     except RecursionError:  # the pure-Python composer recurses per level
         return None, [SyntaxIssue(limits.depth_problem(), ZERO)]
     if composed is None:
@@ -863,6 +868,22 @@ def parse_yaml(text: str, reuse: bool = True) -> tuple[Node | None, list[SyntaxI
     if not issues and not converter.issues and isinstance(root, ObjectNode):
         _RECENT_YAML.add(text, root)
     return root, issues + converter.issues
+
+
+def _value_opened_above(text: str, lines: LineIndex, line: int) -> int:
+    """Where the keys whose value the cut before ``line`` removed start: the trailing lines above it that open a
+    value (``key:``, ``-``) read as empty there, though the text gives them one."""
+    start = lines.starts[line]
+    while line > 0:
+        line -= 1
+        above = text[lines.starts[line]:lines.starts[line + 1]].strip()
+        if not above or above.startswith("#"):
+            continue
+        code = above.split(" #", 1)[0].rstrip()
+        if not (code.endswith(":") or code == "-"):
+            break
+        start = lines.starts[line]
+    return start
 
 
 _PLAIN_YAML = re.compile(r"[&*!%]|<<|^(?:---|\.\.\.)", re.MULTILINE)

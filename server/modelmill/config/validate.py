@@ -21,13 +21,12 @@ def diagnose(view: ConfigView) -> list[Diagnostic]:
     notes = [Diagnostic(doc.range_of(note.path, key=note.key), note.severity, note.code, note.message, note.hint,
                         note.path, note.data) for note in view.normalized.notes]
     findings = [*notes, *run_checks(view)]
-    syntax_errors = [d.range.start.offset for d in doc.syntax if d.severity == "error"]
-    if syntax_errors:
+    if doc.trusted_until is not None:
         # Past a syntax error the tree may not be what the author meant (a missing brace moves
         # every later key), so only findings before it are reported; "missing" keys may simply
         # be past the break.
-        cutoff = min(syntax_errors)
-        findings = [d for d in findings if d.range.start.offset < cutoff and d.code != "missing-required"]
+        findings = [d for d in findings
+                    if d.range.start.offset < doc.trusted_until and d.code != "missing-required"]
     return sorted([*doc.syntax, *findings], key=sort_key)
 
 
