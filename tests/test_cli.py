@@ -132,3 +132,21 @@ def test_validate_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
                                 "passes": {"b": {"type": "ModelBuilder", "precision": "int4"}}}))
     assert main(["validate", "--json", str(good)]) == 0
     assert json.loads(capsys.readouterr().out) == []
+
+
+def test_an_onnx_folder_with_several_models_and_no_model_onnx_is_refused(tmp_path: Path,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """SplitModel's output (split_0.onnx, split_1.onnx): taking the first file alone would optimize a third of the
+    model and call it the model."""
+    folder = tmp_path / "splits"
+    folder.mkdir()
+    for name in ("split_0.onnx", "split_1.onnx", "split_2.onnx"):
+        (folder / name).write_bytes(b"")
+    config = tmp_path / "olive.json"
+    config.write_text(json.dumps({"input_model": {"type": "ONNXModel", "model_path": str(folder)},
+                                  "passes": {"q": {"type": "OnnxDynamicQuantization"}},
+                                  "output_dir": str(tmp_path / "out")}))
+    assert main(["run", "--config", str(config)]) != 0
+    err = capsys.readouterr().err
+    assert "3 ONNX files (split_0.onnx, split_1.onnx, split_2.onnx)" in err and "onnx_file_name" in err
+    assert not (tmp_path / "out").exists()

@@ -178,6 +178,12 @@ def resolve_input_model(config: "WorkflowConfig") -> ModelRef:
                               where="input_model.model_path")
         if len(candidates) > 1 and "model.onnx" in candidates:
             candidates = ["model.onnx"]
+        elif len(candidates) > 1:  # e.g. SplitModel's split_N.onnx: the first alone is not the model
+            shown = ", ".join(candidates[:6]) + (f" and {len(candidates) - 6} more" if len(candidates) > 6 else "")
+            raise ConfigError(f"input model folder {path} holds {len(candidates)} ONNX files ({shown}) and no "
+                              "model.onnx, so which one is the model is not clear",
+                              fix="set input_model.onnx_file_name to the one to use (or model_path to that file)",
+                              where="input_model.model_path")
         return ModelRef(kind="onnx", path=path, onnx_file=candidates[0], attributes=attributes)
     if model_type == "pytorchmodel":
         attributes["io_config"] = getattr(spec, "io_config", None)
