@@ -150,3 +150,5 @@ def test_an_onnx_folder_with_several_models_and_no_model_onnx_is_refused(tmp_pat
     err = capsys.readouterr().err
     assert "3 ONNX files (split_0.onnx, split_1.onnx, split_2.onnx)" in err and "onnx_file_name" in err
     assert not (tmp_path / "out").exists()
+    assert main(["validate", str(config)]) != 0  # the editor's check says it too, as the config is typed
+    assert "3 ONNX files" in capsys.readouterr().out
