@@ -115,3 +115,14 @@ def test_remote_code_needs_the_flag(tiny_bert_dir: Path, tmp_path: Path, capsys:
     assert "modeling_custom.py" in err and "--trust_remote_code" in err
     assert model_ref(str(folder), trust_remote_code=True).attributes == {"trust_remote_code": True}
     assert model_ref(str(folder)).attributes == {}
+
+
+def test_a_folder_of_several_onnx_models_is_not_evaluated_as_its_first_one(tmp_path: Path) -> None:
+    from modelmill.errors import ModelMillError
+
+    for name in ("decoder.onnx", "encoder.onnx"):
+        (tmp_path / name).write_bytes(b"")
+    with pytest.raises(ModelMillError, match=r"2 ONNX files \(decoder.onnx, encoder.onnx\)") as info:
+        model_ref(str(tmp_path))
+    assert "pass the .onnx file" in (info.value.fix or "")
+    assert model_ref(str(tmp_path / "encoder.onnx")).onnx_file == "encoder.onnx"

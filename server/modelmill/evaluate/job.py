@@ -46,6 +46,11 @@ def model_ref(value: str, trust_remote_code: bool = False) -> ModelRef:
     if (path / "genai_config.json").exists() or (path / "model.onnx").exists():
         return ModelRef("onnx", path)
     onnx_files = sorted(path.glob("*.onnx")) if path.is_dir() else []
+    if len(onnx_files) > 1:  # the first alone may be part of the model (a split) or another model
+        shown = ", ".join(p.name for p in onnx_files[:6]) + (f" and {len(onnx_files) - 6} more"
+                                                             if len(onnx_files) > 6 else "")
+        raise ModelMillError(f"{path} holds {len(onnx_files)} ONNX files ({shown}) and no model.onnx, so which one is "
+                             "the model is not clear", fix="pass the .onnx file to evaluate")
     if onnx_files:
         return ModelRef("onnx", path, onnx_file=onnx_files[0].name)
     if (path / "config.json").exists():
