@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
-import itertools
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from modelmill.config.accelerators import (
@@ -23,6 +21,7 @@ from modelmill.config.hub_hints import hub_id_hint
 from modelmill.config.input_models import OTHER_MODEL_TYPES
 from modelmill.config.pydantic_errors import choices_hint
 from modelmill.config.view import ConfigView
+from modelmill.engine.model import several_onnx_files
 from modelmill.samples import SAMPLE_PREFIX, SAMPLES
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
@@ -143,18 +142,6 @@ def check_ray(view: ConfigView) -> list[Diagnostic]:
 # ------------------------------------------------------------------ input model
 
 
-def _several_onnx_files(view: ConfigView, at: KeyPath, folder: Path) -> list[Diagnostic]:
-    """An ONNX folder with several models and no model.onnx: a run would not know which one is the model (the
-    plan refuses it with the same words)."""
-    names = sorted(itertools.islice((p.name for p in folder.glob("*.onnx")), 1000))
-    if len(names) < 2 or "model.onnx" in names:
-        return []
-    shown = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
-    return [view.diag(at, "error", "invalid-value", f"the folder holds {len(names)} ONNX files ({shown}) and no "
-                      "model.onnx, so which one is the model is not clear",
-                      "set input_model.onnx_file_name to the one to use (or model_path to that file)")]
-
-
 def check_input_model(view: ConfigView) -> list[Diagnostic]:
     model = view.get(("input_model",))
     if not isinstance(model, dict):
@@ -183,8 +170,11 @@ def check_input_model(view: ConfigView) -> list[Diagnostic]:
         if model["type"] == "DiffusersModel" and not (local / "model_index.json").exists():
             return [view.diag(at, "warning", "path-not-found", f"'{path}' has no model_index.json: it is not a "
                               "diffusers pipeline folder")]
-        if model["type"] == "ONNXModel" and local.is_dir() and not model.get("onnx_file_name"):
-            return _several_onnx_files(view, at, local)
+        ambiguous = several_onnx_files(local) if model["type"] == "ONNXModel" and local.is_dir() \
+            and not model.get("onnx_file_name") else None
+        if ambiguous:  # the run refuses it with the same words
+            return [view.diag(at, "error", "invalid-value", ambiguous,
+                              "set input_model.onnx_file_name to the one to use (or model_path to that file)")]
         return []
     if model["type"] in ("HfModel", "PyTorchModel", "DiffusersModel") and _HUB_ID.match(path) \
             and not _FILE_SUFFIX.search(path):

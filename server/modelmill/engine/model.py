@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -78,3 +79,17 @@ class ModelRef:
 
     def to_json(self) -> dict[str, Any]:
         return {"kind": self.kind, "path": str(self.path), "onnx_file": self.onnx_file, "attributes": self.attributes}
+
+
+def several_onnx_files(folder: Path, limit: int = 1000) -> str | None:
+    """Why ``folder`` does not name one ONNX model: several ``.onnx`` files and no ``model.onnx`` (SplitModel's
+    ``split_N.onnx``, an encoder beside a decoder), where taking the first by name would take part of the model or
+    another one; None otherwise. Reads at most ``limit`` names (validation runs this as the config is typed)."""
+    if (folder / "model.onnx").exists():
+        return None
+    names = sorted(itertools.islice((path.name for path in folder.glob("*.onnx")), limit))
+    if len(names) < 2:
+        return None
+    count = f"{len(names)}{'+' if len(names) == limit else ''}"
+    shown = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
+    return f"{folder} holds {count} ONNX files ({shown}) and no model.onnx, so which one is the model is not clear"

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from modelmill import remote_code
 from modelmill.engine.context import Accelerator
-from modelmill.engine.model import ModelKind, ModelRef
+from modelmill.engine.model import ModelKind, ModelRef, several_onnx_files
 from modelmill.errors import ConfigError
 from modelmill.passes.base import Pass, PassParams
 
@@ -176,14 +176,12 @@ def resolve_input_model(config: "WorkflowConfig") -> ModelRef:
         if not candidates or not (path / candidates[0]).exists():
             raise ConfigError(f"no ONNX file found in {path}", fix="set model_path to the .onnx file or its folder",
                               where="input_model.model_path")
-        if len(candidates) > 1 and "model.onnx" in candidates:
+        ambiguous = None if name else several_onnx_files(path)
+        if ambiguous:
+            raise ConfigError(f"input model folder {ambiguous}", where="input_model.model_path",
+                              fix="set input_model.onnx_file_name to the one to use (or model_path to that file)")
+        if len(candidates) > 1:
             candidates = ["model.onnx"]
-        elif len(candidates) > 1:  # e.g. SplitModel's split_N.onnx: the first alone is not the model
-            shown = ", ".join(candidates[:6]) + (f" and {len(candidates) - 6} more" if len(candidates) > 6 else "")
-            raise ConfigError(f"input model folder {path} holds {len(candidates)} ONNX files ({shown}) and no "
-                              "model.onnx, so which one is the model is not clear",
-                              fix="set input_model.onnx_file_name to the one to use (or model_path to that file)",
-                              where="input_model.model_path")
         return ModelRef(kind="onnx", path=path, onnx_file=candidates[0], attributes=attributes)
     if model_type == "pytorchmodel":
         attributes["io_config"] = getattr(spec, "io_config", None)

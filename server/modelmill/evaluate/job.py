@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from modelmill.engine.events import EventBus
-from modelmill.engine.model import ModelRef
+from modelmill.engine.model import ModelRef, several_onnx_files
 from modelmill.errors import ConfigError, ModelMillError, RunCancelled
 
 _REPORT_STARTS = {"metrics.json": '{\n  "version": 1,\n  "metrics": ', "metrics.md": "# ModelMill evaluation\n",
@@ -45,12 +45,10 @@ def model_ref(value: str, trust_remote_code: bool = False) -> ModelRef:
         return ModelRef("onnx", path.parent, onnx_file=path.name)
     if (path / "genai_config.json").exists() or (path / "model.onnx").exists():
         return ModelRef("onnx", path)
+    ambiguous = several_onnx_files(path) if path.is_dir() else None
+    if ambiguous:
+        raise ModelMillError(ambiguous, fix="pass the .onnx file to evaluate")
     onnx_files = sorted(path.glob("*.onnx")) if path.is_dir() else []
-    if len(onnx_files) > 1:  # the first alone may be part of the model (a split) or another model
-        shown = ", ".join(p.name for p in onnx_files[:6]) + (f" and {len(onnx_files) - 6} more"
-                                                             if len(onnx_files) > 6 else "")
-        raise ModelMillError(f"{path} holds {len(onnx_files)} ONNX files ({shown}) and no model.onnx, so which one is "
-                             "the model is not clear", fix="pass the .onnx file to evaluate")
     if onnx_files:
         return ModelRef("onnx", path, onnx_file=onnx_files[0].name)
     if (path / "config.json").exists():
