@@ -313,6 +313,19 @@ def summarize(children: list[dict[str, Any]]) -> dict[str, Any]:
 
 # --- main ----------------------------------------------------------------------------------------
 
+def write_results(path: Path, result: dict[str, Any], work: Path, keep: bool) -> None:
+    """Write the results JSON; remove this run's temporary work folder unless ``keep``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2, default=str))
+    print(f"\nwrote {path}")
+    if keep:
+        print(f"kept {work}")
+    else:
+        import shutil
+
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def main() -> int:
     if len(sys.argv) == 6 and sys.argv[1] == "--_measure":
         result = measure_child(Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))
@@ -433,15 +446,7 @@ def main() -> int:
         "output_ops": output_ops,
         "runtime_ops": runtime_ops,
     }
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    args.results.write_text(json.dumps(result, indent=2, default=str))
-    print(f"\nwrote {args.results}")
-    if not args.keep:
-        import shutil
-
-        shutil.rmtree(work, ignore_errors=True)
-    else:
-        print(f"kept {work}")
+    write_results(args.results, result, work, args.keep)
     return 0
 
 

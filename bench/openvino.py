@@ -66,6 +66,7 @@ from encoder import (  # the same inputs, runners and cosine as the INT8 encoder
     throughput_batch,
     tokenizer_for,
     torch_runner,
+    write_results,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -325,15 +326,7 @@ def main() -> int:
         "ov_properties": ov_properties,
         "builds": built,
     }
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    args.results.write_text(json.dumps(result, indent=2, default=str))
-    print(f"\nwrote {args.results}")
-    if not args.keep:
-        import shutil
-
-        shutil.rmtree(work, ignore_errors=True)
-    else:
-        print(f"kept {work}")
+    write_results(args.results, result, work, args.keep)
     return 0
 
 
