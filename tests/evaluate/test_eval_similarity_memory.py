@@ -52,3 +52,16 @@ def test_peak_memory_in_child_process(tiny_bert_onnx: ModelRef, tiny_genai: Mode
     for value in (onnx_mb, genai_mb):
         assert 10 < value.value < 2000, value  # a Python process with onnxruntime, not the test process
         assert value.unit == "MB" and not value.higher_is_better
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="Linux only: ru_maxrss survives execve there")
+def test_peak_memory_leaves_out_the_callers_memory(tiny_bert_onnx: ModelRef) -> None:
+    """A caller holding 1 GiB used to read >1 GiB: ru_maxrss keeps the pre-exec image's peak on Linux."""
+    metric = {"name": "memory", "type": "memory", "sub_types": [{"name": "peak_mb"}]}
+    alone = evaluate_model(tiny_bert_onnx, [metric]).values[0].value
+    ballast = bytearray(1024 ** 3)
+    ballast[:: 4096] = b"\x01" * len(ballast[:: 4096])  # touch every page so that it is resident
+    held = evaluate_model(tiny_bert_onnx, [metric]).values[0].value
+    del ballast
+    assert held < 900, f"the child reported {held} MB while the caller held 1 GiB ({alone} MB alone)"
+    assert abs(held - alone) < 0.5 * alone

@@ -2,9 +2,11 @@
 
 The child (``python -m modelmill.evaluate.memory <spec-json>``) loads the model, runs one inference
 (ONNX: a forward pass with generated inputs; genai: a short greedy generation; HF: a forward pass, or
-a short generate for causal LMs) and reports its own peak resident set size
-(``resource.getrusage(RUSAGE_SELF).ru_maxrss``; psutil's peak working set on Windows). The parent's
-memory is not part of the number; the child's Python interpreter and imported runtimes are.
+a short generate for causal LMs) and reports its own peak resident set size: ``VmHWM`` from
+``/proc/self/status`` on Linux, ``ru_maxrss`` on macOS, psutil's peak working set on Windows. Not
+``ru_maxrss`` on Linux: it survives ``execve`` (the kernel keeps the larger of the old and new image's peak),
+so a child started by a process holding 1 GiB read at least 1 GiB. The parent's memory is not part of
+the number; the child's Python interpreter and imported runtimes are.
 
 metric_config: ``batch_size`` (1), ``sequence_length`` (128; the prompt length for generation),
 ``new_tokens`` (8, generation only), ``timeout_s`` (600).
@@ -54,6 +56,11 @@ def peak_memory_mb(model: ModelRef, metric_config: dict[str, Any] | None = None,
 
 
 def _own_peak_mb() -> float:
+    status = Path("/proc/self/status")
+    if status.is_file():  # Linux: this image's own high-water mark (see the module's docstring)
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
     try:
         import resource
     except ImportError:  # Windows
@@ -61,7 +68,7 @@ def _own_peak_mb() -> float:
 
         return psutil.Process().memory_info().peak_wset / (1024 * 1024)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB elsewhere
 
 
 def _workload(spec: dict[str, Any]) -> None:
