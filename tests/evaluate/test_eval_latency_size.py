@@ -38,8 +38,8 @@ def test_onnx_latency_and_throughput_with_events(tiny_bert_onnx: ModelRef) -> No
     throughput = {v.sub_type: v.value for v in result.values if v.metric == "throughput"}
     _check_order(latency)
     _check_order(throughput)
-    # batch 2: throughput ~ 2000 / latency (separate timing runs, so only roughly)
-    assert 2000 / latency["avg"] / 3 < throughput["avg"] < 2000 / latency["avg"] * 3
+    # Not compared with each other: they are separate timing runs, and a loaded machine can slow one 3x (CI failed
+    # on that). How throughput follows from the timings is test_throughput_from_timings' exact check.
     by_key = result.by_key()
     assert by_key["latency-avg"].unit == "ms" and not by_key["latency-avg"].higher_is_better
     assert by_key["throughput-p90"].unit == "samples/s" and by_key["throughput-p90"].higher_is_better
