@@ -199,6 +199,14 @@ def test_model_kind_mismatch() -> None:
     assert diag.code == "model-kind-mismatch" and "hf" in diag.message
 
 
+def test_model_kind_mismatch_says_the_pass_own_fix() -> None:
+    """QuarkQuantization runs Quark's ONNX quantizer only: a Hugging Face input is an error as the config is typed,
+    with why (Quark-Torch) and what to do, not a failure when the run reaches it."""
+    passes = {"quark": {"type": "QuarkQuantization"}}
+    [diag] = [d for d in _check(_flat(passes=passes))[1] if d.code == "model-kind-mismatch"]
+    assert diag.severity == "error" and "Quark-Torch" in (diag.hint or "") and "OnnxConversion" in (diag.hint or "")
+
+
 # ------------------------------------------------------------------ systems and references
 
 

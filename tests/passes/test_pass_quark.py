@@ -42,7 +42,7 @@ def test_quark_onnx_quantizes_bert(tiny_bert_onnx: ModelRef, tmp_path: Path) -> 
     assert float(a @ b / np.linalg.norm(a) / np.linalg.norm(b)) > 0.9
 
 
-def test_quark_refuses_hf_input(tiny_bert_dir: Path, tmp_path: Path) -> None:
+def test_quark_run_refuses_hf_input(tiny_bert_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(PassError, match="Quark-Torch"):
         QuarkQuantization().run(ModelRef("hf", tiny_bert_dir), QuarkQuantization.Params(), make_context(tmp_path, "q"))
 

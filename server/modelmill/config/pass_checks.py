@@ -281,7 +281,7 @@ def check_pass_flow(view: ConfigView) -> list[Diagnostic]:
             diagnostics.append(view.diag(
                 at + ("type",), "error", "model-kind-mismatch",
                 f"{cls.name} takes {' or '.join(sorted(cls.accepts))} models, but {source} is {kind}",
-                "reorder the passes, or add a conversion pass before this one"))
+                cls.input_hint or "reorder the passes, or add a conversion pass before this one"))
         fuses = cls.output_is_fused or cls.name in _FUSION_PASSES
         if fused_by is not None and fuses:
             earlier_name, earlier = fused_by

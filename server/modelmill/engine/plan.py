@@ -138,6 +138,8 @@ class Plan:
 
 
 def _kind_fix(pass_cls: type[Pass], kind: ModelKind) -> str:
+    if pass_cls.input_hint:
+        return pass_cls.input_hint
     if "onnx" in pass_cls.accepts and kind in ("hf", "pytorch"):
         return "convert first: put ModelBuilder (LLMs) or OnnxConversion before this pass"
     if "hf" in pass_cls.accepts and kind == "onnx":

@@ -75,6 +75,9 @@ class Pass(ABC):
     accepts: ClassVar[frozenset[ModelKind]] = frozenset({"onnx"})
     """Input model kinds the pass can transform."""
     produces: ClassVar[ModelKind] = "onnx"
+    input_hint: ClassVar[str | None] = None
+    """Why other model kinds are not taken and what to do instead: the fix of a ``model-kind-mismatch`` (None: the
+    generic advice to convert or reorder)."""
     supported_precisions: ClassVar[tuple[str, ...] | None] = None
     """Values the ``precision`` parameter may take, where the pass has one."""
     output_is_fused: ClassVar[bool] = False

@@ -45,7 +45,8 @@ DEFAULT_GLOBAL = {"activation": {"symmetric": False, "calibration_method": "MinM
 
 
 class QuarkQuantizationParams(OnnxOutputParams):
-    # The Torch branch (Hugging Face input): accepted for Olive compatibility, refused at run time.
+    # The Torch branch's parameters (Hugging Face input): accepted so that Olive's configs validate; a Hugging Face
+    # input itself is a config error (``input_hint``).
     quant_scheme: str = Field("uint4_wo_128", description="[Torch] Olive's Quark-Torch scheme; ModelMill runs the "
                               "ONNX branch only.")
     quant_algo: str | list[str] = Field("awq", description="[Torch] Olive's Quark-Torch algorithms (ONNX branch "
@@ -101,8 +102,11 @@ class QuarkQuantization(Pass):
                    "algorithms such as SmoothQuant, CLE or GPTQ. Hugging Face input (Quark-Torch) and the Vitis "
                    "AI/NPU options are not runnable here. Needs modelmill[quark].")
     Params = QuarkQuantizationParams
-    accepts = frozenset({"onnx", "hf"})
+    accepts = frozenset({"onnx"})
     produces = "onnx"
+    input_hint = ("a Hugging Face input runs Olive's Quark-Torch branch (AWQ calibrated on the Hub's pileval, on a "
+                  "GPU), which ModelMill does not run: export to ONNX first (OnnxConversion or ModelBuilder) to use "
+                  "Quark's ONNX quantizer")
     supported_providers = ("CPUExecutionProvider",)
 
     def run(self, model: ModelRef, params: PassParams, ctx: PassContext) -> ModelRef:
