@@ -14,7 +14,6 @@ import asyncio
 import functools
 import inspect
 import logging
-import os
 import sys
 import threading
 import time
@@ -33,6 +32,7 @@ from modelmill.lsp.code_actions import code_actions
 from modelmill.lsp.completion import TRIGGER_CHARACTERS, CompletionEnv, complete
 from modelmill.lsp.diagnostics import analyze, debounce_ms, to_lsp
 from modelmill.lsp.documents import Snapshot, SnapshotCache, format_of
+from modelmill.lsp.exit import ExitingProtocol
 from modelmill.lsp.hover import hover
 from modelmill.lsp.settings import Settings, initial_settings
 from modelmill.lsp.shared import SECTION, SET_TRUSTED
@@ -68,7 +68,8 @@ logging.getLogger("pygls.protocol.json_rpc").addFilter(_OneLineRefusals())
 
 class ModelMillServer(LanguageServer):
     def __init__(self) -> None:
-        super().__init__(NAME, __version__, max_workers=8, converter_factory=commands.converter)
+        super().__init__(NAME, __version__, max_workers=8, converter_factory=commands.converter,
+                         protocol_cls=ExitingProtocol)
         self.settings = Settings()
         self.init_settings = Settings()
         """Settings from initializationOptions: the base that workspace/configuration values override."""
@@ -500,24 +501,6 @@ def create_server() -> ModelMillServer:
     async def on_shutdown(ls: ModelMillServer, params: Any = None) -> None:
         ls.shutdown_task = asyncio.current_task()
         await ls.runs.shutdown()
-
-    @server.feature(types.EXIT)
-    async def on_exit(ls: ModelMillServer, params: Any = None) -> None:
-        # Exit without waiting for pygls's stdin reader thread (it only returns at EOF), but after the reply to
-        # `shutdown`: the reader reads ahead, so `exit` may be dispatched while shutdown is still in flight.
-        # (Shutdown's completion cancels every other handler, this one included: that is the signal too.)
-        try:
-            await asyncio.sleep(0)  # a shutdown dispatched in the same turn starts (and names its task)
-            task = ls.shutdown_task
-            if task is not None and not task.done():
-                await asyncio.wait({task}, timeout=5)
-            for _ in range(3):  # its done callbacks (pygls's reply) run before we go on
-                await asyncio.sleep(0)
-        except asyncio.CancelledError:
-            pass
-        ls.closing = True
-        sys.stderr.flush()
-        os._exit(0 if getattr(ls.protocol, "_shutdown", False) else 1)
 
     commands.register(server, guard)
     return server
