@@ -39,7 +39,7 @@ def _snap(text: str, fmt: str = "json", name: str = "/tmp/config") -> Snapshot:
 
 def _labels(marked: str, fmt: str = "json") -> list[str]:
     text, line, col = _cursor(marked)
-    return [item.label for item in complete(_snap(text, fmt), line, col, ENV).items]
+    return [item["label"] for item in complete(_snap(text, fmt), line, col, ENV)["items"]]
 
 
 # ------------------------------------------------------------------ positions
@@ -109,26 +109,26 @@ def test_model_path_completes_files_and_samples(tmp_path: Path) -> None:
     (tmp_path / "models" / "notes.txt").write_text("")
     text, line, col = _cursor('{"input_model": {"type": "HfModel", "model_path": "models/|"}}')
     snap = Snapshot((tmp_path / "config.json").as_uri(), 1, text, "json")
-    items = complete(snap, line, col, ENV).items
-    assert {"tiny/", "notes.txt", "sample:smollm2"} <= {i.label for i in items}
-    folder = next(i for i in items if i.label == "tiny/")
-    assert folder.text_edit.new_text == '"models/tiny/$0"'
+    items = complete(snap, line, col, ENV)["items"]
+    assert {"tiny/", "notes.txt", "sample:smollm2"} <= {i["label"] for i in items}
+    folder = next(i for i in items if i["label"] == "tiny/")
+    assert folder["textEdit"]["newText"] == '"models/tiny/$0"'
 
 
 def test_yaml_completion_inserts_yaml() -> None:
     text, line, col = _cursor("passes:\n  |\n")
-    items = complete(_snap(text, "yaml"), line, col, ENV).items
-    builder = next(i for i in items if i.label == "model_builder (ModelBuilder)")
-    assert builder.text_edit.new_text == "${1:model_builder}:\n  type: ModelBuilder"
+    items = complete(_snap(text, "yaml"), line, col, ENV)["items"]
+    builder = next(i for i in items if i["label"] == "model_builder (ModelBuilder)")
+    assert builder["textEdit"]["newText"] == "${1:model_builder}:\n  type: ModelBuilder"
     text, line, col = _cursor("input_model:\n  |\n")
-    item = next(i for i in complete(_snap(text, "yaml"), line, col, ENV).items if i.label == "type")
-    assert item.text_edit.new_text.startswith("type: ${1|HfModel,")
+    item = next(i for i in complete(_snap(text, "yaml"), line, col, ENV)["items"] if i["label"] == "type")
+    assert item["textEdit"]["newText"].startswith("type: ${1|HfModel,")
 
 
 def test_json_key_snippet_adds_a_comma_before_a_following_member() -> None:
     text, line, col = _cursor('{\n  |\n  "passes": {}\n}')
-    item = next(i for i in complete(_snap(text), line, col, ENV).items if i.label == "output_dir")
-    assert item.text_edit.new_text == '"output_dir": "$1",'
+    item = next(i for i in complete(_snap(text), line, col, ENV)["items"] if i["label"] == "output_dir")
+    assert item["textEdit"]["newText"] == '"output_dir": "$1",'
 
 
 # ------------------------------------------------------------------ hover, actions, symbols
@@ -138,7 +138,7 @@ def _hover(marked: str, installed: frozenset[str] | None = frozenset({"CPUExecut
     text, line, col = _cursor(marked)
     result = hover(_snap(text), line, col, installed)
     assert result is not None
-    return result.contents.value
+    return result["contents"]["value"]
 
 
 def test_hover_texts() -> None:
@@ -302,9 +302,9 @@ def test_locate_shortcut_on_clean_documents_agrees_with_the_full_scan() -> None:
 ])
 def test_every_completion_item_has_documentation(marked: str) -> None:
     text, line, col = _cursor(marked)
-    items = complete(_snap(text), line, col, ENV).items
-    assert items and all(item.documentation and item.documentation.value for item in items), \
-        [item.label for item in items if not item.documentation]
+    items = complete(_snap(text), line, col, ENV)["items"]
+    assert items and all(item.get("documentation") and item["documentation"]["value"] for item in items), \
+        [item["label"] for item in items if not item.get("documentation")]
 
 
 def test_other_json_is_not_parsed_to_decide() -> None:
@@ -317,8 +317,26 @@ def test_other_json_is_not_parsed_to_decide() -> None:
 
 def test_trigger_characters_only_answer_where_they_mean_something() -> None:
     text, line, col = _cursor('{"input_model": {"type": "HfModel", "task": "text gen|"}}')
-    assert complete(_snap(text), line, col, ENV, trigger=" ").items == []
+    assert complete(_snap(text), line, col, ENV, trigger=" ")["items"] == []
     text, line, col = _cursor("passes:\n  a:\n    type: |\n")
-    assert complete(_snap(text, "yaml"), line, col, ENV, trigger=" ").items
+    assert complete(_snap(text, "yaml"), line, col, ENV, trigger=" ")["items"]
     text, line, col = _cursor('{"output_dir": "models/|"}')
-    assert complete(_snap(text), line, col, ENV, trigger="/").items == []
+    assert complete(_snap(text), line, col, ENV, trigger="/")["items"] == []
+
+
+def test_the_json_results_use_lsprotocols_numbers() -> None:
+    """completion/hover/early build LSP's JSON without lsprotocol (the early session answers before it loads):
+    their numbers are lsprotocol's."""
+    from lsprotocol import types
+
+    from modelmill.lsp import completion, early
+
+    kinds = types.CompletionItemKind
+    assert (completion.KIND_MODULE, completion.KIND_PROPERTY, completion.KIND_VALUE, completion.KIND_SNIPPET,
+            completion.KIND_FILE, completion.KIND_REFERENCE, completion.KIND_FOLDER, completion.KIND_ENUM_MEMBER) == \
+        (kinds.Module, kinds.Property, kinds.Value, kinds.Snippet, kinds.File, kinds.Reference, kinds.Folder,
+         kinds.EnumMember)
+    assert (completion.PLAIN_TEXT, completion.SNIPPET) == (types.InsertTextFormat.PlainText,
+                                                           types.InsertTextFormat.Snippet)
+    assert completion.ADJUST_INDENTATION == types.InsertTextMode.AdjustIndentation
+    assert early.TRIGGER_CHARACTER == types.CompletionTriggerKind.TriggerCharacter

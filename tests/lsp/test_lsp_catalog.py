@@ -20,14 +20,14 @@ def _cursor(marked: str) -> tuple[Snapshot, int, int]:
 
 def _items(marked: str) -> dict[str, object]:
     snap, line, col = _cursor(marked)
-    return {item.label: item for item in complete(snap, line, col, ENV).items}
+    return {item["label"]: item for item in complete(snap, line, col, ENV)["items"]}
 
 
 def _hover(marked: str) -> str:
     snap, line, col = _cursor(marked)
     result = hover(snap, line, col)
     assert result is not None
-    return result.contents.value
+    return result["contents"]["value"]
 
 
 def test_schema_lists_every_olive_pass() -> None:
@@ -51,8 +51,8 @@ def test_catalogue_pass_parameters_complete_with_types_defaults_and_values() -> 
     items = _items('{"passes": {"q": {"type": "GptqQuantizer", |}}}')
     assert {"bits", "group_size", "sym", "desc_act"} <= set(items)
     assert "per_channel" not in items  # another pass's parameter
-    assert items["group_size"].detail == "integer"
-    assert "default: `128`" in items["group_size"].documentation.value
+    assert items["group_size"]["detail"] == "integer"
+    assert "default: `128`" in items["group_size"]["documentation"]["value"]
     assert list(_items('{"passes": {"q": {"type": "gptqquantizer", "bits": |}}}'))[:5] == ["2", "4", "8", "16", "32"]
     enum = _items('{"passes": {"q": {"type": "AimetQuantization", "precision": "|"}}}')
     assert {"int8", "int16", "SEARCHABLE_VALUES"} <= set(enum)

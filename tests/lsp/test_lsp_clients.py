@@ -45,7 +45,7 @@ def _labels(text: str, fmt: str, env: CompletionEnv | None = None) -> list[Any]:
     line = text.count("\n", 0, index)
     col = index - (text.rfind("\n", 0, index) + 1)
     snap = Snapshot(f"file:///tmp/workflow.{fmt}", 1, text, fmt)
-    return [item.label for item in complete(snap, line, col, env or CompletionEnv(snippets=True)).items]
+    return [item["label"] for item in complete(snap, line, col, env or CompletionEnv(snippets=True))["items"]]
 
 
 # ------------------------------------------------------------------ hover tables
@@ -92,12 +92,12 @@ def test_every_enum_parameter_completes_its_values_inside_quotes(form: str) -> N
 
 def test_skeleton_is_a_snippet_only_for_clients_with_snippets() -> None:
     snap = Snapshot("file:///tmp/new.olive.json", 1, "", "json")
-    with_snippets = complete(snap, 0, 0, CompletionEnv(snippets=True)).items
-    plain = complete(snap, 0, 0, CompletionEnv(snippets=False)).items
-    assert [i.label for i in with_snippets] == [i.label for i in plain] == ["ModelMill workflow"]
-    assert with_snippets[0].insert_text_format == 2 and "$0" in with_snippets[0].text_edit.new_text
-    assert plain[0].insert_text_format == 1
-    text = plain[0].text_edit.new_text
+    with_snippets = complete(snap, 0, 0, CompletionEnv(snippets=True))["items"]
+    plain = complete(snap, 0, 0, CompletionEnv(snippets=False))["items"]
+    assert [i["label"] for i in with_snippets] == [i["label"] for i in plain] == ["ModelMill workflow"]
+    assert with_snippets[0]["insertTextFormat"] == 2 and "$0" in with_snippets[0]["textEdit"]["newText"]
+    assert plain[0]["insertTextFormat"] == 1
+    text = plain[0]["textEdit"]["newText"]
     assert "$" not in text and set(json.loads(text)) >= {"input_model", "passes"}
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from modelmill.testing.jsonrpc import JsonRpcClient
+from modelmill.testing.jsonrpc import JsonRpcClient, frame
 
 # Problems of several kinds (unknown pass with a hint, old-schema form with a Deprecated tag, a bad value), some on
 # lines with characters outside ASCII and the BMP, so that the position encodings differ.
@@ -95,6 +95,12 @@ text = Path(sys.argv[1]).read_text()
 served = session.handle({"jsonrpc": "2.0", "method": "textDocument/didOpen", "params": {"textDocument": {
     "uri": Path(sys.argv[1]).as_uri(), "languageId": "json", "version": 1, "text": text}}})
 assert served and b"publishDiagnostics" in out.getvalue()
+uri = Path(sys.argv[1]).as_uri()
+for request_id, method in ((2, "textDocument/completion"), (3, "textDocument/hover")):
+    assert session.handle({"jsonrpc": "2.0", "id": request_id, "method": method, "params": {
+        "textDocument": {"uri": uri}, "position": {"line": 6, "character": 24}}})
+assert session.adopted.answered == {2: "textDocument/completion", 3: "textDocument/hover"}
+assert b'"id": 2, "result": {"isIncomplete"' in out.getvalue() and b'"id": 3, "result": {"contents"' in out.getvalue()
 print(json.dumps(sorted(m for m in ("pygls", "lsprotocol", "cattrs", "torch", "onnxruntime", "transformers", "onnx")
                         if m in sys.modules)))
 """
@@ -176,3 +182,38 @@ def test_the_early_session_hands_over_once_its_bytes_reach_a_messages_limit(
     assert 1000 < len(replay) < len(frame_bytes) * 400
     assert replay == (frame_bytes * 400)[:len(replay)]  # what was read, in order, for the replay
     assert session.served < 400
+
+
+def test_first_completion_and_hover_are_answered_before_pygls_once_as_the_server_answers(tmp_path: Path) -> None:
+    """A completion and a hover sent with the didOpen (as an editor sends them right after the first diagnostics)
+    are answered by the early session while pygls loads, after the first diagnostics and once each (their replay
+    into pygls is skipped); the loaded server answers the same requests with the same results."""
+    server = JsonRpcClient(tmp_path, env={"MODELMILL_LSP_FAST_INIT": "1"})
+    try:
+        capabilities = {"textDocument": {"completion": {"completionItem": {"snippetSupport": True}}}}
+        server.initialize(tmp_path, settings=None, capabilities=capabilities,
+                          initializationOptions={"triggerSuggestCommand": "editor.action.triggerSuggest"})
+        uri = (tmp_path / "model.olive.json").as_uri()
+        asks = [("textDocument/completion", {"line": 6, "character": 24}),   # a pass type's value
+                ("textDocument/completion", {"line": 6, "character": 35}),   # a key inside a pass
+                ("textDocument/hover", {"line": 6, "character": 24})]
+        messages = [{"jsonrpc": "2.0", "method": "textDocument/didOpen", "params": {"textDocument": {
+            "uri": uri, "languageId": "json", "version": 1, "text": CONFIG}}}]
+        messages += [{"jsonrpc": "2.0", "id": 10 + n, "method": method,
+                      "params": {"textDocument": {"uri": uri}, "position": position}}
+                     for n, (method, position) in enumerate(asks)]
+        server.send(b"".join(frame(message) for message in messages))  # one write: all read before pygls is
+        early = [server.reply(10 + n, wait=120) for n in range(len(asks))]
+        info = server.request("workspace/executeCommand", {"command": "modelmill.debugInfo", "arguments": [{}]},
+                              wait=120)["result"]
+        assert info["earlyAnswers"] == [[10 + n, method] for n, (method, _) in enumerate(asks)]
+        late = [server.request(method, {"textDocument": {"uri": uri}, "position": position}, wait=60)
+                for method, position in asks]
+        order = [m.get("id", m.get("method")) for _, m in list(server.messages)]
+    finally:
+        assert server.close() == 0
+    assert [reply["result"] for reply in early] == [reply["result"] for reply in late]
+    assert early[0]["result"]["items"] and early[1]["result"]["items"] and early[2]["result"]["contents"]["value"]
+    assert early[1]["result"]["items"][0]["insertTextFormat"] == 2  # snippets: the client's capabilities were read
+    assert all(order.count(10 + n) == 1 for n in range(len(asks)))  # one answer each
+    assert order.index("textDocument/publishDiagnostics") < order.index(10)

@@ -14,7 +14,7 @@ import pytest_lsp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lsp_helpers import DATA, REPO, dumps, flat_config, open_document, replace_document, server_config
-from lsprotocol import types
+from lsprotocol import converters, types
 from pytest_lsp import LanguageClient
 
 from modelmill.config import Environment, limits, validate_document
@@ -27,6 +27,7 @@ from modelmill.lsp.settings import Settings
 from modelmill.lsp.symbols import document_symbols
 
 ENV = Environment(frozenset({"CPUExecutionProvider"}))
+CONVERTER = converters.get_converter()
 SOURCES = {
     "json": [(DATA / "tutorial_config.json").read_text(), dumps(flat_config()),
              *[p.read_text() for p in sorted((REPO / "examples").glob("*.json"))]],
@@ -61,8 +62,10 @@ def _analyse(text: str, fmt: str, cursor: int) -> None:
     character = cursor - (text.rfind("\n", 0, cursor) + 1)
     position = snap.codec.position(line, character)
     result = complete(snap, position.line, position.character, CompletionEnv(ENV.installed_eps))
-    assert isinstance(result, types.CompletionList)
-    hover(snap, position.line, position.character, ENV.installed_eps)
+    # the JSON the client receives is a valid CompletionList / Hover (lsprotocol reads it back)
+    assert isinstance(CONVERTER.structure(result, types.CompletionList), types.CompletionList)
+    found_hover = hover(snap, position.line, position.character, ENV.installed_eps)
+    assert found_hover is None or isinstance(CONVERTER.structure(found_hover, types.Hover), types.Hover)
     code_actions(snap, found, (0, 0), (10 ** 6, 0), Settings())
     document_symbols(snap)
 

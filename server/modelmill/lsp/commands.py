@@ -160,5 +160,6 @@ def register(server: ModelMillServer, guard: Callable[..., Any]) -> None:
                 "encoding": ls.encoding, "client": ls.client_name, "openDocuments": len(ls.workspace.text_documents),
                 "workflowDocuments": sorted(ls.snapshots.workflow_uris), "heavyModulesLoaded": heavy,
                 "timings": {name: summary(values) for name, values in ls.timings.items()},
-                "runs": ls.runs.describe(), "pid": __import__("os").getpid()}
+                "runs": ls.runs.describe(), "pid": __import__("os").getpid(),
+                "earlyAnswers": [[request_id, method] for request_id, method in ls.early_answers.items()]}
 

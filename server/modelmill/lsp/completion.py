@@ -15,20 +15,32 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lsprotocol import types
-
 from modelmill.lsp.documents import Snapshot
 from modelmill.lsp.locate import Location, locate, node_at
 from modelmill.lsp.schema_nav import MISSING, Facet, SchemaIndex, schema_index
 from modelmill.config.positions import ArrayNode, ObjectNode, ScalarNode
 
 TRIGGER_CHARACTERS = ['"', ":", " ", "/"]
+TRIGGER_SUGGEST = "editor.action.triggerSuggest"
 REFERENCES = {"evaluator": "evaluators", "host": "systems", "target": "systems"}
 """Keys whose value names an entry of another section (as ``modelmill.config.checks`` resolves them)."""
 PATH_KEYS = ("model_path", "model_name", "adapter_path", "test_model_path", "user_script", "script_dir",
              "model_script")
 _CHOICE_LIMIT = 16
 _MAX_FILES = 200
+
+# Results are LSP's JSON as sent (CompletionList, CompletionItem, TextEdit, ...), built without lsprotocol: the
+# launcher's early session answers the first completion with ``complete`` before pygls and lsprotocol have loaded
+# (early.py), and the server returns the same JSON. tests/lsp check these numbers against lsprotocol's enums.
+Item = dict[str, Any]
+"""A ``CompletionItem`` as JSON."""
+KIND_MODULE, KIND_PROPERTY, KIND_VALUE, KIND_SNIPPET = 9, 10, 12, 15
+KIND_FILE, KIND_REFERENCE, KIND_FOLDER, KIND_ENUM_MEMBER = 17, 18, 19, 20
+"""``CompletionItemKind`` values."""
+PLAIN_TEXT, SNIPPET = 1, 2
+"""``InsertTextFormat`` values."""
+ADJUST_INDENTATION = 2
+"""``InsertTextMode.AdjustIndentation``."""
 
 
 @dataclass
@@ -40,28 +52,52 @@ class CompletionEnv:
     attached after inserting a key whose value has choices; None: the client named none, attach nothing."""
 
 
+def client_env(init_params: Any, installed_eps: frozenset[str] | None) -> CompletionEnv:
+    """What completion offers this client, from its ``initialize`` params as JSON (the early session and the
+    server both call this): snippets only when it declares ``snippetSupport``; the retrigger command the extension
+    passes in ``initializationOptions.triggerSuggestCommand``, or ``editor.action.triggerSuggest`` when the client
+    lists it in ``experimental.commands.commands`` (rust-analyzer's convention). Never guessed from its name."""
+    params = init_params if isinstance(init_params, dict) else {}
+    capabilities = _dict(params.get("capabilities"))
+    item = _dict(_dict(_dict(capabilities.get("textDocument")).get("completion")).get("completionItem"))
+    named = _dict(params.get("initializationOptions")).get("triggerSuggestCommand")
+    listed = _dict(_dict(capabilities.get("experimental")).get("commands")).get("commands")
+    if isinstance(named, str) and named:
+        retrigger: str | None = named
+    elif isinstance(listed, list) and TRIGGER_SUGGEST in listed:
+        retrigger = TRIGGER_SUGGEST
+    else:
+        retrigger = None
+    return CompletionEnv(installed_eps, snippets=item.get("snippetSupport") is True, retrigger=retrigger)
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def complete(snap: Snapshot, line: int, character: int, env: CompletionEnv | None = None,
-             trigger: str | None = None) -> types.CompletionList:
-    """Completions at (line, UTF-16 character). ``trigger``: the trigger character that asked, if any."""
+             trigger: str | None = None) -> dict[str, Any]:
+    """Completions at (line, client character), a ``CompletionList`` as JSON. ``trigger``: the trigger character
+    that asked, if any."""
     env = env or CompletionEnv()
     col = snap.codec.column(line, character)
     if trigger == " " and not _after_separator(snap, line, col):
-        return types.CompletionList(is_incomplete=False, items=[])  # a space inside text: not a question
+        return {"isIncomplete": False, "items": []}  # a space inside text: not a question
     doc = snap.doc
     clean = not any(issue.severity == "error" for issue in doc.syntax)
     loc = locate(snap.text, snap.fmt, line, col, doc.root if snap.fmt == "json" else None, clean)
     index = schema_index()
-    items: list[types.CompletionItem] = []
+    items: list[Item] = []
     if loc.kind == "key":
         items = _key_items(snap, loc, index, env)
         if loc.also_value:
             items += _value_items(snap, loc, index, env)
     elif loc.kind == "value":
         if trigger == "/" and loc.key not in PATH_KEYS:
-            return types.CompletionList(is_incomplete=False, items=[])
+            return {"isIncomplete": False, "items": []}
         items = _value_items(snap, loc, index, env)
-    items = sorted(_unique(items), key=lambda item: item.sort_text or "")
-    return types.CompletionList(is_incomplete=False, items=items)
+    items = sorted(_unique(items), key=lambda item: item.get("sortText") or "")
+    return {"isIncomplete": False, "items": items}
 
 
 def _after_separator(snap: Snapshot, line: int, col: int) -> bool:
@@ -71,22 +107,32 @@ def _after_separator(snap: Snapshot, line: int, col: int) -> bool:
     return before.endswith((":", "-", "[", ","))
 
 
-def _unique(items: list[types.CompletionItem]) -> list[types.CompletionItem]:
+def _unique(items: list[Item]) -> list[Item]:
     seen: set[str] = set()
     result = []
     for item in items:
-        if item.label not in seen:
-            seen.add(item.label)
+        if item["label"] not in seen:
+            seen.add(item["label"])
             result.append(item)
     return result
+
+
+def _item(**fields: Any) -> Item:
+    """A ``CompletionItem``: the fields given (LSP's camelCase names), absent ones (None) left out as lsprotocol's
+    converter leaves them out."""
+    return {key: value for key, value in fields.items() if value is not None}
+
+
+def _edit(edit_range: dict[str, Any], text: str) -> dict[str, Any]:
+    return {"range": edit_range, "newText": text}
 
 
 # ------------------------------------------------------------------ keys
 
 
-def _key_items(snap: Snapshot, loc: Location, index: SchemaIndex, env: CompletionEnv) -> list[types.CompletionItem]:
+def _key_items(snap: Snapshot, loc: Location, index: SchemaIndex, env: CompletionEnv) -> list[Item]:
     facet = index.facet_at(loc.path, loc.value_at)
-    edit_range = snap.codec.span(loc.line, loc.start, loc.end)
+    edit_range = snap.codec.span_json(loc.line, loc.start, loc.end)
     extra = _comma_before(snap, loc)
     items = []
     position = 0
@@ -99,16 +145,16 @@ def _key_items(snap: Snapshot, loc: Location, index: SchemaIndex, env: Completio
         required = key in facet.required
         text = _key_text(loc, key, sub, index, env.snippets)
         position += 1
-        items.append(types.CompletionItem(
-            label=key, kind=types.CompletionItemKind.Property,
+        items.append(_item(
+            label=key, kind=KIND_PROPERTY,
             detail=f"{sub.type_label() or 'value'}{' (required)' if required else ''}",
             documentation=_markdown(_key_doc(key, sub, required)),
-            sort_text=f"{0 if required else 1}{position:04d}",
-            filter_text=_filter(loc, key),
-            insert_text_format=types.InsertTextFormat.Snippet if env.snippets else types.InsertTextFormat.PlainText,
-            insert_text_mode=types.InsertTextMode.AdjustIndentation,
-            text_edit=types.TextEdit(range=edit_range, new_text=text),
-            additional_text_edits=extra,
+            sortText=f"{0 if required else 1}{position:04d}",
+            filterText=_filter(loc, key),
+            insertTextFormat=SNIPPET if env.snippets else PLAIN_TEXT,
+            insertTextMode=ADJUST_INDENTATION,
+            textEdit=_edit(edit_range, text),
+            additionalTextEdits=extra,
             command=_retrigger(env, sub) if not loc.has_value else None))
     if not facet.properties and facet.additional and not loc.has_value:
         items += _new_entry_items(snap, loc, index, facet, env, edit_range, extra)
@@ -116,7 +162,7 @@ def _key_items(snap: Snapshot, loc: Location, index: SchemaIndex, env: Completio
 
 
 def _new_entry_items(snap: Snapshot, loc: Location, index: SchemaIndex, facet: Facet, env: CompletionEnv,
-                     edit_range: types.Range, extra: list[types.TextEdit] | None) -> list[types.CompletionItem]:
+                     edit_range: dict[str, Any], extra: list[dict[str, Any]] | None) -> list[Item]:
     """Entries of a map of named things: one snippet per pass type under 'passes', else a generic one."""
     sub = index.facet(facet.additional, {})
     type_facet = index.facet(sub.properties.get("type", []), MISSING)
@@ -128,26 +174,26 @@ def _new_entry_items(snap: Snapshot, loc: Location, index: SchemaIndex, facet: F
             name = _snake(str(value))
             body = _object_snippet(loc, entry, index, env.snippets, _Counter(1), fixed={"type": value})
             text = f"{_key_literal(loc, '${1:' + name + '}' if env.snippets else name)}{_sep(loc)}{body}"
-            items.append(types.CompletionItem(
-                label=f"{name} ({value})", kind=types.CompletionItemKind.Module, detail=f"new {value} pass",
+            items.append(_item(
+                label=f"{name} ({value})", kind=KIND_MODULE, detail=f"new {value} pass",
                 documentation=_markdown(type_facet.value_docs.get(str(value), "")),
-                sort_text=f"2{position:04d}", filter_text=_filter(loc, name),
-                insert_text_format=types.InsertTextFormat.Snippet if env.snippets else None,
-                insert_text_mode=types.InsertTextMode.AdjustIndentation,
-                text_edit=types.TextEdit(range=edit_range, new_text=text + _trailing(loc)),
-                additional_text_edits=extra))
+                sortText=f"2{position:04d}", filterText=_filter(loc, name),
+                insertTextFormat=SNIPPET if env.snippets else None,
+                insertTextMode=ADJUST_INDENTATION,
+                textEdit=_edit(edit_range, text + _trailing(loc)),
+                additionalTextEdits=extra))
         return items
     name = {"systems": "local_system", "evaluators": "common_evaluator"}.get(section, "name")
     body = _value_snippet(loc, sub, index, env.snippets, _Counter(2))
     key = "${1:" + name + "}" if env.snippets else name
-    items.append(types.CompletionItem(
-        label=f"new {section} entry", kind=types.CompletionItemKind.Module, detail=sub.title or "entry",
-        documentation=_markdown(sub.description or f"A new named entry under `{section}`."), sort_text="2", filter_text=_filter(loc, name),
-        insert_text_format=types.InsertTextFormat.Snippet if env.snippets else None,
-        insert_text_mode=types.InsertTextMode.AdjustIndentation,
-        text_edit=types.TextEdit(range=edit_range, new_text=f"{_key_literal(loc, key)}{_sep(loc)}{body}"
-                                 + _trailing(loc)),
-        additional_text_edits=extra))
+    items.append(_item(
+        label=f"new {section} entry", kind=KIND_MODULE, detail=sub.title or "entry",
+        documentation=_markdown(sub.description or f"A new named entry under `{section}`."), sortText="2",
+        filterText=_filter(loc, name),
+        insertTextFormat=SNIPPET if env.snippets else None,
+        insertTextMode=ADJUST_INDENTATION,
+        textEdit=_edit(edit_range, f"{_key_literal(loc, key)}{_sep(loc)}{body}" + _trailing(loc)),
+        additionalTextEdits=extra))
     return items
 
 
@@ -173,14 +219,13 @@ def _trailing(loc: Location) -> str:
     return "," if loc.fmt == "json" and loc.needs_comma else ""
 
 
-def _comma_before(snap: Snapshot, loc: Location) -> list[types.TextEdit] | None:
+def _comma_before(snap: Snapshot, loc: Location) -> list[dict[str, Any]] | None:
     if loc.fmt != "json" or loc.comma_before is None:
         return None
     before = snap.text[:loc.comma_before]
     line = before.count("\n")
     col = loc.comma_before - (before.rfind("\n") + 1)
-    at = snap.codec.position(line, col)
-    return [types.TextEdit(range=types.Range(start=at, end=at), new_text=",")]
+    return [_edit(snap.codec.span_json(line, col, col), ",")]
 
 
 class _Counter:
@@ -289,9 +334,9 @@ def _escape_choice(text: str) -> str:
     return _escape(text).replace(",", "\\,").replace("|", "\\|")
 
 
-def _retrigger(env: CompletionEnv, facet: Facet) -> types.Command | None:
+def _retrigger(env: CompletionEnv, facet: Facet) -> dict[str, str] | None:
     if env.retrigger and (facet.values or facet.types == {"boolean"}):
-        return types.Command(title="Suggest", command=env.retrigger)
+        return {"title": "Suggest", "command": env.retrigger}
     return None
 
 
@@ -313,8 +358,9 @@ def _key_doc(key: str, facet: Facet, required: bool) -> str:
     return "\n\n".join(lines)
 
 
-def _markdown(text: str) -> types.MarkupContent | None:
-    return types.MarkupContent(kind=types.MarkupKind.Markdown, value=text) if text else None
+def _markdown(text: str) -> dict[str, str] | None:
+    """A ``MarkupContent`` in Markdown."""
+    return {"kind": "markdown", "value": text} if text else None
 
 
 def _filter(loc: Location, word: str) -> str:
@@ -328,10 +374,10 @@ def _snake(name: str) -> str:
 # ------------------------------------------------------------------ values
 
 
-def _value_items(snap: Snapshot, loc: Location, index: SchemaIndex, env: CompletionEnv) -> list[types.CompletionItem]:
+def _value_items(snap: Snapshot, loc: Location, index: SchemaIndex, env: CompletionEnv) -> list[Item]:
     facet = index.facet_at(loc.path, loc.value_at)
-    edit_range = snap.codec.span(loc.line, loc.start, loc.end)
-    choices: list[tuple[Any, str, str, types.CompletionItemKind]] = []  # value, detail, doc, kind
+    edit_range = snap.codec.span_json(loc.line, loc.start, loc.end)
+    choices: list[tuple[Any, str, str, int]] = []  # value, detail, doc, kind
     key = loc.key
     path = loc.path
     if not path:
@@ -339,7 +385,7 @@ def _value_items(snap: Snapshot, loc: Location, index: SchemaIndex, env: Complet
     if key in REFERENCES or (isinstance(key, str) and key.endswith("data_config")):
         section = REFERENCES.get(key, "data_configs")  # type: ignore[arg-type]
         for name, doc in _defined(loc, section):
-            choices.append((name, f"defined in {section}", doc, types.CompletionItemKind.Reference))
+            choices.append((name, f"defined in {section}", doc, KIND_REFERENCE))
     if len(path) >= 2 and path[-2] == "execution_providers" and isinstance(path[-1], int):
         choices += _provider_choices(loc, env)
     if len(path) >= 4 and path[-1] == "name" and path[-3] == "sub_types":
@@ -350,38 +396,38 @@ def _value_items(snap: Snapshot, loc: Location, index: SchemaIndex, env: Complet
         doc = facet.value_docs.get(str(value), "")
         if value == "SEARCHABLE_VALUES":
             doc = f"Search over {facet.searchable} (needs search_strategy)."
-        choices.append((value, facet.title or str(key or ""), doc or facet.description, types.CompletionItemKind.EnumMember))
+        choices.append((value, facet.title or str(key or ""), doc or facet.description, KIND_ENUM_MEMBER))
     if "boolean" in facet.types:
-        choices += [(True, "boolean", facet.description, types.CompletionItemKind.Value),
-                    (False, "boolean", facet.description, types.CompletionItemKind.Value)]
+        choices += [(True, "boolean", facet.description, KIND_VALUE),
+                    (False, "boolean", facet.description, KIND_VALUE)]
     if facet.default is not MISSING and facet.default is not None and not isinstance(facet.default, (dict, list)) \
             and all(c[0] != facet.default for c in choices):
-        choices.append((facet.default, "default", facet.description, types.CompletionItemKind.Value))
+        choices.append((facet.default, "default", facet.description, KIND_VALUE))
     items = [_value_item(loc, value, detail, doc, kind, edit_range, position)
              for position, (value, detail, doc, kind) in enumerate(choices)]
     if key in PATH_KEYS and isinstance(key, str):
         items += _path_items(snap, loc, edit_range, env)
     if not items and loc.prefix == "" and (facet.is_object() or facet.is_array()) and not loc.quote:
         body = _value_snippet(loc, facet, index, env.snippets, _Counter(1)).lstrip()
-        items.append(types.CompletionItem(
-            label="{}" if facet.is_object() else "[]", kind=types.CompletionItemKind.Snippet,
+        items.append(_item(
+            label="{}" if facet.is_object() else "[]", kind=KIND_SNIPPET,
             detail=facet.title or "value", documentation=_markdown(facet.description),
-            insert_text_format=types.InsertTextFormat.Snippet if env.snippets else None,
-            insert_text_mode=types.InsertTextMode.AdjustIndentation,
-            text_edit=types.TextEdit(range=edit_range, new_text=body + _trailing(loc))))
+            insertTextFormat=SNIPPET if env.snippets else None,
+            insertTextMode=ADJUST_INDENTATION,
+            textEdit=_edit(edit_range, body + _trailing(loc))))
     return items
 
 
-def _value_item(loc: Location, value: Any, detail: str, doc: str, kind: types.CompletionItemKind,
-                edit_range: types.Range, position: int) -> types.CompletionItem:
+def _value_item(loc: Location, value: Any, detail: str, doc: str, kind: int, edit_range: dict[str, Any],
+                position: int) -> Item:
     json_quotes = loc.fmt == "json" or loc.quote is not None
     text = json.dumps(value) if json_quotes else _yaml_scalar(value)
     label = value if isinstance(value, str) else json.dumps(value)
     doc = doc or f"`{json.dumps(value)}`" + (f" ({detail})" if detail else "")
-    return types.CompletionItem(
+    return _item(
         label=label, kind=kind, detail=detail or None, documentation=_markdown(doc),
-        sort_text=f"{position:04d}", filter_text=text if json_quotes and isinstance(value, str) else label,
-        text_edit=types.TextEdit(range=edit_range, new_text=text + _trailing(loc)))
+        sortText=f"{position:04d}", filterText=text if json_quotes and isinstance(value, str) else label,
+        textEdit=_edit(edit_range, text + _trailing(loc)))
 
 
 def _defined(loc: Location, section: str) -> list[tuple[str, str]]:
@@ -403,7 +449,7 @@ def _defined(loc: Location, section: str) -> list[tuple[str, str]]:
     return found
 
 
-def _provider_choices(loc: Location, env: CompletionEnv) -> list[tuple[Any, str, str, types.CompletionItemKind]]:
+def _provider_choices(loc: Location, env: CompletionEnv) -> list[tuple[Any, str, str, int]]:
     from modelmill.config.accelerators import DEVICE_EPS, EP_PACKAGES, EXECUTION_PROVIDERS
 
     accelerator = loc.value_at(loc.path[:-2])
@@ -422,11 +468,11 @@ def _provider_choices(loc: Location, env: CompletionEnv) -> list[tuple[Any, str,
         doc = f"Runs on: {', '.join(runs) or 'any device'}. Here: {state}."
         if fits is not None and ep not in fits:
             doc += f" Does not run on '{device}'."
-        choices.append((ep, state, doc, types.CompletionItemKind.EnumMember))
+        choices.append((ep, state, doc, KIND_ENUM_MEMBER))
     return choices
 
 
-def _sub_type_choices(loc: Location) -> list[tuple[Any, str, str, types.CompletionItemKind]]:
+def _sub_type_choices(loc: Location) -> list[tuple[Any, str, str, int]]:
     from modelmill.evaluate.catalog import CATALOG, MEASURED_SUB_TYPES
 
     metric = loc.value_at(loc.path[:-3])
@@ -438,12 +484,11 @@ def _sub_type_choices(loc: Location) -> list[tuple[Any, str, str, types.Completi
         for name, (unit, higher, description) in CATALOG[kind].items():
             note = "" if measured is None or name in measured else " (accepted for Olive; not measured)"
             detail = f"{kind}{f', {unit}' if unit else ''}, {'higher' if higher else 'lower'} is better"
-            choices.append((name, detail, description + note, types.CompletionItemKind.EnumMember))
+            choices.append((name, detail, description + note, KIND_ENUM_MEMBER))
     return choices
 
 
-def _path_items(snap: Snapshot, loc: Location, edit_range: types.Range,
-                env: CompletionEnv) -> list[types.CompletionItem]:
+def _path_items(snap: Snapshot, loc: Location, edit_range: dict[str, Any], env: CompletionEnv) -> list[Item]:
     from modelmill.samples import SAMPLE_PREFIX, SAMPLES
 
     json_quotes = loc.fmt == "json" or loc.quote is not None
@@ -451,10 +496,10 @@ def _path_items(snap: Snapshot, loc: Location, edit_range: types.Range,
     for sample in SAMPLES.values():
         value = f"{SAMPLE_PREFIX}{sample.name}"
         text = json.dumps(value) if json_quotes else value
-        items.append(types.CompletionItem(
-            label=value, kind=types.CompletionItemKind.Module, detail="ModelMill sample",
-            documentation=_markdown(sample.description), sort_text=f"9{sample.name}",
-            filter_text=text, text_edit=types.TextEdit(range=edit_range, new_text=text + _trailing(loc))))
+        items.append(_item(
+            label=value, kind=KIND_MODULE, detail="ModelMill sample",
+            documentation=_markdown(sample.description), sortText=f"9{sample.name}",
+            filterText=text, textEdit=_edit(edit_range, text + _trailing(loc))))
     typed = loc.prefix
     folder_part = typed.rsplit("/", 1)[0] + "/" if "/" in typed else ""
     base = snap.base_dir or Path.cwd()
@@ -474,21 +519,21 @@ def _path_items(snap: Snapshot, loc: Location, edit_range: types.Range,
         if is_dir and env.snippets:  # leave the cursor after the '/' to go on into the folder
             close = len(text) - 1 if text.endswith('"') else len(text)
             new_text = _escape(text[:close]) + "$0" + _escape(text[close:] + _trailing(loc))
-        items.append(types.CompletionItem(
+        items.append(_item(
             label=entry.name + ("/" if is_dir else ""),
-            kind=types.CompletionItemKind.Folder if is_dir else types.CompletionItemKind.File,
-            detail=str(folder / entry.name), sort_text=f"5{position:04d}", filter_text=text,
+            kind=KIND_FOLDER if is_dir else KIND_FILE,
+            detail=str(folder / entry.name), sortText=f"5{position:04d}", filterText=text,
             documentation=_markdown(f"{'Folder' if is_dir else 'File'} `{folder / entry.name}`"
                                     + (" (a Hugging Face model: it has config.json)"
                                        if is_dir and (folder / entry.name / "config.json").exists() else "")),
-            insert_text_format=types.InsertTextFormat.Snippet if is_dir and env.snippets else None,
-            text_edit=types.TextEdit(range=edit_range, new_text=new_text),
-            command=types.Command(title="Suggest", command=env.retrigger) if is_dir and env.retrigger else None))
+            insertTextFormat=SNIPPET if is_dir and env.snippets else None,
+            textEdit=_edit(edit_range, new_text),
+            command={"title": "Suggest", "command": env.retrigger} if is_dir and env.retrigger else None))
     return items
 
 
 def _skeleton(snap: Snapshot, loc: Location, index: SchemaIndex, env: CompletionEnv,
-              edit_range: types.Range) -> list[types.CompletionItem]:
+              edit_range: dict[str, Any]) -> list[Item]:
     """An empty document: a workflow with its required sections and an empty pass list (a snippet only for
     clients that take snippets; never offered in a document that has text already)."""
     if loc.fmt != "json" or snap.text.strip():
@@ -504,8 +549,8 @@ def _skeleton(snap: Snapshot, loc: Location, index: SchemaIndex, env: Completion
             value = _value_snippet(loc, sub, index, env.snippets, counter, 1)
         parts.append(f'\t"{key}": {value}')
     text = "{\n" + ",\n".join(parts) + "\n}"
-    return [types.CompletionItem(
-        label="ModelMill workflow", kind=types.CompletionItemKind.Snippet,
+    return [_item(
+        label="ModelMill workflow", kind=KIND_SNIPPET,
         detail="input_model and passes", documentation=_markdown(facet.description),
-        insert_text_format=types.InsertTextFormat.Snippet if env.snippets else types.InsertTextFormat.PlainText,
-        text_edit=types.TextEdit(range=edit_range, new_text=text))]
+        insertTextFormat=SNIPPET if env.snippets else PLAIN_TEXT,
+        textEdit=_edit(edit_range, text))]

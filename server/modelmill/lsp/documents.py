@@ -76,10 +76,10 @@ class Codec:
             self.units(rng.end.line, rng.end.col)
         return {"start": {"line": start_line, "character": start}, "end": {"line": end_line, "character": end}}
 
-    def span(self, line: int, start: int, end: int) -> types.Range:
-        from lsprotocol import types
-
-        return types.Range(start=self.position(line, start), end=self.position(line, end))
+    def span_json(self, line: int, start: int, end: int) -> dict[str, dict[str, int]]:
+        """The range from code-point column ``start`` to ``end`` on ``line``, as LSP's JSON."""
+        (start_line, first), (end_line, last) = self.units(line, start), self.units(line, end)
+        return {"start": {"line": start_line, "character": first}, "end": {"line": end_line, "character": last}}
 
     def column(self, line: int, character: int) -> int:
         """Client units → code points on ``line``."""

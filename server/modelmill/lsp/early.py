@@ -1,4 +1,5 @@
-"""The first messages of a session, served before pygls has loaded: ``initialize`` and the first diagnostics.
+"""The first messages of a session, served before pygls has loaded: ``initialize``, the first diagnostics and the
+first completions and hovers.
 
 Importing pygls and lsprotocol costs about half a second of CPU (lsprotocol builds ~570 attrs classes), the config
 layer that validation needs about a third. An editor sends ``initialize``, ``initialized`` and the ``didOpen`` of
@@ -6,11 +7,16 @@ the config right away, so over stdio ``launch`` reads the first messages itself 
 validation needs and only then (once the first diagnostics are out) pygls and the server. ``EarlySession``
 answers ``initialize`` from the precomputed capabilities and validates each ``textDocument/didOpen`` of a workflow
 config exactly as the server would (the same ``Snapshot``, settings, environment and diagnostics) and sends its
-diagnostics as JSON (``diagnostics.to_json_list``, what lsprotocol would serialize).
+diagnostics as JSON (``diagnostics.to_json_list``, what lsprotocol would serialize). While pygls loads, it also
+answers ``textDocument/completion`` and ``textDocument/hover`` on a document it validated, with the server's own
+``completion.complete`` / ``hover.hover`` (they build LSP's JSON without lsprotocol; the client's options come from
+``completion.client_env``, as in the server): an editor asks for them right after the first diagnostics, before
+importing lsprotocol (~570 attrs classes, about 0.3 s) could be over.
 
 The first message it does not serve ends it: every byte read is then replayed into pygls, which dispatches the
 messages as usual, and ``ModelMillServer.adopt`` takes over the snapshots and what was published, so the
-replayed ``didOpen`` does not validate or send the same version again. Notifications that only matter later
+replayed ``didOpen`` does not validate or send the same version again, and the requests answered here are not
+dispatched again (``framing.serve``'s ``answered``). Notifications that only matter later
 (``initialized``, ``$/setTrace``, a ``workspace/didChangeConfiguration`` that makes the server pull the settings)
 are left to that replay; nothing here imports pygls, lsprotocol or a heavy library.
 """
@@ -23,8 +29,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-DEFERRED = frozenset({"initialized", "$/setTrace"})
-"""Notifications the replay into pygls handles (they change nothing that the first validation reads)."""
+DEFERRED = frozenset({"initialized", "$/setTrace", "$/cancelRequest"})
+"""Notifications the replay into pygls handles (they change nothing that the first validation reads; a request
+answered here is over, so cancelling it changes nothing)."""
+TRIGGER_CHARACTER = 2
+"""``CompletionTriggerKind.TriggerCharacter``."""
+REQUESTS = frozenset({"textDocument/completion", "textDocument/hover"})
+"""Requests answered here on a document validated here (the first ones an editor sends)."""
 
 
 @dataclass
@@ -35,6 +46,8 @@ class Adopted:
     """The ``Environment`` the early validations used."""
     published: dict[str, tuple[Any, Any, float]] = field(default_factory=dict)
     """Per URI: (the snapshot validated, the settings used, its validation time in ms)."""
+    answered: dict[Any, str] = field(default_factory=dict)
+    """Requests answered here: id → method (not dispatched again when replayed into pygls)."""
 
 
 class EarlySession:
@@ -73,8 +86,8 @@ class EarlySession:
         if self.init_id is None or not isinstance(message, dict):
             return False
         method = message.get("method")
-        if "id" in message:  # a request (or a reply to one): pygls answers
-            return False
+        if "id" in message:  # a request (or a reply to one)
+            return self._request(message)
         if method in DEFERRED:
             return True
         if method == "workspace/didChangeConfiguration":
@@ -112,6 +125,42 @@ class EarlySession:
         self.adopted.published[uri] = (snap, settings, validate_ms)
         return True
 
+    # -- completion, hover -------------------------------------------------------------------------
+
+    def _request(self, message: dict[str, Any]) -> bool:
+        """Answer a completion or hover on a document validated here, as the server would; False: pygls answers
+        (another request, another document, params it would refuse, or an error it reports)."""
+        method, params, request_id = message.get("method"), message.get("params"), message.get("id")
+        if method not in REQUESTS or not isinstance(params, dict) or not isinstance(request_id, (int, str)) \
+                or isinstance(request_id, bool) or request_id in self.adopted.answered:
+            return False
+        document, position = params.get("textDocument"), params.get("position")
+        uri = document.get("uri") if isinstance(document, dict) else None
+        line = position.get("line") if isinstance(position, dict) else None
+        character = position.get("character") if isinstance(position, dict) else None
+        if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in (line, character)) \
+                or uri not in self.adopted.published:
+            return False
+        snap = self.adopted.published[uri][0]
+        try:
+            if method == "textDocument/completion":
+                from modelmill.lsp.completion import client_env, complete
+
+                context = params.get("context")
+                context = context if isinstance(context, dict) else {}
+                trigger = context.get("triggerCharacter") if context.get("triggerKind") == TRIGGER_CHARACTER else None
+                result = complete(snap, line, character, client_env(self.params, self.environment().installed_eps),
+                                  trigger if isinstance(trigger, str) else None)
+            else:
+                from modelmill.lsp.hover import hover
+
+                result = hover(snap, line, character, self.environment().installed_eps)
+        except Exception:  # noqa: BLE001 - the server answers after the replay and reports the error
+            return False
+        self._send({"jsonrpc": "2.0", "id": request_id, "result": result})
+        self.adopted.answered[request_id] = method
+        return True
+
     def settings(self) -> Any:
         """The settings the server has right after ``initialize`` (``settings.initial_settings``)."""
         if self._settings is None:
@@ -143,6 +192,15 @@ class EarlySession:
         body = json.dumps(message).encode()
         self.stdout.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
         self.stdout.flush()
+
+
+def prepare_requests() -> None:
+    """Import and warm what the first completion and hover need (the schema index, from its disk cache), on the
+    loader thread after the first diagnostics and before pygls."""
+    from modelmill.lsp import completion, hover  # noqa: F401
+    from modelmill.lsp.schema_nav import schema_index
+
+    schema_index()
 
 
 def prepare_validation() -> None:

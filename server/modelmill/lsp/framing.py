@@ -274,13 +274,31 @@ def answer_error(protocol: Any, body: bytes, error: JsonRpcException, request_id
 # --------------------------------------------------------------------------------------- the loop
 
 
+def _answered_before(body: bytes, answered: set[Any]) -> bool:
+    """Is ``body`` a request whose id is in ``answered``? (It is then taken out: ids are skipped once.)"""
+    try:
+        message = json.loads(body)
+    except (ValueError, RecursionError):
+        return False
+    if not isinstance(message, dict) or "method" not in message:
+        return False
+    request_id = message.get("id")
+    if isinstance(request_id, (int, str)) and not isinstance(request_id, bool) and request_id in answered:
+        answered.discard(request_id)
+        return True
+    return False
+
+
 READ_AHEAD = 16
 """Frames read from the client and not yet dispatched, at most (the reader waits beyond that)."""
 
 
 async def serve(protocol: Any, read: Callable[[int], bytes], stop: threading.Event,
-                report: Callable[[str], None]) -> None:
+                report: Callable[[str], None], answered: set[Any] | None = None) -> None:
     """Read frames on a daemon thread (a blocked read never holds up exit) and dispatch them on the loop.
+
+    ``answered``: ids of requests answered before pygls loaded (the launcher's early session, whose bytes are
+    replayed here): each is skipped once, so that the client gets one answer.
 
     The reader reads ahead (up to ``READ_AHEAD`` frames not yet dispatched) without waiting for the loop, so
     that changes that arrive while the loop is busy (validating) are all dispatched together afterwards, and
@@ -324,6 +342,8 @@ async def serve(protocol: Any, read: Callable[[int], bytes], stop: threading.Eve
         if frame.problem:
             report(frame.problem)
         if frame.body is not None:
+            if answered and _answered_before(frame.body, answered):
+                continue
             dispatch(protocol, frame.body)
         elif frame.request_id is not None:
             answer_error(protocol, b"", JsonRpcInvalidRequest(f"the message could not be read: {frame.problem}"),

@@ -8,8 +8,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from lsprotocol import types
-
 from modelmill.config.positions import Node, ObjectNode, ScalarNode, entry_at
 from modelmill.lsp.documents import Snapshot
 from modelmill.lsp.locate import node_at, shallow
@@ -19,7 +17,9 @@ _MAX_VALUES = 20
 
 
 def hover(snap: Snapshot, line: int, character: int,
-          installed_eps: frozenset[str] | None = None) -> types.Hover | None:
+          installed_eps: frozenset[str] | None = None) -> dict[str, Any] | None:
+    """The hover at (line, client character): a ``Hover`` as LSP's JSON (built without lsprotocol, so that the
+    launcher's early session answers the first hover before it loads; the server sends the same), or None."""
     root = snap.doc.root
     if root is None:
         return None
@@ -40,8 +40,7 @@ def hover(snap: Snapshot, line: int, character: int,
         return None
     if not text:
         return None
-    return types.Hover(contents=types.MarkupContent(kind=types.MarkupKind.Markdown, value=text),
-                       range=codec.range(rng))
+    return {"contents": {"kind": "markdown", "value": text}, "range": codec.range_json(rng)}
 
 
 # ------------------------------------------------------------------ keys

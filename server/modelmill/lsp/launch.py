@@ -6,9 +6,10 @@ config layer about a third. So over stdio a thread reads stdin (``_Feed``) and t
 messages itself (``early.EarlySession``): ``initialize`` is answered at once from the precomputed capabilities
 (``modelmill.lsp.capabilities``, checked against pygls's own answer by a test) and the ``didOpen`` of a config is
 validated and its diagnostics sent, while one loader thread imports what validation needs and then, once those
-diagnostics are out, the server. The first message the early session does not serve (or the server having
-loaded) ends it: every byte read is replayed into pygls (so it sets up the session as usual), pygls's duplicate
-``initialize`` reply is dropped, and the server adopts what was validated. Nothing heavy (torch, onnxruntime,
+diagnostics are out, the server; meanwhile completions and hovers on that document are answered early too. The
+first message the early session does not serve (or the server having loaded) ends it: every byte read is replayed
+into pygls (so it sets up the session as usual), pygls's duplicate ``initialize`` reply is dropped, the requests
+answered early are skipped, and the server adopts what was validated. Nothing heavy (torch, onnxruntime,
 transformers) is imported on this path at all.
 
 The protocol runs on private copies of the stdin/stdout descriptors; descriptors 0 and 1 become
@@ -79,7 +80,8 @@ def _load() -> Any:
 
 
 class _Loader(threading.Thread):
-    """Imports what the first validation needs, then (after the first diagnostics, ``go``) pygls and the server.
+    """Imports what the first validation needs, then (after the first diagnostics, ``go``) what the first completion
+    and hover need, then pygls and the server.
 
     One thread, in that order: two importing threads would share one interpreter lock and slow each other."""
 
@@ -101,6 +103,12 @@ class _Loader(threading.Thread):
             finally:
                 self.validation_ready.set()
             self.go.wait(GO_AFTER_S)
+            try:  # what the first completion and hover need, which the early session answers while pygls loads
+                from modelmill.lsp.early import prepare_requests
+
+                prepare_requests()
+            except BaseException:  # noqa: BLE001, S110 - the request meets (and reports) the same error later
+                pass
         _import_server()
         self.server_ready.set()
 

@@ -29,7 +29,7 @@ from pygls.lsp.server import LanguageServer
 from modelmill import __version__
 from modelmill.lsp import commands, framing, runs
 from modelmill.lsp.code_actions import code_actions
-from modelmill.lsp.completion import TRIGGER_CHARACTERS, CompletionEnv, complete
+from modelmill.lsp.completion import TRIGGER_CHARACTERS, CompletionEnv, client_env, complete
 from modelmill.lsp.diagnostics import analyze, debounce_ms, to_lsp
 from modelmill.lsp.documents import Snapshot, SnapshotCache, format_of
 from modelmill.lsp.exit import ExitingProtocol
@@ -43,7 +43,6 @@ _WARM_UP = ('{"input_model": {"type": "HfModel", "model_path": "model"}, "system
             '"accelerators": [{"device": "cpu", "execution_providers": ["CPUExecutionProvider"]}]}}, "evaluators": '
             '{"e": {"metrics": [{"name": "l", "type": "latency", "sub_types": [{"name": "avg"}]}]}}, "passes": '
             '{"b": {"type": "ModelBuilder"}, "q": {"type": "OnnxDynamicQuantization"}}, "target": "s", "evaluator": "e"}')
-TRIGGER_SUGGEST = "editor.action.triggerSuggest"
 logger = logging.getLogger("modelmill.lsp")
 
 
@@ -68,8 +67,14 @@ logging.getLogger("pygls.protocol.json_rpc").addFilter(_OneLineRefusals())
 
 class ModelMillServer(LanguageServer):
     def __init__(self) -> None:
-        super().__init__(NAME, __version__, max_workers=8, converter_factory=commands.converter,
+        converter = commands.converter()
+        super().__init__(NAME, __version__, max_workers=8, converter_factory=lambda: converter,
                          protocol_cls=ExitingProtocol)
+        self.converter = converter
+        """pygls's converter (lsprotocol's classes ⇄ JSON)."""
+        self.client_params: dict[str, Any] = {}
+        """The ``initialize`` params as the client sent them (JSON): what completion offers reads them
+        (``completion.client_env``), as the launcher's early session does."""
         self.settings = Settings()
         self.init_settings = Settings()
         """Settings from initializationOptions: the base that workspace/configuration values override."""
@@ -85,6 +90,8 @@ class ModelMillServer(LanguageServer):
         self.validated_once = threading.Event()
         self._adopted: dict[str, tuple[Snapshot, Settings]] = {}
         """Per URI: a version validated and published before the server loaded (``adopt``), not to send again."""
+        self.early_answers: dict[Any, str] = {}
+        """Requests the launcher answered before the server loaded (id → method): not dispatched again."""
         self.shutdown_task: asyncio.Task[Any] | None = None
         self.timings: dict[str, list[float]] = {"validate_ms": [], "publish_ms": []}
         self.closing = False
@@ -104,20 +111,6 @@ class ModelMillServer(LanguageServer):
                 return False
         return bool(value)
 
-    def suggest_command(self) -> str | None:
-        """The client's command that reopens the suggestion list, as the client says it has one: the extension
-        passes ``initializationOptions.triggerSuggestCommand``; other clients list it in the capabilities'
-        ``experimental.commands.commands`` (rust-analyzer's convention). Never guessed from the client's name."""
-        named = self.initialization_options.get("triggerSuggestCommand")
-        if isinstance(named, str) and named:
-            return named
-        experimental = _plain(getattr(self.protocol.client_capabilities, "experimental", None))
-        listed = experimental.get("commands") if isinstance(experimental, dict) else None
-        commands = listed.get("commands") if isinstance(listed, dict) else None
-        if isinstance(commands, list) and TRIGGER_SUGGEST in commands:
-            return TRIGGER_SUGGEST
-        return None
-
     @property
     def env(self) -> Any:
         """The machine the checks look at (installed EPs are read once, from package metadata)."""
@@ -136,6 +129,7 @@ class ModelMillServer(LanguageServer):
         is not published twice."""
         if early.env is not None:
             self._env = early.env
+        self.early_answers = dict(early.answered)
         for uri, (snap, settings, validate_ms) in early.published.items():
             self.snapshots.adopt(snap)
             self.snapshots.workflow_uris.add(uri)
@@ -203,7 +197,8 @@ class ModelMillServer(LanguageServer):
         self.protocol.set_writer(StdoutWriter(stdout or sys.stdout.buffer))
         source: Any = stdin or sys.stdin.buffer
         try:
-            asyncio.run(framing.serve(self.protocol, source.read1, self._stop_event, self.report_framing))
+            asyncio.run(framing.serve(self.protocol, source.read1, self._stop_event, self.report_framing,
+                                      answered=set(self.early_answers)))
         except BrokenPipeError:
             logger.error("the connection to the client is lost; shutting down")
         except (KeyboardInterrupt, SystemExit):
@@ -389,6 +384,7 @@ def create_server() -> ModelMillServer:
     @guard("initialize")
     def initialize(ls: ModelMillServer, params: types.InitializeParams) -> None:
         ls.client_name = params.client_info.name if params.client_info else ""
+        ls.client_params = ls.converter.unstructure(params)
         options = _plain(params.initialization_options) or {}
         ls.initialization_options = options if isinstance(options, dict) else {}
         ls.init_settings, ls.settings = initial_settings(ls.initialization_options)
@@ -450,13 +446,11 @@ def create_server() -> ModelMillServer:
     @server.feature(types.TEXT_DOCUMENT_COMPLETION,
                     types.CompletionOptions(trigger_characters=TRIGGER_CHARACTERS, resolve_provider=False))
     @guard("completion")
-    def completion(ls: ModelMillServer, params: types.CompletionParams) -> types.CompletionList | None:
+    def completion(ls: ModelMillServer, params: types.CompletionParams) -> dict[str, Any] | None:
         snap = ls.workflow_snapshot(params.text_document.uri)
         if snap is None:
             return None
-        env = CompletionEnv(installed_eps=ls.env.installed_eps,
-                            snippets=ls.client_supports("text_document.completion.completion_item.snippet_support"),
-                            retrigger=ls.suggest_command())
+        env = client_env(ls.client_params, ls.env.installed_eps)
         context = params.context
         trigger = context.trigger_character if context is not None and \
             context.trigger_kind == types.CompletionTriggerKind.TriggerCharacter else None
@@ -468,7 +462,9 @@ def create_server() -> ModelMillServer:
         snap = ls.workflow_snapshot(params.text_document.uri)
         if snap is None:
             return None
-        return hover(snap, params.position.line, params.position.character, ls.env.installed_eps)
+        found = hover(snap, params.position.line, params.position.character, ls.env.installed_eps)
+        # pygls serializes a Hover result by its class (a completion list may stay JSON)
+        return ls.converter.structure(found, types.Hover) if found is not None else None
 
     @server.feature(types.TEXT_DOCUMENT_CODE_ACTION,
                     types.CodeActionOptions(code_action_kinds=[types.CodeActionKind.QuickFix]))
