@@ -9,7 +9,8 @@ Measures, in milliseconds (median and p95 of ``--samples`` samples):
 * cold start: process spawn → ``initialize`` reply; spawn → first ``publishDiagnostics`` of an opened ~900-line
   config, and the CPU time the server had used by then (a figure a load on the machine disturbs less); then the
   first ``completion`` or the first ``hover`` (alternately) sent right after those diagnostics: request → reply,
-  and spawn → reply (``--cold-only`` measures these only);
+  and spawn → reply (``--cold-only`` measures these only); ``--pause-ms 250`` also measures them sent 250 ms after
+  those diagnostics (an editor's user reads them first), in more cold starts;
 * keystroke → ``publishDiagnostics`` of that version on the ~900-line JSON config (typing in a value near its end,
   and in one on its fourth line: the JSON stays valid), on half-typed JSON (a new key being typed: broken JSON)
   and on the same config in YAML; keystrokes come at typing pace (the next one ~40 ms after the previous one's
@@ -162,7 +163,12 @@ def prepare(pythonpath: str | None) -> None:
                    check=False)
 
 
-def cold(pythonpath: str | None, workspace: Path, docs: Documents, first: str) -> dict[str, float]:
+def first_key(first: str, pause_ms: int) -> str:
+    return f"first {first}" + (f" after a {pause_ms} ms pause" if pause_ms else "")
+
+
+def cold(pythonpath: str | None, workspace: Path, docs: Documents, first: str, pause_ms: int = 0) -> dict[str, float]:
+    """One cold start; the first ``first`` request is sent ``pause_ms`` after the first diagnostics arrive."""
     client, initialized = start_client(pythonpath, workspace)
     try:
         result = {"initialize reply after spawn": initialized}
@@ -170,6 +176,8 @@ def cold(pythonpath: str | None, workspace: Path, docs: Documents, first: str) -
         arrived, _ = client.diagnostics(docs.json_uri)
         result["first diagnostics after spawn"] = (arrived - client.started) * 1000
         result["server CPU until first diagnostics"] = cpu_ms(client.process.pid)
+        if pause_ms:
+            time.sleep(pause_ms / 1000)  # an editor's user reads the squiggles, moves the cursor
         if first == "completion":
             sent, message_id = client.send_request("textDocument/completion", {
                 "textDocument": {"uri": docs.json_uri}, "position": position_of(docs.json, '"ModelBuilder"', 1)})
@@ -179,8 +187,9 @@ def cold(pythonpath: str | None, workspace: Path, docs: Documents, first: str) -
         reply = client.reply(message_id, 60)
         arrived = client.answered_at[message_id]
         assert reply.get("result"), reply
-        result[f"first {first}"] = (arrived - sent) * 1000
-        result[f"first {first} answered after spawn"] = (arrived - client.started) * 1000
+        result[first_key(first, pause_ms)] = (arrived - sent) * 1000
+        if not pause_ms:
+            result[f"first {first} answered after spawn"] = (arrived - client.started) * 1000
         return result
     finally:
         client.close()
@@ -265,6 +274,9 @@ def main() -> None:
     parser.add_argument("--cold-samples", type=int, default=None, help="cold starts per server (default --samples)")
     parser.add_argument("--json", type=Path, default=None, help="write every sample here")
     parser.add_argument("--cold-only", action="store_true", help="measure the cold starts only")
+    parser.add_argument("--pause-ms", type=int, action="append", default=None,
+                        help="also send the first completion/hover this long after the first diagnostics (repeatable; "
+                             "each is another set of cold starts)")
     args = parser.parse_args()
     servers = [tuple(item.split("=", 1)) for item in args.server] or [("this checkout", str(ROOT / "server"))]
     workspace = Path(tempfile.mkdtemp(prefix="mm-raw-bench-"))
@@ -280,10 +292,16 @@ def main() -> None:
     for _, path in servers:
         prepare(path)
     cold_samples = args.samples if args.cold_samples is None else args.cold_samples
+    pauses = [0, *(args.pause_ms or [])]
+    for pause in pauses[1:]:
+        for first in ("completion", "hover"):
+            GOALS[first_key(first, pause)] = 100
     for index in range(cold_samples):
-        for name, path in servers:
-            for key, value in cold(path, workspace, docs, "completion" if index % 2 == 0 else "hover").items():
-                samples[name].setdefault(key, []).append(value)
+        for pause in pauses:
+            for name, path in servers:
+                first = "completion" if index % 2 == 0 else "hover"
+                for key, value in cold(path, workspace, docs, first, pause).items():
+                    samples[name].setdefault(key, []).append(value)
     loads.append(load())
     warm = {} if args.cold_only else {name: Warm(path, workspace, docs) for name, path in servers}
     try:
