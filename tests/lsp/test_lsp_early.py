@@ -100,6 +100,10 @@ for request_id, method in ((2, "textDocument/completion"), (3, "textDocument/hov
     assert session.handle({"jsonrpc": "2.0", "id": request_id, "method": method, "params": {
         "textDocument": {"uri": uri}, "position": {"line": 6, "character": 24}}})
 assert session.adopted.answered == {2: "textDocument/completion", 3: "textDocument/hover"}
+assert session.handle({"jsonrpc": "2.0", "id": 4, "method": "textDocument/documentSymbol", "params": {
+    "textDocument": {"uri": uri}}}) and session.deferred == 1  # left to pygls; the session goes on
+assert not session.handle({"jsonrpc": "2.0", "id": 5, "method": "workspace/executeCommand", "params": {
+    "command": "modelmill.debugInfo", "arguments": [{}]}})  # not a document read: the session ends
 assert b'"id": 2, "result": {"isIncomplete"' in out.getvalue() and b'"id": 3, "result": {"contents"' in out.getvalue()
 print(json.dumps(sorted(m for m in ("pygls", "lsprotocol", "cattrs", "torch", "onnxruntime", "transformers", "onnx")
                         if m in sys.modules)))
@@ -187,7 +191,8 @@ def test_the_early_session_hands_over_once_its_bytes_reach_a_messages_limit(
 def test_first_completion_and_hover_are_answered_before_pygls_once_as_the_server_answers(tmp_path: Path) -> None:
     """A completion and a hover sent with the didOpen (as an editor sends them right after the first diagnostics)
     are answered by the early session while pygls loads, after the first diagnostics and once each (their replay
-    into pygls is skipped); the loaded server answers the same requests with the same results."""
+    into pygls is skipped); the loaded server answers the same requests with the same results. A document symbol
+    request before them (an editor's outline) is left to pygls without ending the early session."""
     server = JsonRpcClient(tmp_path, env={"MODELMILL_LSP_FAST_INIT": "1"})
     try:
         capabilities = {"textDocument": {"completion": {"completionItem": {"snippetSupport": True}}}}
@@ -199,11 +204,14 @@ def test_first_completion_and_hover_are_answered_before_pygls_once_as_the_server
                 ("textDocument/hover", {"line": 6, "character": 24})]
         messages = [{"jsonrpc": "2.0", "method": "textDocument/didOpen", "params": {"textDocument": {
             "uri": uri, "languageId": "json", "version": 1, "text": CONFIG}}}]
+        messages.append({"jsonrpc": "2.0", "id": 9, "method": "textDocument/documentSymbol",
+                         "params": {"textDocument": {"uri": uri}}})
         messages += [{"jsonrpc": "2.0", "id": 10 + n, "method": method,
                       "params": {"textDocument": {"uri": uri}, "position": position}}
                      for n, (method, position) in enumerate(asks)]
         server.send(b"".join(frame(message) for message in messages))  # one write: all read before pygls is
         early = [server.reply(10 + n, wait=120) for n in range(len(asks))]
+        assert server.reply(9, wait=120)["result"]
         info = server.request("workspace/executeCommand", {"command": "modelmill.debugInfo", "arguments": [{}]},
                               wait=120)["result"]
         assert info["earlyAnswers"] == [[10 + n, method] for n, (method, _) in enumerate(asks)]
@@ -215,5 +223,5 @@ def test_first_completion_and_hover_are_answered_before_pygls_once_as_the_server
     assert [reply["result"] for reply in early] == [reply["result"] for reply in late]
     assert early[0]["result"]["items"] and early[1]["result"]["items"] and early[2]["result"]["contents"]["value"]
     assert early[1]["result"]["items"][0]["insertTextFormat"] == 2  # snippets: the client's capabilities were read
-    assert all(order.count(10 + n) == 1 for n in range(len(asks)))  # one answer each
+    assert all(order.count(n) == 1 for n in range(9, 10 + len(asks)))  # one answer each
     assert order.index("textDocument/publishDiagnostics") < order.index(10)

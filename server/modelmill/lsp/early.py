@@ -11,7 +11,9 @@ diagnostics as JSON (``diagnostics.to_json_list``, what lsprotocol would seriali
 answers ``textDocument/completion`` and ``textDocument/hover`` on a document it validated, with the server's own
 ``completion.complete`` / ``hover.hover`` (they build LSP's JSON without lsprotocol; the client's options come from
 ``completion.client_env``, as in the server): an editor asks for them right after the first diagnostics, before
-importing lsprotocol (~570 attrs classes, about 0.3 s) could be over.
+importing lsprotocol (~570 attrs classes, about 0.3 s) could be over. Other ``textDocument/`` requests (the outline
+and code actions an editor asks for as it opens a file) are left in the bytes for pygls, which answers them once
+loaded, and the session goes on.
 
 The first message it does not serve ends it: every byte read is then replayed into pygls, which dispatches the
 messages as usual, and ``ModelMillServer.adopt`` takes over the snapshots and what was published, so the
@@ -35,7 +37,10 @@ answered here is over, so cancelling it changes nothing)."""
 TRIGGER_CHARACTER = 2
 """``CompletionTriggerKind.TriggerCharacter``."""
 REQUESTS = frozenset({"textDocument/completion", "textDocument/hover"})
-"""Requests answered here on a document validated here (the first ones an editor sends)."""
+"""Requests answered here on a document validated here (the first ones an editor sends). Any other
+``textDocument/`` request (an editor asks for the outline and code actions as it opens a file) only reads a
+document: it is left to pygls, which answers it after the replay, and the session goes on; any other request
+(a command, ``shutdown``) ends the session."""
 
 
 @dataclass
@@ -60,6 +65,8 @@ class EarlySession:
         self.params: dict[str, Any] = {}
         self.encoding = "utf-16"
         self.adopted = Adopted()
+        self.deferred = 0
+        """Requests left to pygls (answered once it has loaded) while the session went on."""
         self._settings: Any = None
 
     # -- messages ---------------------------------------------------------------------------------
@@ -87,7 +94,12 @@ class EarlySession:
             return False
         method = message.get("method")
         if "id" in message:  # a request (or a reply to one)
-            return self._request(message)
+            if self._request(message):
+                return True
+            if isinstance(method, str) and method.startswith("textDocument/"):
+                self.deferred += 1  # it only reads a document: pygls answers it after the replay, the session goes on
+                return True
+            return False
         if method in DEFERRED:
             return True
         if method == "workspace/didChangeConfiguration":

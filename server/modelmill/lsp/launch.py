@@ -166,7 +166,8 @@ def serve_early(session: Any, feed: _Feed, loader: _Loader) -> bytes:
 
     def read(size: int) -> bytes:
         while True:
-            chunk = feed.get(timeout=0.05)
+            # with requests left to pygls, look at the loader more often: they are answered once it is ready
+            chunk = feed.get(timeout=0.01 if getattr(session, "deferred", 0) else 0.05)
             if chunk is not None:
                 raw.extend(chunk)
                 return chunk
