@@ -22,7 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 RAY = str(Path(sys.executable).parent / "ray")
-NODE_FLAGS = ["--num-cpus", "1", "--node-ip-address", "127.0.0.1", "--disable-usage-stats", "--block"]
+# No log monitor: nothing reads the workers' logs through the GCS (ModelMill's events have their own channel), and
+# it is one more process per node to start on a 2-core machine.
+NODE_FLAGS = ["--num-cpus", "1", "--node-ip-address", "127.0.0.1", "--disable-usage-stats", "--block",
+              "--include-log-monitor", "false"]
 
 
 def free_port() -> int:
@@ -79,23 +82,28 @@ class LocalCluster:
                                                start_new_session=True))
 
     def wait_for_nodes(self, count: int, timeout: float = 90.0) -> None:
-        """Until ``count`` nodes are alive (asked from a separate driver process)."""
-        probe = ("import ray, sys; ray.init(address=sys.argv[1], log_to_driver=False); "
-                 "print(sum(1 for n in ray.nodes() if n['Alive']))")
+        """Until ``count`` nodes are alive, asked by one separate driver process that polls (a driver per poll
+        paid Ray's import and connection, ~2 CPU-s, each time)."""
+        probe = ("import ray, sys, time; ray.init(address=sys.argv[1], log_to_driver=False)\n"
+                 "deadline = time.monotonic() + float(sys.argv[3])\n"
+                 "while sum(1 for n in ray.nodes() if n['Alive']) < int(sys.argv[2]):\n"
+                 "    if time.monotonic() > deadline: sys.exit(3)\n"
+                 "    time.sleep(0.3)\n")
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for process in self.processes:
                 if process.poll() is not None:
                     raise RuntimeError(f"a ray node exited ({process.returncode}); see "
                                        f"{self.log_dir or self.temp_dir}/node*.log")
+            left = deadline - time.monotonic()
             try:
-                done = subprocess.run([sys.executable, "-c", probe, self.address], capture_output=True, text=True,
-                                      timeout=30, env=self.env, check=False)
-                if done.returncode == 0 and int(done.stdout.strip().splitlines()[-1]) >= count:
+                done = subprocess.run([sys.executable, "-c", probe, self.address, str(count), str(left)],
+                                      capture_output=True, text=True, timeout=left + 30, env=self.env, check=False)
+                if done.returncode == 0:
                     return
-            except (subprocess.TimeoutExpired, ValueError, IndexError):
+            except subprocess.TimeoutExpired:
                 pass
-            time.sleep(1.0)
+            time.sleep(1.0)  # the head was not ready for a driver yet: try again
         raise TimeoutError(f"the Ray cluster at {self.address} did not reach {count} nodes in {timeout}s")
 
     def stop(self) -> None:

@@ -109,3 +109,25 @@ def build_genai(hf_dir: Path, out: Path, cache: Path, precision: str = "int4") -
     subprocess.run([sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", str(hf_dir), "-o", str(out),
                     "-p", precision, "-e", "cpu", "-c", str(cache)], check=True, capture_output=True)
     return out
+
+
+def build_tiny_mlp_onnx(out: Path, width: int = 128) -> Path:
+    """A seeded two-MatMul ONNX model (``x[batch, width]`` → MatMul → Relu → MatMul) in ``out/model.onnx``: an ONNX
+    input whose passes (DynamicToFixedShape, block-wise RTN with block sizes up to ``width``) need no torch or
+    model builder import, for tests about the engine rather than the passes."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    weights = [numpy_helper.from_array(rng.standard_normal((width, width)).astype(np.float32) / width ** 0.5,
+                                       name) for name in ("w1", "w2")]
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w1"], ["h"], name="mm1"), helper.make_node("Relu", ["h"], ["r"]),
+         helper.make_node("MatMul", ["r", "w2"], ["y"], name="mm2")], "tiny_mlp",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", width])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", width])], weights)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    out.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(out / "model.onnx"))
+    return out
