@@ -10,7 +10,11 @@ block-wise PyTorch quantization (Olive's and ModelMill's) needs; 64 divides ever
 - ``gptq``: the gptq pass (4-bit, asymmetric) on local calibration text -> ModelBuilder;
 - ``gptq + SelectiveMixedPrecision``: kld_gradient (ratio 0.65, high 8 bits) -> gptq -> ModelBuilder;
 - ``recipe``: Olive's CPU INT4 recipe, SelectiveMixedPrecision -> gptq -> rtn (8-bit lm_head and embeddings
-  through overrides) -> ModelBuilder (int4, keeping the quantized weights);
+  through overrides) -> ModelBuilder (int4, keeping the quantized weights), the input in fp32;
+- ``Olive recipe (fp16 load)``: the same as published: the input loaded in float16 (``load_kwargs``), and
+  GraphSurgeries TieWordEmbeddings at the end (the 8-bit embedding and LM head stored once);
+- ``auto-opt --precision int4``: auto-opt's ModelBuilder options (block 32, MatMul + Gather, accuracy level 4),
+  without its session tuning, so that every row is timed with the builder's session settings;
 - ``QuaRot``: the QuaRot pass (hadamard, or random) -> builder RTN (symmetric), and QuaRot (hadamard) -> gptq ->
   ModelBuilder. The rotation unties the embeddings from the LM head (the final norm is fused into the head), so
   the builder quantizes a separate LM head and keeps the embeddings in fp32 unless asked to quantize Gather too
@@ -92,6 +96,36 @@ def build(work: Path, name: str, source: ModelRef, **params: Any) -> tuple[Model
     return stage(work, name, lambda ctx: ModelBuilder().run(source, ModelBuilderParams(**options), ctx))
 
 
+def tie(work: Path, name: str, source: ModelRef) -> tuple[ModelRef, float]:
+    """GraphSurgeries TieWordEmbeddings, the recipe's last pass."""
+    from modelmill.passes.graph_surgeries import GraphSurgeries, GraphSurgeriesParams
+
+    params = GraphSurgeriesParams(surgeries=[{"surgeon": "TieWordEmbeddings"}])
+    return stage(work, name, lambda ctx: GraphSurgeries().run(source, params, ctx))
+
+
+def olive_recipe(work: Path, hf: ModelRef, args: argparse.Namespace) -> tuple[ModelRef, float]:
+    """Olive's CPU INT4 recipe as published: the input loaded in float16 (load_kwargs.torch_dtype), SMP
+    (kld_gradient) -> gptq -> rtn (8-bit lm_head and embeddings) -> ModelBuilder int4 -> TieWordEmbeddings."""
+    from modelmill.passes.gptq import Gptq, GptqParams
+    from modelmill.passes.rtn import Rtn, RtnParams
+    from modelmill.passes.selective_mixed_precision import SelectiveMixedPrecision, SelectiveMixedPrecisionParams
+
+    half = hf.with_attributes(torch_dtype="float16")  # what the engine makes of load_kwargs: {torch_dtype: float16}
+    smp_params = SelectiveMixedPrecisionParams(algorithm="kld_gradient", bits=4, high_bits=8, ratio=0.65,
+                                               group_size=BLOCK.value, calibration_samples=args.kld_samples)
+    smp, smp_s = stage(work, "fp16_smp", lambda ctx: SelectiveMixedPrecision().run(half, smp_params, ctx))
+    gptq_params = GptqParams(bits=4, sym=False, group_size=BLOCK.value, calibration_samples=args.gptq_samples,
+                             calibration_seq_len=args.gptq_seq_len)
+    mixed, gptq_s = stage(work, "fp16_smp_gptq", lambda ctx: Gptq().run(smp, gptq_params, ctx))
+    overrides = {"lm_head": {"bits": 8}, "model.embed_tokens": {"bits": 8}}
+    rtn_params = RtnParams(bits=4, sym=False, group_size=BLOCK.value, lm_head=True, embeds=True, overrides=overrides)
+    quantized, rtn_s = stage(work, "fp16_recipe_rtn", lambda ctx: Rtn().run(mixed, rtn_params, ctx))
+    built, build_s = build(work, "fp16_recipe_builder", quantized)
+    tied, tie_s = tie(work, "fp16_recipe_tied", built)
+    return tied, round(smp_s + gptq_s + rtn_s + build_s + tie_s, 1)
+
+
 def onnx_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.iterdir() if p.name.startswith("model.onnx"))
 
@@ -106,6 +140,13 @@ def variants(work: Path, hf: ModelRef, args: argparse.Namespace) -> dict[str, tu
     gptq_params = {"bits": 4, "sym": False, "group_size": BLOCK.value, "calibration_samples": args.gptq_samples,
                    "calibration_seq_len": args.gptq_seq_len}
     found: dict[str, tuple[ModelRef, float]] = {}
+    if wanted("auto-opt --precision int4", args):  # its builder options exactly (block 32), without session tuning
+        found["auto-opt --precision int4 (block 32)"] = build(
+            work, "auto_opt_int4", hf, int4_block_size=32, int4_op_types_to_quantize=["MatMul", "Gather"],
+            int4_accuracy_level=4)
+    if wanted("Olive recipe", args):
+        found["Olive recipe (fp16 load): SMP -> gptq -> rtn 8-bit head/embeds -> builder -> TieWordEmbeddings"] = \
+            olive_recipe(work, hf, args)
     if wanted("builder RTN (symmetric, auto-opt's)", args):
         found["builder RTN (symmetric, auto-opt's)"] = build(work, "builder_rtn_sym", hf)
     if wanted("builder RTN (asymmetric)", args):

@@ -218,3 +218,120 @@ def test_selective_mixed_precision_needs_a_ratio_for_scores() -> None:
     with pytest.raises(ValidationError, match="needs ratio"):
         SelectiveMixedPrecisionParams(algorithm="kld_gradient")
     assert SelectiveMixedPrecisionParams(algorithm="k_quant_last").ratio is None
+
+
+def _tied_copy(tiny_llama_dir: Path, out: Path) -> Path:
+    """tiny_llama_dir with its LM head tied to the embeddings (as SmolLM2 and most small LLMs are)."""
+    import shutil
+
+    from transformers import AutoModelForCausalLM
+
+    shutil.copytree(tiny_llama_dir, out)
+    model = AutoModelForCausalLM.from_pretrained(str(out))
+    model.config.tie_word_embeddings = True
+    model.lm_head.weight = model.model.embed_tokens.weight
+    (out / "model.safetensors").unlink()
+    model.save_pretrained(str(out))
+    return out
+
+
+def _logits(model_file: Path, ids: np.ndarray) -> np.ndarray:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(model_file), providers=["CPUExecutionProvider"])
+    feeds = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
+    for spec in session.get_inputs():
+        if spec.name.startswith("past_key_values"):
+            feeds[spec.name] = np.zeros((1, 2, 0, 16), dtype=np.float32)
+    return session.run(["logits"], feeds)[0]
+
+
+@pytest.mark.parametrize("sym", [False, True])
+def test_recipe_tail_keeps_the_8bit_embedding_quantized_and_ties_it_to_the_lm_head(tiny_llama_dir: Path,
+                                                                                   tmp_path: Path, sym: bool) -> None:
+    """Olive's recipe tail: rtn 8-bit lm_head + embeddings -> ModelBuilder -> GraphSurgeries TieWordEmbeddings.
+    The builder writes the stored embedding codes as GatherBlockQuantized (not a float table), and the surgeon
+    then lets the LM head's MatMulNBits read them: one copy, same logits as the quantized PyTorch model."""
+    import onnx
+    import onnxruntime_genai as og
+    from onnx import numpy_helper
+
+    from modelmill.passes.graph_surgeries import GraphSurgeries, GraphSurgeriesParams
+
+    source = ModelRef("hf", _tied_copy(tiny_llama_dir, tmp_path / "tied"))
+    params = RtnParams(group_size=32, sym=sym, lm_head=True, embeds=True,
+                       overrides={"lm_head": {"bits": 8}, "model.embed_tokens": {"bits": 8}})
+    quantized = Rtn().run(source, params, make_context(tmp_path, "rtn"))
+    built = ModelBuilder().run(quantized, ModelBuilderParams(precision="int4", int4_accuracy_level=1),
+                               make_context(tmp_path, "mb"))
+    graph = onnx.load(str(built.model_file)).graph
+    [gather] = [n for n in graph.node if n.op_type == "GatherBlockQuantized"]
+    assert {a.name: a.i for a in gather.attribute}["bits"] == 8
+    stored = read_tensors(quantized.path)["model.embed_tokens.qweight"].numpy()
+    weights = {init.name: init for init in graph.initializer}
+    assert np.array_equal(numpy_helper.to_array(weights[gather.input[0]]), stored)
+    assert not any(init.name.endswith("embed_tokens.weight") for init in graph.initializer)  # no float table
+
+    tied = GraphSurgeries().run(built, GraphSurgeriesParams(surgeries=[{"surgeon": "TieWordEmbeddings"}]),
+                                make_context(tmp_path, "tie"))
+    tied_graph = onnx.load(str(tied.model_file)).graph
+    [head] = [n for n in tied_graph.node if n.op_type == "MatMulNBits" and "lm_head" in n.name]
+    producer = {out: n for n in tied_graph.node for out in n.output}[head.input[1]]
+    assert producer.op_type == "Reshape" and producer.input[0] == gather.input[0]
+    assert not any(init.name.startswith("lm_head.") for init in tied_graph.initializer)
+
+    def size(model: ModelRef) -> int:
+        return sum(p.stat().st_size for p in model.path.glob("model.onnx*"))
+
+    assert size(built) - size(tied) >= stored.nbytes  # the LM head's copy of the codes is gone
+
+    ids = np.array([[1, 50, 60, 70, 80, 90]], dtype=np.int64)
+    with torch.no_grad():
+        expected = load_model(quantized.path).model(input_ids=torch.from_numpy(ids)).logits.numpy()
+    for model in (built, tied):
+        assert np.abs(_logits(model.model_file, ids) - expected).max() < 1e-4 * np.abs(expected).max() + 1e-5
+    genai = og.Model(str(tied.path))
+    search = og.GeneratorParams(genai)
+    search.set_search_options(max_length=10)
+    generator = og.Generator(genai, search)
+    generator.append_tokens(np.array([1, 40, 41, 42], dtype=np.int32))
+    while not generator.is_done():
+        generator.generate_next_token()
+    assert len(generator.get_sequence(0)) == 10
+
+
+def test_load_kwargs_float16_is_honoured_computing_in_fp32(tiny_llama_dir: Path, tmp_path: Path) -> None:
+    """load_kwargs {torch_dtype: float16}: the passes read the weights in fp16 (rounded as Olive's are) and write
+    fp16 float tensors and scales, while GPTQ and the KL gradients compute in fp32 on CPU."""
+    from modelmill.passes.selective_mixed_precision import SelectiveMixedPrecision, SelectiveMixedPrecisionParams
+    from modelmill.quant.checkpoint import load_dtype
+
+    half = ModelRef("hf", tiny_llama_dir, attributes={"torch_dtype": "float16"})
+    assert load_dtype(half.attributes, tiny_llama_dir) is torch.float16
+    assert load_dtype({"torch_dtype": "torch.bfloat16"}, tiny_llama_dir) is torch.bfloat16
+    assert load_dtype({}, tiny_llama_dir) is torch.float32
+    smp = SelectiveMixedPrecision().run(half, SelectiveMixedPrecisionParams(
+        algorithm="kld_gradient", ratio=0.5, group_size=32, calibration_samples=2, calibration_seq_len=32),
+        make_context(tmp_path, "smp"))
+    out = Gptq().run(smp, GptqParams(group_size=32, calibration_samples=4, calibration_seq_len=32),
+                     make_context(tmp_path, "gptq"))
+    assert out.attributes["torch_dtype"] == "float16"  # the following passes load in it too
+    config = json.loads((out.path / "config.json").read_text())
+    assert config["dtype"] == "float16"
+    tensors = read_tensors(out.path)
+    floats = {name: t.dtype for name, t in tensors.items() if t.is_floating_point()}
+    assert floats and set(floats.values()) == {torch.float16}, floats
+    assert "model.layers.0.mlp.down_proj.scales" in floats
+
+    reloaded = load_model(out.path, torch.float16)
+    assert reloaded.dtype == torch.float16 and "model.layers.0.mlp.up_proj" in reloaded.locked
+
+    # rtn: the codes are those of the fp16-rounded weights against the fp16 scales the checkpoint stores
+    rtn = Rtn().run(half, RtnParams(group_size=32), make_context(tmp_path, "rtn"))
+    name = "model.layers.0.mlp.up_proj"
+    fp32 = load_model(tiny_llama_dir).model.get_submodule(name).weight.detach()
+    expected = qw.QuantizedWeight.round_to_nearest(fp32.half().float(), qw.QuantSpec(4, False, 32), torch.float16)
+    stored = read_tensors(rtn.path)
+    assert stored[f"{name}.scales"].dtype == torch.float16
+    assert torch.equal(stored[f"{name}.scales"], expected.scales)
+    assert torch.equal(stored[f"{name}.qweight"], expected.qweight)

@@ -157,6 +157,9 @@ def resolve_input_model(config: "WorkflowConfig") -> ModelRef:
     attributes: dict[str, Any] = {"task": getattr(spec, "task", None)}
     if _trusts_remote_code(spec):
         attributes[remote_code.ATTRIBUTE] = True  # only when set: other models' cache keys stay as they were
+    torch_dtype = _load_dtype(spec)
+    if torch_dtype:  # only when set, as above; the PyTorch-level passes (rtn, gptq, ...) load in it
+        attributes["torch_dtype"] = torch_dtype
     if model_type == "hfmodel":
         adapter = _input_adapter(spec, path)
         if adapter is not None:
@@ -200,6 +203,21 @@ def resolve_input_model(config: "WorkflowConfig") -> ModelRef:
         return ModelRef(kind="diffusers", path=path, attributes=attributes)
     raise ConfigError(f"input model type {spec.type} is not supported by ModelMill yet",
                       fix="use HfModel, PyTorchModel, ONNXModel or DiffusersModel", where="input_model.type")
+
+
+_LOAD_DTYPES = ("auto", "float32", "float16", "bfloat16", "float", "half", "fp32", "fp16", "bf16")
+
+
+def _load_dtype(spec: Any) -> str | None:
+    """``load_kwargs.torch_dtype`` (Olive's spellings: ``float16``, ``torch.float16``, ``auto``), checked."""
+    value = getattr(getattr(spec, "load_kwargs", None), "torch_dtype", None)
+    if value is None:
+        return None
+    name = str(value).removeprefix("torch.")
+    if name not in _LOAD_DTYPES:
+        raise ConfigError(f"load_kwargs.torch_dtype {value!r} is not a dtype a model can be loaded in",
+                          fix="use float32, float16, bfloat16 or auto", where="input_model.load_kwargs.torch_dtype")
+    return name
 
 
 def _trusts_remote_code(spec: Any) -> bool:

@@ -226,14 +226,17 @@ def _build(model: ModelRef, precision: str, builder_ep: str, options: dict[str, 
     writer = _ProgressWriter(ctx, num_layers)
     try:
         base = model.base_model_path
-        from modelmill.quant.checkpoint import builder_view  # quantized embeddings of an rtn checkpoint -> float
+        from modelmill.passes.builder_embedding import quantized_embedding
+        from modelmill.quant.checkpoint import builder_view, stored_embedding
 
+        embedding = stored_embedding(base)  # an rtn checkpoint's quantized table: GatherBlockQuantized, as Olive
         base = builder_view(base, ctx.work_dir)
         if model.adapter_dir is not None:
             # The builder loads base + adapter with peft and keeps the LoRA MatMuls beside the base ones.
             options = {**options, "adapter_path": str(model.adapter_dir)}
         with BUILD_LOCK, contextlib.redirect_stdout(writer), streamed_quantization(builder, ctx, base), \
-                lora_branches_stay_float(builder), _package_commit_stamp():
+                lora_branches_stay_float(builder), quantized_embedding(builder, embedding, ctx), \
+                _package_commit_stamp():
             kv = [f"{key}={value}" for key, value in options.items()]
             extra = builder.parse_extra_options(str(base), str(base), str(ctx.output_dir), precision,
                                                 builder_ep, str(cache), kv)

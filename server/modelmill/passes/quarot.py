@@ -293,6 +293,7 @@ class QuaRot(Pass):
         import torch
         from transformers import AutoModelForCausalLM
 
+        from modelmill.quant.checkpoint import load_dtype
         from modelmill.remote_code import is_trusted, require_trust
 
         require_trust(model, self.name)
@@ -312,7 +313,9 @@ class QuaRot(Pass):
             ctx.progress(fraction, message)
 
         step(0.0, "loading the model")
-        loaded = AutoModelForCausalLM.from_pretrained(str(model.path), dtype="auto",
+        # load_kwargs.torch_dtype when given (the rotation itself runs in float64), else the checkpoint's dtype
+        dtype = load_dtype(model.attributes, model.path) if model.attributes.get("torch_dtype") else "auto"
+        loaded = AutoModelForCausalLM.from_pretrained(str(model.path), dtype=dtype,
                                                       trust_remote_code=is_trusted(model)).eval()
         with torch.no_grad():
             report = rotate(loaded, layout, params.rotate_mode, params.seed, step)

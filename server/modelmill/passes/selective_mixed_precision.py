@@ -64,10 +64,8 @@ class SelectiveMixedPrecision(Pass):
 
     def run(self, model: ModelRef, params: PassParams, ctx: PassContext) -> ModelRef:
         assert isinstance(params, SelectiveMixedPrecisionParams)
-        import torch
-
         from modelmill.quant import mixed_precision as mp
-        from modelmill.quant.checkpoint import load_model, structure
+        from modelmill.quant.checkpoint import load_dtype, load_model, structure
         from modelmill.quant.weights import QuantSpec
         from modelmill.remote_code import is_trusted, require_trust
 
@@ -75,7 +73,7 @@ class SelectiveMixedPrecision(Pass):
         algorithm = str(params.algorithm)
         ctx.progress(0.0, "loading the model")
         try:
-            loaded = load_model(model.path, torch.float32, is_trusted(model))
+            loaded = load_model(model.path, load_dtype(model.attributes, model.path), is_trusted(model))
         except ValueError as exc:
             raise PassError(str(exc), fix="run SelectiveMixedPrecision on the float model, before rtn/gptq") from exc
         if loaded.existing is not None:

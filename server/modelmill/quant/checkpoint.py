@@ -126,16 +126,46 @@ class LoadedModel:
     source: Path
     existing: QuantConfig | None
     locked: dict[str, QuantizedWeight]  # module name -> the stored quantized weight (never re-quantized)
+    dtype: torch.dtype = torch.float32  # what float weights and scales are stored in (load_kwargs.torch_dtype)
+
+
+_DTYPES = {"float32": torch.float32, "float": torch.float32, "fp32": torch.float32, "float16": torch.float16,
+           "half": torch.float16, "fp16": torch.float16, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+
+
+def load_dtype(attributes: dict[str, Any], folder: Path) -> torch.dtype:
+    """The dtype to load ``folder`` in: the input model's ``load_kwargs.torch_dtype`` (``torch_dtype`` attribute;
+    ``auto``: the checkpoint's own), float32 when none is given (what these passes always used)."""
+    name = attributes.get("torch_dtype")
+    if not name:
+        return torch.float32
+    name = str(name).removeprefix("torch.")
+    if name == "auto":
+        config = json.loads((folder / "config.json").read_text())
+        name = str(config.get("dtype") or config.get("torch_dtype") or "float32").removeprefix("torch.")
+    if name not in _DTYPES:
+        raise ValueError(f"load_kwargs.torch_dtype {attributes.get('torch_dtype')!r} is not a float dtype these passes "
+                         "can load in (float32, float16, bfloat16, auto)")
+    return _DTYPES[name]
+
+
+def _for_compute(model: Any, dtype: torch.dtype) -> Any:
+    """Half-precision weights are computed in fp32 (same values): CPU fp16/bf16 kernels are slow, some missing,
+    and GPTQ/KLD statistics need the range. Olive runs these passes on a GPU, where it keeps the dtype."""
+    return model.float() if dtype in (torch.float16, torch.bfloat16) else model
 
 
 def load_model(folder: Path, dtype: torch.dtype = torch.float32, trust_remote_code: bool = False) -> LoadedModel:
-    """Load ``folder`` for quantization; an Olive-format checkpoint comes back dequantized, its weights locked."""
+    """Load ``folder`` for quantization; an Olive-format checkpoint comes back dequantized, its weights locked.
+
+    Weights are read in ``dtype`` (so fp16 rounds them as the user asked) and saved in it; computation runs in fp32.
+    """
     from transformers import AutoConfig, AutoModelForCausalLM
 
     method, found = read_quant_config(folder)
     if method is None:
         model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype, trust_remote_code=trust_remote_code)
-        return LoadedModel(model.eval(), folder, None, {})
+        return LoadedModel(_for_compute(model.eval(), dtype), folder, None, {}, dtype)
     if method != QUANT_METHOD:
         raise ValueError(f"the model is already quantized with {method}; only Olive-format checkpoints "
                          f"(quant_method olive, what rtn and gptq write) can be quantized further")
@@ -160,7 +190,7 @@ def load_model(folder: Path, dtype: torch.dtype = torch.float32, trust_remote_co
                          f"{unexpected[:3]})")
     if config.tie_word_embeddings:
         model.tie_weights()
-    return LoadedModel(model, folder, existing, locked)
+    return LoadedModel(_for_compute(model, dtype), folder, existing, locked, dtype)
 
 
 def read_tensors(folder: Path) -> dict[str, torch.Tensor]:
@@ -198,13 +228,19 @@ def save_model(loaded: LoadedModel, quantized: dict[str, QuantizedWeight], qconf
             continue
         if tied and not untie and key == f"{names.lm_head}.weight":
             continue
-        tensors[key] = value.detach().contiguous().clone() if untie else value.detach().contiguous()
+        value = value.detach().to(loaded.dtype) if value.is_floating_point() else value.detach()
+        tensors[key] = value.contiguous().clone() if untie else value.contiguous()
     for name, weight in every.items():
-        tensors.update(weight.tensors(name))
+        tensors.update({key: value.to(loaded.dtype) if value.is_floating_point() else value
+                        for key, value in weight.tensors(name).items()})
     out.mkdir(parents=True, exist_ok=True)
     copy_side_files(loaded.source, out)
     save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pt"})
     config = model.config.to_dict()
+    dtype_name = str(loaded.dtype).removeprefix("torch.")
+    config["dtype"] = dtype_name  # the stored dtype (the compute copy may be fp32)
+    if "torch_dtype" in config:
+        config["torch_dtype"] = dtype_name
     if untie:
         config["tie_word_embeddings"] = False
     config["quantization_config"] = qconfig.to_json()
@@ -221,14 +257,38 @@ def copy_side_files(source: Path, out: Path) -> None:
 
 # --- what ModelBuilder reads --------------------------------------------------------------------------
 
+def stored_embedding(folder: Path) -> QuantizedWeight | None:
+    """The quantized input embedding of an Olive-format checkpoint (rtn ``embeds: true``), as stored; else None.
+
+    ModelBuilder writes it as ``GatherBlockQuantized`` over these codes (``passes/builder_embedding.py``)."""
+    from safetensors import safe_open
+
+    method, found = read_quant_config(folder)
+    if method != QUANT_METHOD:
+        return None
+    for path in sorted(folder.glob("*.safetensors")):
+        with safe_open(str(path), framework="pt") as handle:
+            keys = set(handle.keys())
+            name = next((key[: -len(".qweight")] for key in keys if key.endswith("embed_tokens.qweight")), None)
+            if name is None:
+                continue
+            columns = int(json.loads((folder / "config.json").read_text())["hidden_size"])
+            qzeros = handle.get_tensor(f"{name}.qzeros") if f"{name}.qzeros" in keys else None
+            return QuantizedWeight(QuantConfig.from_json(found or {}).spec_for(name), handle.get_tensor(f"{name}.qweight"),
+                                   handle.get_tensor(f"{name}.scales"), qzeros, columns)
+    return None
+
+
 def builder_view(folder: Path, scratch: Path) -> Path:
     """The folder onnxruntime-genai's builder should read for ``folder``.
 
     The builder's Olive loader takes quantized Linear layers (MatMulNBits as stored) with two gaps: quantized
     input embeddings (``model.embed_tokens.qweight``) are not read, and symmetric q/k/v projections (no
     ``qzeros``) cannot be fused into one MatMul. For such a checkpoint this writes, under ``scratch``, the same
-    checkpoint with the embeddings dequantized to float (their exact quantized values) and explicit middle zero
-    points on symmetric q/k/v (the same values); every other file is linked. Any other folder is returned as is.
+    checkpoint with the embeddings dequantized to float (their exact quantized values: what the builder's loader
+    reads, while ModelBuilder's embedding hook writes the stored codes, see ``stored_embedding``) and explicit
+    middle zero points on symmetric q/k/v (the same values); every other file is linked. Any other folder is
+    returned as is.
     """
     method, found = read_quant_config(folder)
     if method != QUANT_METHOD:

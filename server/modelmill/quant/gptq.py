@@ -45,8 +45,12 @@ def observer(hessians: dict[torch.nn.Module, Hessian]) -> Any:
 
 @torch.no_grad()
 def gptq(weight: torch.Tensor, hessian: torch.Tensor, spec: QuantSpec, damp_percent: float = 0.01,
-         act_order: bool | None = None, block: int = 128) -> tuple[QuantizedWeight, torch.Tensor]:
-    """The quantized weight and its dequantized float (rows, in_features) from ``weight`` and its Hessian."""
+         act_order: bool | None = None, block: int = 128,
+         scale_dtype: torch.dtype | None = None) -> tuple[QuantizedWeight, torch.Tensor]:
+    """The quantized weight and its dequantized float (rows, in_features) from ``weight`` and its Hessian.
+
+    ``scale_dtype``: the dtype the scales are stored in (default: the weight's)."""
+    scale_dtype = scale_dtype or weight.dtype
     if act_order is None:
         act_order = spec.group_size == -1
     if act_order and spec.group_size != -1:
@@ -71,7 +75,7 @@ def gptq(weight: torch.Tensor, hessian: torch.Tensor, spec: QuantSpec, damp_perc
     scales_list, zeros_list = [], []
     scale = zero = None
     if spec.group_size == -1:
-        scale, zero = find_qparams(W, per_channel)
+        scale, zero = find_qparams(W, per_channel, scale_dtype)
         scales_list, zeros_list = [scale], [zero]
     for start in range(0, columns, block):
         end = min(start + block, columns)
@@ -83,7 +87,7 @@ def gptq(weight: torch.Tensor, hessian: torch.Tensor, spec: QuantSpec, damp_perc
             if spec.group_size != -1 and column % group == 0:
                 # as the reference implementation: from W, which holds this block's columns as they were
                 # before the updates inside the block (equal to them where a group starts a block)
-                scale, zero = find_qparams(W[:, column:column + group], per_channel)
+                scale, zero = find_qparams(W[:, column:column + group], per_channel, scale_dtype)
                 scales_list.append(scale)
                 zeros_list.append(zero)
             w = W1[:, i:i + 1]
@@ -98,5 +102,5 @@ def gptq(weight: torch.Tensor, hessian: torch.Tensor, spec: QuantSpec, damp_perc
     scales = torch.cat(scales_list, dim=1)
     zero_points = torch.cat(zeros_list, dim=1)
     codes = quantize(Q, scales, zero_points, spec)
-    stored = QuantizedWeight.from_codes(codes, scales, zero_points, spec, weight.dtype)
+    stored = QuantizedWeight.from_codes(codes, scales, zero_points, spec, scale_dtype)
     return stored, stored.dequantize()

@@ -11,7 +11,7 @@ import torch
 from modelmill.engine.context import PassContext
 from modelmill.engine.model import ModelRef
 from modelmill.errors import PassError, RunCancelled
-from modelmill.quant.checkpoint import LoadedModel, QuantConfig, load_model, save_model
+from modelmill.quant.checkpoint import LoadedModel, QuantConfig, load_dtype, load_model, save_model
 from modelmill.quant.plan import QuantPlan, plan
 from modelmill.quant.weights import QuantizedWeight
 
@@ -30,7 +30,7 @@ def run(model: ModelRef, fresh: QuantConfig, ctx: PassContext, trusted: bool, al
     started = time.perf_counter()
     ctx.progress(0.0, "loading the model")
     try:
-        loaded = load_model(model.path, torch.float32, trusted)
+        loaded = load_model(model.path, load_dtype(model.attributes, model.path), trusted)
         quant_plan = plan(loaded, fresh, allow_quantized)
     except ValueError as exc:
         raise PassError(str(exc), fix="start from a float Hugging Face model, or one an Olive/ModelMill rtn or gptq "
@@ -79,7 +79,7 @@ def _round_to_nearest(loaded: LoadedModel, quant_plan: QuantPlan, ctx: PassConte
         if index % 8 == 0:
             ctx.progress(0.05 + 0.9 * index / total, f"rounding {name}")
         module = loaded.model.get_submodule(name)
-        quantized[name] = QuantizedWeight.round_to_nearest(module.weight.detach(), spec)
+        quantized[name] = QuantizedWeight.round_to_nearest(module.weight.detach(), spec, loaded.dtype)
     return quantized
 
 
@@ -107,7 +107,7 @@ def _gptq(loaded: LoadedModel, quant_plan: QuantPlan, options: GptqOptions,
         if hessian is None:
             raise PassError(f"{name} saw no calibration input", fix="check the calibration data")
         stored, dequantized = gptq(module.weight.data, hessian.matrix, quant_plan.targets[name],
-                                   options.damp_percent, options.desc_act)
+                                   options.damp_percent, options.desc_act, scale_dtype=loaded.dtype)
         delta = module.weight.data.float() - dequantized
         errors[name] = float(torch.einsum("ij,jk,ik->", delta, hessian.matrix, delta))
         module.weight.data = dequantized.to(module.weight.dtype)
@@ -122,6 +122,6 @@ def _gptq(loaded: LoadedModel, quant_plan: QuantPlan, options: GptqOptions,
     missing = set(quant_plan.targets) - set(quantized)
     for name in missing:  # modules outside the decoder layers (other than the LM head): round to nearest
         quantized[name] = QuantizedWeight.round_to_nearest(loaded.model.get_submodule(name).weight.detach(),
-                                                           quant_plan.targets[name])
+                                                           quant_plan.targets[name], loaded.dtype)
     ctx.report("gptq_output_error", {"sum_over_modules": round(sum(errors.values()), 6), "modules": len(errors)})
     return quantized

@@ -52,8 +52,12 @@ def _grouped(weight: torch.Tensor, spec: QuantSpec) -> torch.Tensor:
 
 
 @torch.no_grad()
-def find_qparams(weight: torch.Tensor, spec: QuantSpec) -> tuple[torch.Tensor, torch.Tensor]:
-    """Scales (rows, groups) and int32 zero points (rows, groups) for a 2-D weight (rows, in_features)."""
+def find_qparams(weight: torch.Tensor, spec: QuantSpec,
+                 scale_dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scales (rows, groups) and int32 zero points (rows, groups) for a 2-D weight (rows, in_features).
+
+    ``scale_dtype``: the dtype the scales will be stored in; they are rounded to it first, so that the codes are
+    computed against the scales the checkpoint holds."""
     grouped = _grouped(weight.float(), spec)
     zero = torch.zeros(grouped.shape[:-1], dtype=grouped.dtype, device=grouped.device)
     low = torch.minimum(grouped.min(-1)[0], zero)
@@ -64,6 +68,8 @@ def find_qparams(weight: torch.Tensor, spec: QuantSpec) -> tuple[torch.Tensor, t
     empty = (low == 0) & (high == 0)
     low[empty], high[empty] = -1.0, 1.0
     scales = (high - low) / spec.maxq
+    if scale_dtype is not None and scale_dtype != scales.dtype:
+        scales = scales.to(scale_dtype).float().clamp_min(torch.finfo(scale_dtype).tiny)
     if spec.symmetric:
         zero_points = torch.full_like(scales, spec.midq)
     else:
@@ -129,9 +135,12 @@ class QuantizedWeight:
         return cls(spec, pack(codes, spec.bits).contiguous(), scales.to(dtype).contiguous(), qzeros, codes.shape[1])
 
     @classmethod
-    def round_to_nearest(cls, weight: torch.Tensor, spec: QuantSpec) -> "QuantizedWeight":
-        scales, zero_points = find_qparams(weight, spec)
-        return cls.from_codes(quantize(weight, scales, zero_points, spec), scales, zero_points, spec, weight.dtype)
+    def round_to_nearest(cls, weight: torch.Tensor, spec: QuantSpec,
+                         dtype: torch.dtype | None = None) -> "QuantizedWeight":
+        """``dtype``: the scales' stored dtype (default: the weight's)."""
+        dtype = dtype or weight.dtype
+        scales, zero_points = find_qparams(weight, spec, dtype)
+        return cls.from_codes(quantize(weight, scales, zero_points, spec), scales, zero_points, spec, dtype)
 
     def zero_points(self) -> torch.Tensor:
         if self.qzeros is None:
