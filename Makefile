@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 MODELMILL := $(VENV)/bin/modelmill
 DEMO_OUT ?= models/smollm2-int4
 
-.PHONY: setup demo test test-fast bench clean extension e2e
+.PHONY: setup demo test test-fast bench clean extension e2e bytecode
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,14 +28,21 @@ demo: setup
 TEST_WORKERS ?= auto
 PYTEST_PARALLEL := -n $(TEST_WORKERS) --dist loadfile
 
+# Tests start hundreds of Python processes (run workers, language servers): with PYTHONDONTWRITEBYTECODE set (as on
+# CI's machines) each one compiled every module it imports, and pytest rewrote every test file's asserts again in
+# each xdist worker. Compile once, and let the test processes write their caches.
+unexport PYTHONDONTWRITEBYTECODE
+bytecode: setup
+	$(PY) -m compileall -q -j 0 server tests bench > /dev/null
+
 # The default suite plus the slow end-to-end tests on the real samples, the extension's unit tests and its e2e.
-test: setup node_modules/.installed
+test: setup node_modules/.installed bytecode
 	$(PY) -m pytest -q $(PYTEST_PARALLEL)
 	npm test
 	$(MAKE) e2e
 
 # Quick loop while developing: skips the slow end-to-end tests.
-test-fast: setup
+test-fast: setup bytecode
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_PARALLEL)
 
 node_modules/.installed: package.json package-lock.json
