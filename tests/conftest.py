@@ -45,7 +45,7 @@ for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
 # numbered temp folders, xdist's popen-gwN): a wrapped path would break the tests that look for it in the output.
 os.environ.setdefault("COLUMNS", "400")
 
-from helpers import make_context  # noqa: E402
+from helpers import built_model_once, built_once, make_context  # noqa: E402
 from modelmill.engine.model import ModelRef  # noqa: E402
 from modelmill.testing.tiny_models import build_genai, build_tiny_bert, build_tiny_llama  # noqa: E402
 
@@ -54,20 +54,23 @@ from modelmill.testing.tiny_models import build_genai, build_tiny_bert, build_ti
 def tiny_llama_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A seeded 2-layer LlamaForCausalLM (hidden 64, 4 heads, 2 KV heads) with a BPE tokenizer, as an HF folder.
     Shared by the session: read it, copy it before writing."""
-    return build_tiny_llama(tmp_path_factory.mktemp("tiny_llama"))
+    return built_once(tmp_path_factory, "tiny_llama", build_tiny_llama)
 
 
 @pytest.fixture(scope="session")
 def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A seeded 2-layer BertModel (hidden 64, 4 heads) with a WordPiece tokenizer, as an HF folder."""
-    return build_tiny_bert(tmp_path_factory.mktemp("tiny_bert"))
+    return built_once(tmp_path_factory, "tiny_bert", build_tiny_bert)
 
 
 def _convert(hf_dir: Path, tmp_path_factory: pytest.TempPathFactory, name: str) -> ModelRef:
     from modelmill.passes.onnx_conversion import OnnxConversion
 
-    ctx = make_context(tmp_path_factory.mktemp(name), name)
-    return OnnxConversion().run(ModelRef(kind="hf", path=hf_dir), OnnxConversion.Params(), ctx)
+    def convert(folder: Path) -> ModelRef:
+        return OnnxConversion().run(ModelRef(kind="hf", path=hf_dir), OnnxConversion.Params(),
+                                    make_context(folder, name))
+
+    return built_model_once(tmp_path_factory, name, convert)
 
 
 @pytest.fixture(scope="session")
@@ -86,6 +89,6 @@ def tiny_bert_onnx(tiny_bert_dir: Path, tmp_path_factory: pytest.TempPathFactory
 def tiny_llama_genai(tiny_llama_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> ModelRef:
     """tiny_llama_dir built by onnxruntime-genai's model builder (int4, CPU): MatMulNBits, GroupQueryAttention,
     past_key_values inputs, external data and genai_config.json."""
-    out = build_genai(tiny_llama_dir, tmp_path_factory.mktemp("tiny_llama_genai"),
-                      tmp_path_factory.mktemp("builder_cache"))
-    return ModelRef(kind="onnx", path=out)
+    out = built_once(tmp_path_factory, "tiny_llama_genai",
+                     lambda folder: build_genai(tiny_llama_dir, folder / "model", folder / "builder_cache"))
+    return ModelRef(kind="onnx", path=out / "model")

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import collections
+import json
+import os
+import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
+from filelock import FileLock
 
 from modelmill.engine.context import Accelerator, PassContext
 from modelmill.engine.events import EventBus
@@ -87,3 +93,37 @@ def run(model: ModelRef, feeds: dict[str, np.ndarray]) -> np.ndarray:
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
     a, b = a.astype(np.float64).ravel(), b.astype(np.float64).ravel()
     return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+def _shared_root(factory: pytest.TempPathFactory) -> Path:
+    """The session's temp folder that every pytest-xdist worker of it shares (each has its own base below it)."""
+    base = factory.getbasetemp()
+    return base.parent if "PYTEST_XDIST_WORKER" in os.environ else base
+
+
+def built_once(factory: pytest.TempPathFactory, name: str, build: Callable[[Path], Any]) -> Path:
+    """The folder ``build(folder)`` filled, built once per test session even under pytest-xdist: the workers of one
+    session share their base temp folder's parent, and a file lock makes the others wait for the first build
+    (with loadfile each worker needs the tiny models at other times, so a wait is rare; a build is 5-20 CPU-s on
+    a 2-core machine). A build that did not finish (its marker is missing) is redone."""
+    root = _shared_root(factory)
+    folder, done = root / f"shared-{name}", root / f"shared-{name}.done"
+    with FileLock(str(root / f"shared-{name}.lock")):
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir(parents=True)
+            build(folder)
+            done.touch()
+    return folder
+
+
+def built_model_once(factory: pytest.TempPathFactory, name: str, build: Callable[[Path], ModelRef]) -> ModelRef:
+    """``built_once`` for a fixture that returns a ModelRef: the ref is kept beside the folder, as JSON."""
+    def build_and_record(folder: Path) -> None:
+        model = build(folder)
+        (folder.parent / f"shared-{name}.json").write_text(json.dumps(model.to_json()))
+
+    built_once(factory, name, build_and_record)
+    spec = json.loads((_shared_root(factory) / f"shared-{name}.json").read_text())
+    return ModelRef(kind=spec["kind"], path=Path(spec["path"]), onnx_file=spec["onnx_file"],
+                    attributes=spec["attributes"])

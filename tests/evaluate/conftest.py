@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from helpers import make_context
+from helpers import built_model_once, make_context
 
 from modelmill.engine.model import ModelRef
 
@@ -16,8 +16,8 @@ def tiny_genai(tiny_llama_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
     """tiny_llama_dir built by ModelBuilder (int4) into an ORT GenAI folder."""
     from modelmill.passes.model_builder import ModelBuilder, ModelBuilderParams
 
-    ctx = make_context(tmp_path_factory.mktemp("eval_genai"), "model_builder")
-    return ModelBuilder().run(ModelRef("hf", tiny_llama_dir), ModelBuilderParams(precision="int4"), ctx)
+    return built_model_once(tmp_path_factory, "eval_genai", lambda folder: ModelBuilder().run(
+        ModelRef("hf", tiny_llama_dir), ModelBuilderParams(precision="int4"), make_context(folder, "model_builder")))
 
 
 def _perturbed_hf(src: Path, out: Path, scale: float) -> Path:
