@@ -130,6 +130,8 @@ def _choose_passes(kind: str, hf_config: dict[str, Any], request: AutoOptRequest
     architectures = set(hf_config.get("architectures") or [])
     if kind == "onnx":
         return _onnx_passes(precision, request.device)
+    if ep == "OpenVINOExecutionProvider":
+        return openvino_passes(request)
     builder_ok = bool(architectures & BUILDER_ARCHITECTURES) or not architectures and not hf_config
     use_builder = request.use_model_builder if request.use_model_builder is not None else builder_ok
     if use_builder:
@@ -156,6 +158,33 @@ def _choose_passes(kind: str, hf_config: dict[str, Any], request: AutoOptRequest
         passes["peephole"] = {"type": "OnnxPeepholeOptimizer"}
     passes.update(_onnx_passes(precision, request.device, include_cleanup=False))
     return passes
+
+
+def openvino_passes(request: AutoOptRequest) -> dict[str, Any]:
+    """Olive 0.13's OpenVINO chain for a Hugging Face model (its ``optimize --provider OpenVINOExecutionProvider``):
+    optimum-intel export with NNCF weight compression → I/O names → EPContext model for onnxruntime-openvino.
+
+    One change from Olive: group size 128 with ``group_size_fallback: adjust``. Olive's plain 128 stops NNCF on any
+    layer whose width 128 does not divide (SmolLM2's 576); adjust gives those layers the largest power-of-two group
+    that divides them (64 there) and keeps 128 elsewhere."""
+    if request.use_model_builder:
+        raise ConfigError("--use_model_builder writes an ORT GenAI model, and --provider OpenVINOExecutionProvider "
+                          "takes the OpenVINO path (optimum-intel export to OpenVINO IR)",
+                          fix="drop one of the two flags", where="--provider")
+    if request.adapter_path or request.adapter_format == "onnx_adapter":
+        raise ConfigError("the OpenVINO path exports a whole model, not a base model plus a LoRA adapter",
+                          fix="merge the adapter first (finetune --merge_adapter), or drop --provider "
+                              "OpenVINOExecutionProvider", where="--provider")
+    quant: dict[str, Any] = {"weight_format": request.precision}
+    if request.precision == "int4":
+        quant.update({"group_size": 128, "ratio": 1.0, "group_size_fallback": "adjust"})
+    return {
+        "optimum_openvino_conversion": {"type": "OpenVINOOptimumConversion", "device": request.device,
+                                        "ov_quant_config": quant},
+        "openvino_io_update": {"type": "OpenVINOIoUpdate", "static": False, "reuse_cache": True},
+        "openvino_encapsulation": {"type": "OpenVINOEncapsulation", "target_device": request.device,
+                                   "keep_ov_dynamic_dims": True, "reuse_cache": True},
+    }
 
 
 def _onnx_passes(precision: str, device: str, include_cleanup: bool = True) -> dict[str, Any]:

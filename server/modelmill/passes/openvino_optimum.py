@@ -99,6 +99,15 @@ class OpenVINOOptimumConversion(Pass):
         except PassError:
             raise
         except Exception as exc:  # noqa: BLE001 - optimum raises many types
+            if type(exc).__name__ == "InvalidGroupSizeError":  # nncf: a layer width the group size does not divide
+                size = (params.ov_quant_config or {}).get("group_size")
+                raise PassError(f"{self.name}: ov_quant_config.group_size {size} does not divide the input width of "
+                                f"some layers (hidden_size {model.hf_config().get('hidden_size')}, "
+                                f"intermediate_size {model.hf_config().get('intermediate_size')})",
+                                fix="set ov_quant_config.group_size_fallback to \"adjust\" (those layers get the "
+                                    "largest power-of-two group that divides them) or \"ignore\" (kept at the "
+                                    "backup precision), or pick a group size that divides every width, e.g. 32"
+                                ) from exc
             raise PassError(f"{self.name}: the OpenVINO export failed: {type(exc).__name__}: {exc}",
                             fix="set extra_args.task for this architecture, or check that optimum-intel supports "
                                 "it") from exc
