@@ -1,4 +1,5 @@
-"""chat: talk to an ORT GenAI output folder (one prompt, or interactive); shared helpers for generate."""
+"""chat: talk to an ORT GenAI or OpenVINO LLM output folder (one prompt, or interactive); shared helpers for
+generate."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_generation_flags(parser: argparse.ArgumentParser) -> None:
     """The flags chat and generate share."""
-    parser.add_argument("model", help="output folder of auto-opt / ModelBuilder")
+    parser.add_argument("model", help="output folder of auto-opt / ModelBuilder, or an OpenVINO LLM export "
+                        "(OpenVINOOptimumConversion; runs in openvino-genai)")
     parser.add_argument("prompt", nargs="?", default=None, help="prompt (chat: interactive when omitted)")
     parser.add_argument("--max_new_tokens", "--max_length", dest="max_new_tokens", type=int, default=128)
     parser.add_argument("--stats", action="store_true", help="print prefill ms and decode tokens/s")
@@ -50,9 +52,21 @@ def run(args: argparse.Namespace) -> int:
 
 
 def load_model(args: argparse.Namespace) -> Any:
-    """The ChatModel for args.model, with --adapter / --no_adapter applied (says which adapter is active)."""
-    from modelmill.genai import ChatModel
+    """The ChatModel for args.model, with --adapter / --no_adapter applied (says which adapter is active); an
+    OpenVINO LLM folder runs in openvino-genai (checked first: an OpenVINOEncapsulation output also has a
+    genai_config.json, for onnxruntime-genai with onnxruntime-openvino, which ModelMill never installs)."""
+    from pathlib import Path
 
+    from modelmill.genai import ChatModel
+    from modelmill.openvino_genai import OpenVINOChatModel, is_openvino_llm
+
+    if is_openvino_llm(Path(args.model)):
+        if args.adapter:
+            from modelmill.errors import ModelMillError
+
+            raise ModelMillError(f"{args.model} is an OpenVINO LLM: --adapter activates ORT GenAI .onnx_adapter files",
+                                 fix="drop --adapter (an OpenVINO export has its adapter merged into the weights)")
+        return OpenVINOChatModel(args.model)
     model = ChatModel(args.model, adapter=False if args.no_adapter else args.adapter)
     if model.adapter_file is not None:
         print(f"[adapter {model.adapter_file.name} active; --no_adapter runs the base model]", file=sys.stderr)

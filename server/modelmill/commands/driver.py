@@ -110,9 +110,15 @@ def execute(document: Any, args: argparse.Namespace, overrides: dict[str, Any]) 
     if outcome.status != "succeeded":
         return 1
     console.print(f"[green bold]done[/] in {outcome.duration_s:.1f}s → {outcome.output_dir}")
-    if outcome.output_dir and _runs_in_genai(outcome.output_dir):
+    if outcome.output_dir and (_runs_in_genai(outcome.output_dir) or _is_openvino_llm(outcome.output_dir)):
         console.print(f"  try it: modelmill chat {outcome.output_dir} \"What is machine learning?\"")
     return 0
+
+
+def _is_openvino_llm(folder: Path) -> bool:
+    from modelmill.openvino_genai import is_openvino_llm
+
+    return is_openvino_llm(folder)
 
 
 def _runs_in_genai(folder: Path) -> bool:

@@ -1,4 +1,4 @@
-"""generate: generate text from a prompt with an ORT GenAI output folder (no chat template unless --chat)."""
+"""generate: generate text from a prompt with an ORT GenAI or OpenVINO LLM folder (no chat template unless --chat)."""
 
 from __future__ import annotations
 
