@@ -78,7 +78,12 @@ def check_pass_types(view: ConfigView) -> list[Diagnostic]:
             message, hint = not_runnable_message(olive, entry)
             diagnostics.append(view.diag(at + ("type",), "warning", "pass-not-runnable", message, hint,
                                          pass_type=olive.name))
-        elif find_pass(pass_type) is None:
+        cls = find_pass(pass_type)
+        missing = cls.missing_packages_message() if cls is not None else None
+        if cls is not None and missing:  # an optional extra that is not installed: the run would stop here
+            diagnostics.append(view.diag(at + ("type",), "error", "pass-not-runnable", missing,
+                                         cls.install_hint or "install it", pass_type=cls.name))
+        if olive is None and cls is None:
             names = [*all_passes(), *(n for n in all_olive_passes() if n not in all_passes())]
             suggestion = did_you_mean(pass_type, names)
             hint = f"did you mean '{suggestion}'?" if suggestion else "see Olive's pass list (`modelmill schema`)"

@@ -119,6 +119,10 @@ class Plan:
         kind: ModelKind = self.input_model.kind
         previous = "the input model"
         for step in self.steps:
+            missing = step.pass_cls.missing_packages_message()
+            if missing:  # before any pass runs, not after the ones before it
+                raise ConfigError(f"pass '{step.name}': {missing}", where=f"passes.{step.name}.type",
+                                  fix=step.pass_cls.install_hint or "install it")
             if not step.pass_cls.takes(kind):
                 wanted = " or ".join(sorted(step.pass_cls.accepts))
                 raise ConfigError(

@@ -86,6 +86,33 @@ class Pass(ABC):
     """Execution providers the pass supports (None = all)."""
     cancel_grace_s: ClassVar[float] = 0.0
     """Seconds a cancelled run waits for this pass to stop on its own (see engine/cancel.py); 0 = kill at once."""
+    required_packages: ClassVar[tuple[str, ...]] = ()
+    """Import names of optional packages the pass needs beyond ModelMill's own (e.g. an extra's)."""
+    install_hint: ClassVar[str | None] = None
+    """How to install ``required_packages`` (validation and the run say it when one is missing)."""
+
+    @classmethod
+    def missing_packages(cls) -> list[str]:
+        """The ``required_packages`` that are not installed here (looked up without importing them)."""
+        import importlib.util
+
+        return [name for name in cls.required_packages if importlib.util.find_spec(name) is None]
+
+    @classmethod
+    def missing_packages_message(cls) -> str | None:
+        missing = cls.missing_packages()
+        if not missing:
+            return None
+        return (f"{cls.name} needs the {', '.join(missing)} package{'s' if len(missing) > 1 else ''}, which "
+                f"{'are' if len(missing) > 1 else 'is'} not installed here")
+
+    def require_packages(self) -> None:
+        """PassError naming ``install_hint`` when a required package is missing."""
+        from modelmill.errors import PassError
+
+        message = self.missing_packages_message()
+        if message:
+            raise PassError(message, fix=self.install_hint or f"install {', '.join(self.missing_packages())}")
 
     @classmethod
     def output_kind(cls, input_kind: ModelKind) -> ModelKind:

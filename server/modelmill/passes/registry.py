@@ -34,6 +34,7 @@ PASS_MODULES = (
     "modelmill.passes.quarot",
     "modelmill.passes.rtn",
     "modelmill.passes.gptq",
+    "modelmill.passes.gptqmodel",
     "modelmill.passes.selective_mixed_precision",
     "modelmill.passes.add_olive_metadata",
     "modelmill.passes.onnx_quantization",
