@@ -45,8 +45,9 @@ class QuantizerParams(PassParams):
 
 
 class RtnParams(QuantizerParams):
-    embeds: bool = Field(False, description="Also quantize the input embeddings (Olive 0.13's rtn; ModelBuilder "
-                         "reads them back as float, GraphSurgeries TieWordEmbeddings can share the LM head's).")
+    embeds: bool = Field(False, description="Also quantize the input embeddings (Olive 0.13's rtn). ModelBuilder "
+                         "keeps them quantized (GatherBlockQuantized); GraphSurgeries TieWordEmbeddings then lets "
+                         "an LM head quantized the same way read them, stored once.")
 
 
 class Rtn(Pass):
