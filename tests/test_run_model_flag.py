@@ -23,6 +23,7 @@ def test_olive_int4_recipe_runs_on_a_local_model(tiny_llama_dir: Path, tmp_path:
             "r": {"type": "rtn", "bits": 4, "group_size": 32, "lm_head": True, "embeds": True,
                   "overrides": {"lm_head": {"bits": 8}, "model.embed_tokens": {"bits": 8}}},
             "m": {"type": "ModelBuilder", "precision": "int4"},
+            "t": {"type": "GraphSurgeries", "surgeries": [{"surgeon": "TieWordEmbeddings"}]},
         },
         "output_dir": str(tmp_path / "out"), "cache_dir": str(tmp_path / "cache"),
     }
@@ -32,5 +33,11 @@ def test_olive_int4_recipe_runs_on_a_local_model(tiny_llama_dir: Path, tmp_path:
     err = capsys.readouterr().err
     assert f"--model: HfModel path 'Qwen/Qwen3-0.6B' (input_model.model_path) replaced by {tiny_llama_dir}" in err
     manifest = json.loads((tmp_path / "out" / "modelmill_run.json").read_text())
-    assert [p["type"] for p in manifest["passes"]] == ["SelectiveMixedPrecision", "Gptq", "Rtn", "ModelBuilder"]
+    assert [p["type"] for p in manifest["passes"]] == ["SelectiveMixedPrecision", "Gptq", "Rtn", "ModelBuilder",
+                                                        "GraphSurgeries"]
+    import onnx
+
+    nodes = onnx.load(str(tmp_path / "out" / "model.onnx"), load_external_data=False).graph.node
+    [embedding] = [n for n in nodes if n.op_type == "GatherBlockQuantized"]  # the 8-bit table, kept quantized
+    assert {a.name: a.i for a in embedding.attribute}["bits"] == 8
     assert len(greedy_tokens(tmp_path / "out", [1, 40, 41], max_length=8)) == 5
