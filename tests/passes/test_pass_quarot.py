@@ -203,3 +203,14 @@ def test_config_values_are_checked() -> None:
     wrong = [d for d in diagnostics({"type": "QuaRot", "rotate_mode": "givens"}) if d.severity == "error"]
     assert [d.path[-1] for d in wrong] == ["rotate_mode"]
     assert QuaRotParams().rotate_mode == "hadamard" and QuaRotParams().seed == 0
+
+
+def test_load_kwargs_float16_loads_and_stores_in_fp16(tiny_llama_dir: Path, tmp_path: Path) -> None:
+    """load_kwargs {torch_dtype: float16}: the rotation runs in float64, the checkpoint is stored in fp16."""
+    half = ModelRef("hf", tiny_llama_dir, attributes={"torch_dtype": "float16"})
+    out = QuaRot().run(half, QuaRotParams(), make_context(tmp_path, "half"))
+    tensors = read_tensors(out.path)
+    assert {t.dtype for t in tensors.values() if t.is_floating_point()} == {torch.float16}
+    # same function up to fp16 rounding of the rotated weights
+    original = _logits(tiny_llama_dir)
+    assert (_logits(out.path) - original).abs().max() < 2e-2 * original.abs().max()
