@@ -46,3 +46,15 @@ def test_model_builder_and_adapters_are_refused(tiny_llama_dir: Path) -> None:
     with pytest.raises(ConfigError, match="LoRA adapter"):
         build_config(_request(adapter_path="adapter"), tiny_llama_dir)
 
+
+
+def test_optimize_takes_the_same_chain(tiny_llama_dir: Path) -> None:
+    from modelmill.cli import build_parser
+    from modelmill.commands.optimize import build_config as optimize_config
+
+    args = build_parser().parse_args(["optimize", "-m", str(tiny_llama_dir), "-o", "o", "--provider", OV,
+                                      "--precision", "int4"])
+    config = optimize_config(args)
+    assert _types(config) == CHAIN
+    assert config["passes"]["optimum_openvino_conversion"]["ov_quant_config"]["group_size"] == 128
+    assert config["systems"]["local_system"]["accelerators"][0]["execution_providers"] == [OV]

@@ -73,6 +73,10 @@ def build_config(args: argparse.Namespace) -> dict[str, Any]:
     if args.qnn_env_path and not args.enable_aot:
         refuse("--qnn_env_path", "--qnn_env_path is used by --enable_aot", "add --enable_aot or drop --qnn_env_path")
     precision = args.precision
+    device = args.device or PROVIDER_DEVICE.get(args.provider, "gpu")
+    if hf and args.provider == "OpenVINOExecutionProvider":
+        return base_config(input_model, _openvino_passes(args, device), args.output_path, args.log_level, device,
+                           args.provider)
     passes: dict[str, Any] = {}
     if hf and (args.num_split is not None or args.memory is not None):
         split: dict[str, Any] = {"type": "CaptureSplitInfo", "unique_embeds_lm_head_splits": True}
@@ -102,9 +106,24 @@ def build_config(args: argparse.Namespace) -> dict[str, Any]:
         if args.qnn_env_path:
             entry["qnn_env_path"] = args.qnn_env_path
         passes["ep_context_binary_generator"] = entry
-    device = args.device or PROVIDER_DEVICE.get(args.provider, "gpu")
     # Olive puts --memory on the accelerator too (bytes), where CaptureSplitInfo's cost model reads it
     return base_config(input_model, passes, args.output_path, args.log_level, device, args.provider, args.memory)
+
+
+def _openvino_passes(args: argparse.Namespace, device: str) -> dict[str, Any]:
+    """Olive's OpenVINO chain for a Hugging Face model (the same as auto-opt's: engine/autoopt.openvino_passes)."""
+    from modelmill.commands.common import refuse
+    from modelmill.engine.autoopt import AutoOptRequest, openvino_passes
+
+    if args.precision not in ("int4", "int8", "fp16", "fp32"):
+        refuse("--precision", f"optimum-intel has no {args.precision} weight format",
+               "use int4, int8, fp16 or fp32 with OpenVINOExecutionProvider")
+    if args.exporter not in (None, "model_builder"):
+        refuse("--exporter", "OpenVINOExecutionProvider exports with optimum-intel (OpenVINOOptimumConversion)",
+               "drop --exporter")
+    return openvino_passes(AutoOptRequest(model=args.model, output_path=args.output_path, device=device,
+                                          provider=args.provider, precision=args.precision,
+                                          adapter_path=args.adapter_path))
 
 
 def _model_builder(args: argparse.Namespace, precision: str) -> dict[str, Any]:
