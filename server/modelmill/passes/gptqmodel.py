@@ -8,7 +8,9 @@ ModelBuilder reads the output (``quant_method: gptq``) as it is and emits MatMul
 
 from __future__ import annotations
 
+import contextlib
 import json
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
@@ -95,22 +97,25 @@ class GptqModel(Pass):
                 f"{'the data_config' if data else 'Python pydoc topics (local text)'}")
         ctx.progress(0.05, "loading the model")
         dtype = load_dtype(model.attributes, model.path)
-        quantized = _quantizer(model, params, dtype, is_trusted(model))
-        if ctx.cancel.is_set():
-            raise RunCancelled()
-        ctx.progress(0.1, "GPTQ (gptqmodel)")
-        quantized.quantize(dataset)
-        if ctx.cancel.is_set():
-            raise RunCancelled()
-        ctx.progress(0.95, "saving the GPTQ checkpoint")
-        quantized.save_quantized(str(ctx.output_dir))
+        # gptqmodel writes its offload folder and a log file into the working directory: keep them in the scratch
+        # folder, not in the user's (process-wide, as the builder's hooks; passes in one process run one at a time)
+        with contextlib.chdir(ctx.work_dir):
+            quantized = _quantizer(model, params, dtype, is_trusted(model), ctx.work_dir / "offload")
+            if ctx.cancel.is_set():
+                raise RunCancelled()
+            ctx.progress(0.1, "GPTQ (gptqmodel)")
+            quantized.quantize(dataset)
+            if ctx.cancel.is_set():
+                raise RunCancelled()
+            ctx.progress(0.95, "saving the GPTQ checkpoint")
+            quantized.save_quantized(str(ctx.output_dir))
         _finish_config(ctx.output_dir / "config.json")
         ctx.report("quantization", {"algorithm": "gptqmodel", "bits": params.bits, "group_size": params.group_size,
                                     "sym": params.sym, "desc_act": params.desc_act, "samples": len(dataset)})
         return ModelRef(kind="hf", path=ctx.output_dir, attributes=dict(model.attributes))
 
 
-def _quantizer(model: ModelRef, params: GptqModelParams, dtype: Any, trusted: bool) -> Any:
+def _quantizer(model: ModelRef, params: GptqModelParams, dtype: Any, trusted: bool, offload: Path) -> Any:
     """gptqmodel's wrapper for the architecture, through its public loader (``GPTQModel.load``: the model class
     from its MODEL_MAP, as Olive picks it, and the device/dtype normalization the constructor alone skips)."""
     from gptqmodel import GPTQModel, QuantizeConfig
@@ -119,7 +124,7 @@ def _quantizer(model: ModelRef, params: GptqModelParams, dtype: Any, trusted: bo
                             lm_head=params.lm_head, dynamic=params.dynamic, device=params.device,
                             rotation=params.rotation, static_groups=params.static_groups, desc_act=params.desc_act,
                             damp_percent=params.damp_percent, damp_auto_increment=params.damp_auto_increment,
-                            true_sequential=params.true_sequential)
+                            true_sequential=params.true_sequential, offload_to_disk_path=str(offload))
     return GPTQModel.load(str(model.path), config, dtype=dtype, trust_remote_code=trusted)
 
 
