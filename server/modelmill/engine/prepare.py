@@ -203,4 +203,6 @@ def check_provider(provider: str, device: str) -> None:
         package = EP_PACKAGES.get(provider, "an onnxruntime build with it")
         raise ConfigError(f"{provider} (device {device}) is not available in this onnxruntime; it has "
                           f"{', '.join(sorted(available))}",
-                          fix=f"install {package} (pip install {package}) or use --device cpu")
+                          # on cpu already, "--device cpu" was no way out: the CPU provider is
+                          fix=f"install {package} (pip install '{package}') or use "
+                              + ("CPUExecutionProvider" if device == "cpu" else "--device cpu"))
