@@ -58,3 +58,17 @@ def test_optimize_takes_the_same_chain(tiny_llama_dir: Path) -> None:
     assert _types(config) == CHAIN
     assert config["passes"]["optimum_openvino_conversion"]["ov_quant_config"]["group_size"] == 128
     assert config["systems"]["local_system"]["accelerators"][0]["execution_providers"] == [OV]
+
+
+def test_missing_provider_on_cpu_offers_the_cpu_provider() -> None:
+    import importlib.util
+
+    from modelmill.config.accelerators import installed_execution_providers
+    from modelmill.engine.prepare import check_provider
+
+    installed_execution_providers.cache_clear()
+    if importlib.util.find_spec("openvino") is not None:
+        pytest.skip("the OpenVINO extra is installed here, so the provider counts as available")
+    with pytest.raises(ConfigError) as refused:
+        check_provider(OV, "cpu")
+    assert "modelmill[openvino]" in (refused.value.fix or "") and "CPUExecutionProvider" in (refused.value.fix or "")
