@@ -306,8 +306,9 @@ def main() -> int:
     ratio = {n: {k: round(statistics.median(a / b for a, b in zip(samples[n][k], samples["ort_int4"][k])), 2)
                  for k in ("prefill", "decode")} for n in names}
     print(f"\n### sample:smollm2: {args.prompt}-token prompt + {args.new} new tokens, {args.threads} threads for every "
-          f"engine, {args.repeats} interleaved repetitions (medians); perplexity: {len(chunks)} chunks of "
-          f"{args.ppl_context} tokens, second half scored; 1-min load average at start {load_start[0]}, after "
+          f"engine, {args.repeats} interleaved repetitions (medians); perplexity: "
+          f"{f'{len(chunks)} chunks of {args.ppl_context} tokens, second half scored' if chunks else 'not run'}; "
+          f"1-min load average at start {load_start[0]}, after "
           f"builds {load_after_builds[0]}, per repetition {loads}, after {load_after_speed[0]}\n")
     print("| engine | build s | weights MB | folder MB | prefill tok/s | decode tok/s | prefill vs ORT | "
           "decode vs ORT | perplexity | vs fp32 |")
