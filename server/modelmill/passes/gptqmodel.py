@@ -8,7 +8,6 @@ ModelBuilder reads the output (``quant_method: gptq``) as it is and emits MatMul
 
 from __future__ import annotations
 
-import contextlib
 import json
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -18,6 +17,7 @@ from pydantic import Field, model_validator
 from modelmill.engine.context import PassContext
 from modelmill.engine.model import ModelRef
 from modelmill.errors import PassError, RunCancelled
+from modelmill.passes import onnx_io
 from modelmill.passes.base import Pass, PassParams, searchable
 from modelmill.remote_code import is_trusted, require_trust
 
@@ -99,7 +99,7 @@ class GptqModel(Pass):
         dtype = load_dtype(model.attributes, model.path)
         # gptqmodel writes its offload folder and a log file into the working directory: keep them in the scratch
         # folder, not in the user's (process-wide, as the builder's hooks; passes in one process run one at a time)
-        with contextlib.chdir(ctx.work_dir):
+        with onnx_io.working_directory(ctx.work_dir):  # contextlib.chdir is Python 3.11+
             quantized = _quantizer(model, params, dtype, is_trusted(model), ctx.work_dir / "offload")
             if ctx.cancel.is_set():
                 raise RunCancelled()
