@@ -3,6 +3,7 @@ Olive's leniency, and ModelMill's own Params models compared with Olive's parame
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from typing import Any
 
@@ -43,9 +44,17 @@ def test_known_olive_pass_is_not_runnable_not_unknown() -> None:
     assert "unknown-pass-type" not in _codes(found)
     compression = [d for d in _check({"q": {"type": "OpenVINOWeightCompression"}}) if d.code == "pass-not-runnable"]
     assert "openvino" in compression[0].message
-    # ModelMill runs QuarkQuantization itself (modelmill[quark]) and the OpenVINO family (modelmill[openvino]).
-    for runnable in ("QuarkQuantization", "OpenVINOConversion"):
-        assert "pass-not-runnable" not in _codes(_check({"q": {"type": runnable}}, "ONNXModel"))
+    # ModelMill runs QuarkQuantization itself (modelmill[quark]) and the OpenVINO family (modelmill[openvino]):
+    # where the extra is installed nothing is said; where it is not, an error names it (the run would stop there).
+    for runnable, module, extra in (("QuarkQuantization", "quark", "modelmill[quark]"),
+                                    ("OpenVINOConversion", "openvino", "modelmill[openvino]")):
+        said = [d for d in _check({"q": {"type": runnable}}, "ONNXModel") if d.code == "pass-not-runnable"]
+        if importlib.util.find_spec(module) is not None:
+            assert said == []
+        else:
+            [missing] = said
+            assert missing.severity == "error" and f"needs the {module} package" in missing.message
+            assert extra in (missing.hint or "") and "Olive pass" not in missing.message
 
 
 def test_unknown_pass_type_only_for_names_olive_lacks() -> None:

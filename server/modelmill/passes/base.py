@@ -94,9 +94,7 @@ class Pass(ABC):
     @classmethod
     def missing_packages(cls) -> list[str]:
         """The ``required_packages`` that are not installed here (looked up without importing them)."""
-        import importlib.util
-
-        return [name for name in cls.required_packages if importlib.util.find_spec(name) is None]
+        return [name for name in cls.required_packages if not _importable(name)]
 
     @classmethod
     def missing_packages_message(cls) -> str | None:
@@ -142,3 +140,14 @@ class Pass(ABC):
     @abstractmethod
     def run(self, model: ModelRef, params: PassParams, ctx: PassContext) -> ModelRef:
         """Transform ``model`` into a new model written under ``ctx.output_dir``."""
+
+
+def _importable(name: str) -> bool:
+    """Whether the module ``name`` is installed, found without importing it (a dotted name's parent package is
+    imported, as Python must; a missing parent means the module is missing too)."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False

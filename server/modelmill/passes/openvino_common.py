@@ -8,7 +8,6 @@ takes the same folder.
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 from pathlib import Path
 from typing import Any
@@ -23,19 +22,6 @@ OPENVINO_EXTRA = "pip install 'modelmill[openvino]'"
 # Folders of openvino-genai's tokenizer IRs; they are companions, never the model itself.
 TOKENIZER_DIRS = ("openvino_tokenizer", "openvino_detokenizer")
 TOKENIZER_IRS = ("openvino_tokenizer", "openvino_detokenizer")
-
-
-def missing_packages(*modules: str) -> list[str]:
-    """The modules of ``modules`` that do not import here (checked without importing them)."""
-    return [name for name in modules if importlib.util.find_spec(name) is None]
-
-
-def require(pass_name: str, *modules: str, extra: str = OPENVINO_EXTRA) -> None:
-    """Raise a PassError naming the extra when one of ``modules`` is not installed."""
-    missing = missing_packages(*modules)
-    if missing:
-        raise PassError(f"{pass_name} needs {', '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} not "
-                        "installed here", fix=extra)
 
 
 class UserScriptParams(PassParams):

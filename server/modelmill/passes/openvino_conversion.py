@@ -39,12 +39,14 @@ class OpenVINOConversion(Pass):
                    "output is an openvino model folder (<model_name>.xml + .bin). Needs modelmill[openvino].")
     Params = OpenVINOConversionParams
     accepts = frozenset({"onnx", "hf", "pytorch"})
+    required_packages = ("openvino",)
+    install_hint = ovc.OPENVINO_EXTRA
     produces = "openvino"
 
     def run(self, model: ModelRef, params: PassParams, ctx: PassContext) -> ModelRef:
         assert isinstance(params, OpenVINOConversionParams)
         params.refuse_scripts(self.name, "example_input_func")
-        ovc.require(self.name, "openvino")
+        self.require_packages()
         import openvino as ov
 
         if params.static and params.input_shapes is not None and not isinstance(params.input_shapes, list):

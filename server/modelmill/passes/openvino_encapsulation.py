@@ -53,13 +53,15 @@ class OpenVINOEncapsulation(Pass):
                    "modelmill[openvino].")
     Params = OpenVINOEncapsulationParams
     accepts = frozenset({"openvino"})
+    required_packages = ("openvino",)
+    install_hint = ovc.OPENVINO_EXTRA
     produces = "onnx"
     supported_providers = ("OpenVINOExecutionProvider",)
 
     def run(self, model: ModelRef, params: PassParams, ctx: PassContext) -> ModelRef:
         assert isinstance(params, OpenVINOEncapsulationParams)
         ovc.require_openvino_model(model, self.name)
-        ovc.require(self.name, "openvino")
+        self.require_packages()
         import onnx
         import openvino as ov
         from onnx import helper

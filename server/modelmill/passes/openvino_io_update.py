@@ -34,13 +34,15 @@ class OpenVINOIoUpdate(Pass):
                    "need. The IR is saved as <name>_st (static) or <name>_dy. Needs modelmill[openvino].")
     Params = OpenVINOIoUpdateParams
     accepts = frozenset({"openvino"})
+    required_packages = ("openvino",)
+    install_hint = ovc.OPENVINO_EXTRA
     produces = "openvino"
 
     def run(self, model: ModelRef, params: PassParams, ctx: PassContext) -> ModelRef:
         assert isinstance(params, OpenVINOIoUpdateParams)
         params.refuse_scripts(self.name)
         ovc.require_openvino_model(model, self.name)
-        ovc.require(self.name, "openvino")
+        self.require_packages()
         import openvino as ov
 
         loaded = ovc.read_ir(model)

@@ -55,13 +55,14 @@ class OpenVINOOptimumConversion(Pass):
     Params = OpenVINOOptimumConversionParams
     accepts = frozenset({"hf"})
     produces = "openvino"
+    required_packages = ("openvino", "nncf", "optimum.intel")
+    install_hint = f"{ovc.OPENVINO_EXTRA}, then {OPTIMUM_EXTRA}"
     supported_precisions = ("fp32", "fp16", "int8", "int4")
 
     def run(self, model: ModelRef, params: PassParams, ctx: PassContext) -> ModelRef:
         assert isinstance(params, OpenVINOOptimumConversionParams)
         params.refuse_scripts(self.name)
-        ovc.require(self.name, "openvino", "nncf")
-        ovc.require(self.name, "optimum.intel", extra=OPTIMUM_EXTRA)
+        self.require_packages()
         if model.adapter_dir is not None:
             raise PassError(f"{self.name} exports a whole model, not a LoRA adapter",
                             fix="merge the adapter first (finetune --merge) and convert the merged folder")

@@ -69,6 +69,8 @@ class OpenVINOQuantization(Pass):
                    "Needs modelmill[openvino].")
     Params = OpenVINOQuantizationParams
     accepts = frozenset({"openvino", "onnx"})
+    required_packages = ("openvino", "nncf")
+    install_hint = ovc.OPENVINO_EXTRA
     supported_precisions = ("int8",)
 
     produces = "openvino"
@@ -80,7 +82,7 @@ class OpenVINOQuantization(Pass):
     def run(self, model: ModelRef, params: PassParams, ctx: PassContext) -> ModelRef:
         assert isinstance(params, OpenVINOQuantizationParams)
         params.refuse_scripts(self.name, "transform_fn", "validation_func")
-        ovc.require(self.name, "openvino", "nncf")
+        self.require_packages()
         import nncf
 
         data_config = resolve_data_config(params.data_config, ctx.data_configs)

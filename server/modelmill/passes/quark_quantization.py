@@ -24,7 +24,6 @@ from modelmill.engine.model import ModelRef
 from modelmill.errors import PassError
 from modelmill.passes import onnx_io
 from modelmill.passes.base import OnnxOutputParams, Pass, PassParams
-from modelmill.passes.openvino_common import require
 
 QUARK_EXTRA = "pip install 'modelmill[quark]' (amd-quark pins onnx<=1.22; see docs/openvino.md)"
 # extra_options that target the Vitis AI execution provider on Ryzen AI NPUs.
@@ -104,6 +103,8 @@ class QuarkQuantization(Pass):
     Params = QuarkQuantizationParams
     accepts = frozenset({"onnx"})
     produces = "onnx"
+    required_packages = ("quark",)
+    install_hint = QUARK_EXTRA
     input_hint = ("a Hugging Face input runs Olive's Quark-Torch branch (AWQ calibrated on the Hub's pileval, on a "
                   "GPU), which ModelMill does not run: export to ONNX first (OnnxConversion or ModelBuilder) to use "
                   "Quark's ONNX quantizer")
@@ -116,7 +117,7 @@ class QuarkQuantization(Pass):
                             f"dataset {params.dataset!r}, on a GPU), which ModelMill does not run",
                             fix="export to ONNX first (OnnxConversion or ModelBuilder) to use Quark's ONNX quantizer")
         refuse_npu_options(params.extra_options, ctx.accelerator.execution_provider)
-        require(self.name, "quark", "onnx", extra=QUARK_EXTRA)
+        self.require_packages()
         from quark.onnx import ModelQuantizer
         from quark.onnx.quantization.config.config import QConfig
 
