@@ -228,3 +228,31 @@ def test_optimum_conversion_refuses_hub_datasets() -> None:
         quantization_config("x", {"group_size": 64})
     with pytest.raises(PassError, match="quant_mode"):
         quantization_config("x", {"quant_mode": "int8"})
+
+
+def test_user_code_is_refused_before_any_work(tmp_path: Path) -> None:
+    """Olive's bert-base-multilingual-cased OpenVINO recipe names a transform_fn in its third pass: a run stops at
+    preparation, naming the pass, instead of after the conversion and the I/O update have run."""
+    from modelmill.config import Environment, parse_document
+    from modelmill.engine.prepare import prepare_run
+    from modelmill.errors import ConfigError
+
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "model.onnx").write_bytes(b"")
+    (tmp_path / "user_script.py").write_text("")
+
+    def document(quantize: dict) -> object:
+        config = {"input_model": {"type": "ONNXModel", "model_path": "m/model.onnx"},
+                  "passes": {"convert": {"type": "OpenVINOConversion", "static": False},
+                             "quantize": {"type": "OpenVINOQuantization", **quantize}},
+                  "output_dir": "out"}
+        path = tmp_path / "c.json"
+        path.write_text(json.dumps(config))
+        return parse_document(path.read_text(), str(path))
+
+    env = Environment(Environment.current().installed_eps, tmp_path)
+    with pytest.raises(ConfigError, match=r"pass quantize: OpenVINOQuantization: user_script, transform_fn name "
+                                          r"user code") as err:
+        prepare_run(document({"user_script": "user_script.py", "transform_fn": "f"}), None, tmp_path, env=env)
+    assert "data_config" in str(err.value.fix)
+    assert prepare_run(document({}), None, tmp_path, env=env).plan.steps[1].name == "quantize"

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from modelmill.errors import ConfigError, ModelMillError
+from modelmill.errors import ConfigError, ModelMillError, PassError
 
 if TYPE_CHECKING:
     from modelmill.config import Document, Environment, WorkflowConfig
@@ -151,6 +151,7 @@ def prepare_run(document: Document, overrides: dict[str, Any] | None, base_dir: 
     anchor_plan(plan, run_bases(base_dir, document.base_dir))
     if check_providers:  # a run (a preview plans what it can, as for providers)
         refuse_hub_data(plan)
+        refuse_user_code(plan)
     if trust_remote_code:  # the CLI flag stands in for the config's trust_remote_code
         plan.input_model = plan.input_model.with_attributes(trust_remote_code=True)
     if check_providers and (plan.metrics or any("onnx" in {*step.pass_cls.accepts, step.pass_cls.produces}
@@ -186,6 +187,19 @@ def refuse_hub_data(plan: Any) -> None:
                               "and ModelMill does not download data sets",
                               fix="point load_dataset_config.data_name at a local .jsonl/.json/.txt file or folder "
                                   f"(or use a local_dataset with data_files), {instead}")
+
+
+def refuse_user_code(plan: Any) -> None:
+    """Stop before any work when a pass names user code (Olive's OpenVINO recipes: user_script, transform_fn,
+    example_input_func), which ModelMill does not run, instead of when that pass is reached after the earlier ones."""
+    for step in plan.steps:
+        refuse = getattr(step.params, "refuse_scripts", None)
+        if not callable(refuse):
+            continue
+        try:
+            refuse(step.pass_cls.name, *getattr(step.pass_cls, "script_params", ()))
+        except PassError as exc:
+            raise ConfigError(f"pass {step.name}: {exc.message}", fix=exc.fix) from exc
 
 
 def check_provider(provider: str, device: str) -> None:

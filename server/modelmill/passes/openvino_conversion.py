@@ -40,12 +40,13 @@ class OpenVINOConversion(Pass):
     Params = OpenVINOConversionParams
     accepts = frozenset({"onnx", "hf", "pytorch"})
     required_packages = ("openvino",)
+    script_params: tuple[str, ...] = ("example_input_func",)  # function-name parameters refused at preparation
     install_hint = ovc.OPENVINO_EXTRA
     produces = "openvino"
 
     def run(self, model: ModelRef, params: PassParams, ctx: PassContext) -> ModelRef:
         assert isinstance(params, OpenVINOConversionParams)
-        params.refuse_scripts(self.name, "example_input_func")
+        params.refuse_scripts(self.name, *self.script_params)
         self.require_packages()
         import openvino as ov
 

@@ -70,6 +70,7 @@ class OpenVINOQuantization(Pass):
     Params = OpenVINOQuantizationParams
     accepts = frozenset({"openvino", "onnx"})
     required_packages = ("openvino", "nncf")
+    script_params: tuple[str, ...] = ("transform_fn", "validation_func")  # function-name parameters refused at preparation
     install_hint = ovc.OPENVINO_EXTRA
     supported_precisions = ("int8",)
 
@@ -81,7 +82,7 @@ class OpenVINOQuantization(Pass):
 
     def run(self, model: ModelRef, params: PassParams, ctx: PassContext) -> ModelRef:
         assert isinstance(params, OpenVINOQuantizationParams)
-        params.refuse_scripts(self.name, "transform_fn", "validation_func")
+        params.refuse_scripts(self.name, *self.script_params)
         self.require_packages()
         import nncf
 
