@@ -55,6 +55,7 @@ from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH] + [str(BENCH)]  # see openvino.py
+from encoder import write_results
 from vs_llamacpp import (  # the same prompt, ORT loop, scoring and llama.cpp runners as the llama.cpp bench
     GenAIModel,
     fp32_perplexity,
@@ -353,13 +354,7 @@ def main() -> int:
         "builds": built, "size": size, "speed_samples": samples, "speed_median": med, "vs_ort": ratio,
         "perplexity": ppl, "ov_properties": ov_properties, "ort_threads": ort.threads,
     }
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    args.results.write_text(json.dumps(result, indent=2, default=str))
-    print(f"\nwrote {args.results}")
-    if args.keep:
-        print(f"kept {work}")
-    else:
-        shutil.rmtree(work, ignore_errors=True)
+    write_results(args.results, result, work, args.keep)
     return 0
 
 
