@@ -20,6 +20,16 @@ time, as a subprocess from its own folder with a time limit; then its output is 
   tokens; a plain ONNX decoder runs one forward pass in ORT. The top-1 next token over every position of a fixed
   prompt is compared with the PyTorch sample's (fp32 paths: ok at ≥ 0.99 agreement; int4/int8: the rate is reported).
 
+``--openvino`` selects instead the configs with an OpenVINO or Quark pass (OpenVINOExecutionProvider counts as CPU
+here: the passes convert and compress on the CPU, whatever device the EPContext node names) and checks an OpenVINO
+output in the OpenVINO runtime: an LLM IR generates 16 greedy tokens through openvino-genai (compared with the PyTorch
+sample's greedy tokens), an encoder IR runs in ``openvino.Core`` (cosine of mean-pooled embeddings with PyTorch), and
+an EPContext model (OpenVINOEncapsulation) passes ``onnx.checker`` with its node pointing at the IR beside it; it is
+not run, as onnxruntime-openvino must not share an environment with onnxruntime. Run it with the Python of an
+environment that has the openvino extra (the ``modelmill`` next to that Python runs the configs):
+
+    /tmp/ovllm-venv/bin/python bench/olive_configs_run.py FOLDER... --openvino [--local-data]
+
 Results go to the JSON (one row per run: config, passes, model, outcome, reason, seconds, check) and a table.
 """
 
@@ -38,11 +48,18 @@ from typing import Any
 
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
 from olive_corpus import workflow_configs
 
+# bench/openvino.py would shadow the openvino package (openvino-genai imports it): the bench folder leaves sys.path
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH]
+
 ROOT = Path(__file__).resolve().parents[1]
-MODELMILL = ROOT / ".venv" / "bin" / "modelmill"
+# the modelmill of the environment running this script (e.g. one with the openvino extra), else the project's
+MODELMILL = next((p for p in (Path(sys.executable).parent / "modelmill", ROOT / ".venv" / "bin" / "modelmill")
+                  if p.exists()), ROOT / ".venv" / "bin" / "modelmill")
+OPENVINO_PASS = re.compile(r"^(openvino|quark)", re.IGNORECASE)
 NON_CPU_EPS = ("CUDA", "Dml", "DML", "TensorRT", "QNN", "ROCM", "MIGraphX", "VitisAI", "OpenVINO", "NvTensorRtRtx",
                "CoreML", "WebGpu", "JsExecutionProvider")
 SENTENCES = ["The quick brown fox jumps over the lazy dog.", "ONNX Runtime runs models fast on a CPU.",
@@ -124,11 +141,15 @@ def model_kind(model: dict[str, Any]) -> tuple[str | None, str]:
     return None, kind or f"unknown model kind ({path or mtype})"
 
 
-def select(folders: list[Path]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def select(folders: list[Path], openvino: bool = False) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The configs to run and the counts at each filter. ``openvino``: only those with an OpenVINO*/Quark* pass,
+    with OpenVINOExecutionProvider counted as CPU; without it they are left out as "not CPU", as before."""
     from modelmill.passes.registry import all_passes
 
     runnable = {name.lower() for name in all_passes()}
     counts: dict[str, Any] = {"exist": 0, "cpu": 0, "passes_runnable": 0, "selected": 0}
+    if openvino:
+        counts = {"exist": 0, "openvino_or_quark": 0, **{k: v for k, v in counts.items() if k != "exist"}}
     skipped: dict[str, Counter[str]] = defaultdict(Counter)
     selected = []
     for folder in folders:
@@ -142,7 +163,13 @@ def select(folders: list[Path]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
                 skipped["unreadable"][type(exc).__name__] += 1
                 continue
             passes = config.get("passes") if isinstance(config.get("passes"), dict) else {}
+            if openvino:
+                if not any(OPENVINO_PASS.match(str(e.get("type", ""))) for e in passes.values() if isinstance(e, dict)):
+                    continue
+                counts["openvino_or_quark"] += 1
             eps, devices = providers(config)
+            if openvino:
+                eps = ["CPUExecutionProvider" if ep == "OpenVINOExecutionProvider" else ep for ep in eps]
             gpu_keys = gpu_only_keys(passes)
             non_cpu = [ep for ep in eps if ep != "CPUExecutionProvider"]
             if eps and "CPUExecutionProvider" not in eps:
@@ -167,18 +194,33 @@ def select(folders: list[Path]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
                 skipped["model kind"][why] += 1
                 continue
             counts["selected"] += 1
-            selected.append({"config": str(path), "passes": types, "sample": sample, "kind": why,
-                             "model": str(model.get("model_path") or model.get("type")),
-                             "task": model.get("task")})
+            row = {"config": str(path), "passes": types, "sample": sample, "kind": why,
+                   "model": str(model.get("model_path") or model.get("type")), "task": model.get("task")}
+            targets = sorted({str(e["target_device"]) for e in passes.values()
+                              if isinstance(e, dict) and e.get("target_device")})
+            if targets:
+                row["target_device"] = ", ".join(targets)
+            selected.append(row)
     counts["skipped"] = {k: dict(v.most_common()) for k, v in skipped.items()}
     return selected, counts
 
 
-def stratify(selected: list[dict[str, Any]], per_shape: int) -> list[dict[str, Any]]:
+def stratify(selected: list[dict[str, Any]], per_shape: int, by_params: bool = False) -> list[dict[str, Any]]:
+    """At most ``per_shape`` rows of each pass combination (``by_params``: of each distinct set of pass parameters,
+    ov_version and reuse_cache aside, which change no work); each chosen row lists the configs it stands for."""
     shapes: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
     for row in selected:
-        shapes[(row["sample"], *row["passes"])].append(row)
-    return [row for rows in shapes.values() for row in rows[:per_shape]]
+        key: tuple[str, ...] = (row["sample"], *row["passes"])
+        if by_params:
+            passes = flat(load(Path(row["config"]))).get("passes") or {}
+            key = (row["sample"], json.dumps([{k: v for k, v in e.items() if k not in ("ov_version", "reuse_cache")}
+                                              for e in passes.values() if isinstance(e, dict)], sort_keys=True))
+        shapes[key].append(row)
+    chosen = []
+    for rows in shapes.values():
+        for row in rows[:per_shape]:
+            chosen.append({**row, "stands_for": [r["config"] for r in rows[per_shape:]]} if by_params else row)
+    return chosen
 
 
 # ---------------------------------------------------------------- checks
@@ -344,6 +386,108 @@ def check_llm(out: Path, sample_dir: Path, fp32: bool) -> dict[str, Any]:
     return result
 
 
+def openvino_irs(out: Path) -> list[Path]:
+    """The model IRs (not the tokenizer IRs) under ``out``."""
+    return [p for p in sorted(out.rglob("*.xml")) if p.with_suffix(".bin").exists()
+            and p.stem not in ("openvino_tokenizer", "openvino_detokenizer")]
+
+
+def check_epcontext(out: Path) -> dict[str, Any] | None:
+    """An OpenVINOEncapsulation output: onnx.checker passes, one com.microsoft EPContext node, embed_mode 0, and its
+    ep_cache_context names an IR beside the .onnx file. None when the output has no .onnx file."""
+    import onnx
+
+    files = onnx_files(out)
+    if not files:
+        return None
+    proto = onnx.load(str(files[0]), load_external_data=False)
+    onnx.checker.check_model(proto)
+    nodes = [n for n in proto.graph.node if n.op_type == "EPContext"]
+    if len(nodes) != 1 or nodes[0].domain != "com.microsoft":
+        return {"ok": False, "why": f"{len(nodes)} EPContext nodes in {files[0].name}"}
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in nodes[0].attribute}
+    attrs = {k: v.decode() if isinstance(v, bytes) else v for k, v in attrs.items()}
+    target = files[0].parent / str(attrs.get("ep_cache_context", ""))
+    ok = attrs.get("embed_mode") == 0 and target.suffix == ".xml" and target.exists() and \
+        target.with_suffix(".bin").exists()
+    return {"ok": ok, "file": files[0].name, "ep_cache_context": attrs.get("ep_cache_context"),
+            "DeviceClass": attrs.get("DeviceClass"), "ep_sdk_version": attrs.get("ep_sdk_version"),
+            "why": "" if ok else f"EPContext node does not point at an IR beside it: {attrs}"}
+
+
+def check_openvino(out: Path, sample_dir: Path, sample: str, int_weights: bool) -> dict[str, Any]:
+    """An OpenVINO output: the IR runs in the OpenVINO runtime (LLM: openvino-genai) and is compared with PyTorch;
+    an EPContext model beside it is checked statically (onnxruntime-openvino is not installed here)."""
+    import numpy as np
+    import torch
+
+    irs = openvino_irs(out)
+    if not irs:
+        return {"ok": False, "why": "no OpenVINO IR in the output"}
+    result: dict[str, Any] = {"ir": irs[0].name}
+    epcontext = check_epcontext(out)
+    if epcontext is not None:
+        result["epcontext"] = epcontext
+        if not epcontext["ok"]:
+            return {**result, "ok": False, "why": f"EPContext: {epcontext['why']}"}
+    if sample == "smollm2":
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from modelmill.openvino_genai import generate, llm_ir
+
+        folder = irs[0].parent
+        if llm_ir(folder) is None:
+            return {**result, "ok": False, "why": "not an openvino-genai LLM folder (tokenizer IRs missing)"}
+        text, stats = generate(folder, PROMPT, max_new_tokens=16)
+        tok = AutoTokenizer.from_pretrained(sample_dir)
+        ids = tok(PROMPT, return_tensors="pt")["input_ids"]
+        with torch.no_grad():
+            ref_ids = AutoModelForCausalLM.from_pretrained(sample_dir).eval().generate(
+                ids, max_new_tokens=16, do_sample=False)[0, ids.shape[1]:].tolist()
+        got = tok(text, add_special_tokens=False)["input_ids"]
+        same = next((i for i, (a, b) in enumerate(zip(got, ref_ids)) if a != b), min(len(got), len(ref_ids)))
+        result.update(loader="openvino_genai.LLMPipeline", text=text, reference=tok.decode(ref_ids),
+                      new_tokens=int(stats["new_tokens"]), metric="greedy tokens equal to PyTorch's (of 16)",
+                      value=same)
+        ok = int(stats["new_tokens"]) > 0 and bool(text.strip())
+        if int_weights:
+            return {**result, "ok": ok, "why": "" if ok else "no text generated"}
+        return {**result, "ok": ok and same >= 8, "threshold": 8,
+                "why": "" if ok and same >= 8 else f"{same} of 16 greedy tokens equal to PyTorch's"}
+    import openvino as ov
+    from transformers import AutoModel, AutoTokenizer
+
+    compiled = ov.Core().compile_model(str(irs[0]), "CPU")
+    tok = AutoTokenizer.from_pretrained(sample_dir)
+    first = []
+    feeds_all = tok(SENTENCES, padding="max_length", max_length=128, truncation=True, return_tensors="np")
+    for i in range(len(SENTENCES)):  # batch 1: the Olive recipes fix the shape to [1, 128]
+        feeds = {}
+        for port in compiled.inputs:
+            name = port.get_any_name()
+            value = feeds_all[name][i:i + 1] if name in feeds_all else np.zeros((1, 128), dtype=np.int64)
+            shape = port.get_partial_shape()
+            if shape.is_static and shape[1].get_length() != value.shape[1]:
+                value = value[:, : shape[1].get_length()]
+            feeds[name] = value.astype(np.int64)
+        first.append(np.asarray(compiled(feeds)[compiled.outputs[0]], dtype=np.float32))
+    out0 = np.concatenate(first)
+    result["output_shape"] = list(out0.shape)
+    if out0.ndim != 3:
+        return {**result, "ok": None, "why": "IR runs in openvino.Core; its classification head is random at export "
+                "(the sample has none), so there is no reference"}
+    mask = feeds_all["attention_mask"].astype(np.float32)[..., None]
+    with torch.no_grad():
+        ref = AutoModel.from_pretrained(sample_dir).eval()(
+            **{k: torch.from_numpy(v.astype(np.int64)) for k, v in feeds_all.items()}).last_hidden_state.numpy()
+    a, b = (out0 * mask).sum(1) / mask.sum(1), (ref * mask).sum(1) / mask.sum(1)
+    cos = float(np.min((a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))))
+    threshold = 0.95 if int_weights else 0.99
+    return {**result, "ok": cos >= threshold, "metric": "min cosine of mean-pooled embeddings (openvino.Core)",
+            "value": round(cos, 5), "threshold": threshold,
+            "why": "" if cos >= threshold else f"cosine {cos:.4f} < {threshold}"}
+
+
 # ---------------------------------------------------------------- runs
 
 
@@ -360,6 +504,15 @@ def precision_of(row: dict[str, Any], config: dict[str, Any]) -> str:
 
 def first_error(text: str) -> str:
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    # ModelMill's own "error: ..." line (with its continuation) first: plan lines may hold "error" in a value
+    for i, ln in enumerate(lines):
+        if ln.startswith("error:"):
+            rest = []
+            for x in lines[i + 1:i + 4]:
+                if re.match(r"(fix:|error:|\d+/\d+ |plan |Traceback)", x):
+                    break
+                rest.append(x)
+            return " ".join([ln, *rest])[:300]
     for i, ln in enumerate(lines):
         if re.search(r"error|refus|not supported|cannot|failed|Traceback", ln, re.IGNORECASE) and not ln.startswith("--model"):
             if ln.endswith(":") and i + 1 < len(lines):  # "the config has 1 error:" → the error itself
@@ -373,9 +526,44 @@ def _component(config: dict[str, Any], key: str) -> dict[str, Any]:
     return {**{k: v for k, v in part.items() if k != "params"}, **(part.get("params") or {})}
 
 
-def local_data_variant(path: Path, data_dir: Path) -> Path | None:
+DATA_FREE_OFF = ("awq", "scale_estimation", "gptq", "lora_correction")
+
+
+def openvino_local_passes(raw: dict[str, Any]) -> list[str]:
+    """Olive's OpenVINO recipes without their scripts and hub data, fitted to the sample (in place):
+    OpenVINOConversion without example_input_func (ModelMill builds example inputs from input_shapes),
+    OpenVINOQuantization without transform_fn (ModelMill feeds the tokenized local data by input name),
+    OpenVINOOptimumConversion without ov_quant_config.dataset where the dataset changes nothing (no AWQ/scale
+    estimation/GPTQ, and ratio 1 or the data-free weight_quantization_error sensitivity), and with
+    group_size_fallback "adjust" where a group size is set (SmolLM2's widths 576 and 1536 are not multiples of 128,
+    the published models' are; nncf's default, as in Olive, is an error). The changes made, named."""
+    changes: list[str] = []
+    for entry in (raw.get("passes") or {}).values():
+        if not isinstance(entry, dict):
+            continue
+        kind = str(entry.get("type", "")).lower()
+        keys = {"openvinoconversion": ("example_input_func",), "openvinoquantization": ("transform_fn",)}.get(kind, ())
+        for key in keys:
+            if key in entry:
+                entry.pop(key)
+                entry.pop("user_script", None)
+                entry.pop("script_dir", None)
+                changes.append(f"no {key}")
+        quant = entry.get("ov_quant_config") if kind == "openvinooptimumconversion" else None
+        if isinstance(quant, dict) and quant.get("dataset") is not None and not any(quant.get(k) for k in DATA_FREE_OFF) \
+                and (quant.get("ratio") in (1, 1.0) or quant.get("sensitivity_metric") == "weight_quantization_error"):
+            changes.append(f"no dataset {quant.pop('dataset')!r} (unused: data-free settings)")
+        if isinstance(quant, dict) and quant.get("group_size") and not quant.get("group_size_fallback"):
+            quant["group_size_fallback"] = "adjust"
+            changes.append("group_size_fallback adjust")
+    return changes
+
+
+def local_data_variant(path: Path, data_dir: Path, openvino: bool = False) -> tuple[Path, list[str]] | None:
     """A copy of the config (next to it, ``<stem>.local.json``) whose hub data configs read a local JSONL of
-    built-in English sentences instead (the columns its pre-processing names, labels 0/1); None when it has none."""
+    built-in English sentences instead (the columns its pre-processing names, labels 0/1); None when it has none.
+    ``openvino``: also data configs that a user script loads (Olive's OpenVINO recipes load hub sets there) and the
+    pass changes of openvino_local_passes."""
     from modelmill.engine.data import hub_dataset
     from modelmill.evaluate.runtime import local_sentences
 
@@ -384,8 +572,11 @@ def local_data_variant(path: Path, data_dir: Path) -> Path | None:
     entries = configs if isinstance(configs, list) else list(configs.values()) if isinstance(configs, dict) else []
     changed = False
     sentences = local_sentences(64)
+    changes = openvino_local_passes(raw) if openvino else []
+    changed = bool(changes)
     for entry in entries:
-        if not isinstance(entry, dict) or hub_dataset(entry) is None:
+        scripted = openvino and isinstance(entry, dict) and bool(entry.get("user_script"))
+        if not isinstance(entry, dict) or (hub_dataset(entry) is None and not scripted):
             continue
         pre = _component(entry, "pre_process_data_config")
         custom_pre = str((entry.get("pre_process_data_config") or {}).get("type", "")) not in ("",
@@ -403,12 +594,13 @@ def local_data_variant(path: Path, data_dir: Path) -> Path | None:
             entry["pre_process_data_config"] = {"input_cols": cols, "max_samples": pre.get("max_samples", 32)}
         entry.pop("user_script", None)
         entry.pop("script_dir", None)
+        changes.append(f"data config {entry.get('name', '')} → local JSONL")
         changed = True
     if not changed:
         return None
     variant = path.with_name(f"{path.stem}.local.json")
     variant.write_text(json.dumps(raw, indent=2))
-    return variant
+    return variant, changes
 
 
 def run_one(row: dict[str, Any], out_root: Path, limit_s: int, samples: dict[str, Path]) -> dict[str, Any]:
@@ -429,7 +621,7 @@ def run_one(row: dict[str, Any], out_root: Path, limit_s: int, samples: dict[str
     result = {**row, "seconds": seconds, "replaced": replaced, "rc": proc.returncode}
     if proc.returncode != 0:
         text = proc.stderr + proc.stdout
-        refused = re.search(r"hub|download|local folders only|refus|not found locally|offline|AzureML|Olive-only",
+        refused = re.search(r"hub|download|local folders only|refus|not found locally|offline|AzureML|Olive-only|user code",
                             text, re.IGNORECASE) and "Traceback" not in text
         result.update(outcome="refused" if refused else "failed", reason=first_error(proc.stderr or proc.stdout))
         result["stderr_tail"] = "\n".join(proc.stderr.splitlines()[-15:])
@@ -449,7 +641,9 @@ def checked(row: dict[str, Any], out: Path, samples: dict[str, Path]) -> dict[st
     try:
         prec = precision_of(row, flat(load(Path(row.get("run_config") or row["config"]))))
         result["precision"] = prec
-        if row["sample"] == "minilm":
+        if openvino_irs(out):
+            check = check_openvino(out, samples[row["sample"]], row["sample"], prec in ("int8", "int4"))
+        elif row["sample"] == "minilm":
             check = check_encoder(out, samples["minilm"], row.get("task"), prec in ("int8", "int4"))
         else:
             check = check_llm(out, samples["smollm2"], prec in ("fp32", "fp16"))
@@ -486,6 +680,10 @@ def table(rows: list[dict[str, Any]]) -> str:
             detail = f"{check['metric']}: {check['value']}" + (f" ({detail})" if detail else "")
         detail = detail.replace("|", "/")
         name = r["config"].split("examples/")[-1].split("test/")[-1] + (" (local data)" if r.get("variant") else "")
+        if r.get("target_device"):
+            name += f" [{r['target_device']}]"
+        if r.get("stands_for"):
+            name += f" (+{len(r['stands_for'])} with the same passes)"
         lines.append(f"| {name} | {' → '.join(r['passes'])} | "
                      f"{r['sample']} | {r['outcome']} | {detail} | {r.get('seconds', '')} |")
     return "\n".join(lines)
@@ -497,9 +695,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--select-only", action="store_true")
     parser.add_argument("--limit-s", type=int, default=360)
     parser.add_argument("--per-shape", type=int, default=0, help="run at most N configs per pass combination")
+    parser.add_argument("--by-params", action="store_true",
+                        help="with --per-shape: N per distinct set of pass parameters instead of pass combination")
     parser.add_argument("--only", default=None, help="regex on the config path")
     parser.add_argument("--local-data", action="store_true",
                         help="run the configs that read hub data sets with local sentences in their place instead")
+    parser.add_argument("--openvino", action="store_true",
+                        help="select the configs with an OpenVINO or Quark pass instead (OpenVINOExecutionProvider "
+                             "counts as CPU) and check OpenVINO outputs in the OpenVINO runtime")
     parser.add_argument("--out", type=Path, default=Path("/tmp/olive_configs_run"))
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--recheck", type=Path, default=None, metavar="JSON",
@@ -507,21 +710,23 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.recheck:
         return recheck(args.recheck, args.out)
-    selected, counts = select([f.resolve() for f in args.folders])
+    selected, counts = select([f.resolve() for f in args.folders], args.openvino)
     print(json.dumps(counts, indent=2))
     shapes = Counter(" → ".join([r["sample"], *r["passes"]]) for r in selected)
     print(f"pass combinations: {len(shapes)}")
     for shape, n in shapes.most_common():
         print(f"  {n:3} {shape}")
-    chosen = stratify(selected, args.per_shape) if args.per_shape else selected
+    chosen = stratify(selected, args.per_shape, args.by_params) if args.per_shape else selected
     if args.only:
         chosen = [r for r in chosen if re.search(args.only, r["config"])]
     if args.local_data:  # only the configs with hub data sets, each reading local sentences instead
         variants = []
         for row in chosen:
-            variant = local_data_variant(Path(row["config"]), args.out / "data")
-            if variant is not None:
-                variants.append({**row, "run_config": str(variant), "variant": "hub data → local JSONL"})
+            made = local_data_variant(Path(row["config"]), args.out / "data", args.openvino)
+            if made is not None:
+                variant, changes = made
+                label = "; ".join(changes) if args.openvino else "hub data → local JSONL"
+                variants.append({**row, "run_config": str(variant), "variant": label})
         chosen = variants
     if args.select_only:
         for r in chosen:
