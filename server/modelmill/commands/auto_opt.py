@@ -34,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from modelmill.commands import common
     from modelmill.commands.driver import local_model, run_generated
-    from modelmill.engine.autoopt import AutoOptRequest, build_config
+    from modelmill.engine.autoopt import AutoOptRequest, build_config, plan_notes
 
     common.check_common(args)
     if args.precision not in PRECISIONS:
@@ -48,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
                              trust_remote_code=args.trust_remote_code, log_level=args.log_level,
                              adapter_path=args.adapter_path, adapter_format=args.adapter_format,
                              tune_session=not args.no_tune)
-    config = build_config(request, local_model(args.model))
+    model_dir = local_model(args.model)
+    config = build_config(request, model_dir)
     olive_compat.apply_auto_opt(args, config)
-    return run_generated(config, args)
+    return run_generated(config, args, plan_notes(request, model_dir))

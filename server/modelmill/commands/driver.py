@@ -10,7 +10,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 
 def step_printer() -> Callable[[str], None]:
@@ -28,8 +28,9 @@ def local_model(value: str) -> Path:
     return resolve_model_path(value, step_printer())
 
 
-def run_generated(config: dict[str, Any], args: argparse.Namespace) -> int:
-    """Run a config a command built from its flags (saved next to the output with --save_config_file)."""
+def run_generated(config: dict[str, Any], args: argparse.Namespace, notes: Sequence[str] = ()) -> int:
+    """Run a config a command built from its flags (saved next to the output with --save_config_file); ``notes``
+    are printed with the plan (e.g. auto-opt's hints)."""
     from modelmill.config import parse_document
 
     document = parse_document(json.dumps(config, indent=2), f"<{args.command}>.json")
@@ -38,10 +39,10 @@ def run_generated(config: dict[str, Any], args: argparse.Namespace) -> int:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(document.text)
         print(f"saved the config to {target}", file=sys.stderr)
-    return execute(document, args, {})
+    return execute(document, args, {}, notes)
 
 
-def execute(document: Any, args: argparse.Namespace, overrides: dict[str, Any]) -> int:
+def execute(document: Any, args: argparse.Namespace, overrides: dict[str, Any], notes: Sequence[str] = ()) -> int:
     """Validate, plan, check the hardware, run with progress; the one path every run takes."""
     from dataclasses import replace
 
@@ -77,6 +78,8 @@ def execute(document: Any, args: argparse.Namespace, overrides: dict[str, Any]) 
     if plan.cluster is not None:
         console.print(f"  on Ray cluster '{plan.cluster.name}' at {plan.cluster.address or 'a local Ray instance'}")
     console.print(f"  → {plan.output_dir}")
+    for note in notes:
+        console.print(f"  {note}", markup=False)
     if getattr(args, "dry_run", False):
         print(document.text if document.name.startswith("<") else json.dumps(config.model_dump(
             mode="json", exclude_none=True), indent=2))

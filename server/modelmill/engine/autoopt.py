@@ -74,6 +74,17 @@ def build_config(request: AutoOptRequest, model_dir: Path | None) -> dict[str, A
     }
 
 
+def plan_notes(request: AutoOptRequest, model_dir: Path | None) -> list[str]:
+    """What auto-opt says with its plan besides the passes: a hint where another runtime measured faster on this
+    CPU for this kind of model (engine/openvino_hint.py)."""
+    from modelmill.engine.openvino_hint import openvino_hint
+
+    kind, hf_config = _inspect(model_dir)
+    encoder = kind == "hf" and str(hf_config.get("model_type", "")) in ENCODER_OPT_TYPES
+    hint = openvino_hint(encoder, request.precision, request.provider or DEFAULT_EP(request.device))
+    return [hint] if hint else []
+
+
 def _add_adapter_extraction(passes: dict[str, Any], request: AutoOptRequest, model_dir: Path | None) -> None:
     """Base + adapter → the base model plus a separate .onnx_adapter file (needs the builder's LoRA branches)."""
     from modelmill.finetune.adapters import find_adapter
