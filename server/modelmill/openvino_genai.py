@@ -9,6 +9,7 @@ a folder, so a renamed IR is read here and handed to the pipeline with the folde
 from __future__ import annotations
 
 import importlib.util
+import json
 import queue
 import threading
 import time
@@ -32,8 +33,22 @@ def llm_ir(folder: Path) -> Path | None:
     return others[0] if len(others) == 1 else None
 
 
+# Architectures that generate text: an encoder exported by optimum-intel also gets tokenizer IRs, but no chat.
+GENERATIVE_SUFFIXES = ("ForCausalLM", "LMHeadModel", "ForConditionalGeneration")
+
+
 def is_openvino_llm(folder: Path) -> bool:
-    return llm_ir(folder) is not None
+    """An openvino-genai LLM folder (``llm_ir``) whose config.json, where there is one, names a generative
+    architecture."""
+    if llm_ir(folder) is None:
+        return False
+    try:
+        architectures = json.loads((Path(folder) / "config.json").read_text()).get("architectures") or []
+    except FileNotFoundError:
+        return True
+    except (OSError, ValueError, AttributeError):
+        return False
+    return any(str(name).endswith(GENERATIVE_SUFFIXES) for name in architectures)
 
 
 def pipeline(folder: Path, device: str = "CPU", num_threads: int | None = None) -> Any:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from modelmill.openvino_genai import llm_ir
+from modelmill.openvino_genai import is_openvino_llm, llm_ir
 
 needs_optimum = pytest.mark.skipif(
     any(importlib.util.find_spec(name) is None for name in ("openvino", "openvino_genai", "nncf", "optimum"))
@@ -35,6 +35,17 @@ def test_llm_ir_finds_the_renamed_model(tmp_path: Path) -> None:
     assert llm_ir(tmp_path) is None  # two candidates: not guessed
     _ir(tmp_path, "openvino_model")
     assert llm_ir(tmp_path) == tmp_path / "openvino_model.xml"
+
+
+def test_an_encoder_ir_with_tokenizer_irs_is_not_an_llm(tmp_path: Path) -> None:
+    """optimum-intel writes tokenizer IRs for a BERT too: `run` must not offer `modelmill chat` for it."""
+    for stem in ("openvino_tokenizer", "openvino_detokenizer", "openvino_model"):
+        _ir(tmp_path, stem)
+    assert is_openvino_llm(tmp_path)  # no config.json: the IR layout is all there is to go by
+    (tmp_path / "config.json").write_text(json.dumps({"architectures": ["BertModel"]}))
+    assert not is_openvino_llm(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"architectures": ["LlamaForCausalLM"]}))
+    assert is_openvino_llm(tmp_path)
 
 
 def test_llm_ir_needs_the_tokenizer_irs(tmp_path: Path) -> None:
