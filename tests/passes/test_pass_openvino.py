@@ -230,6 +230,36 @@ def test_optimum_conversion_refuses_hub_datasets() -> None:
         quantization_config("x", {"quant_mode": "int8"})
 
 
+def test_a_hub_dataset_nncf_would_not_read_is_left_out_with_a_warning() -> None:
+    """Olive's NPU recipes name wikitext2 with ratio 1 and no AWQ/scale estimation: NNCF never reads it there, so
+    ModelMill runs them without it (saying so); where a setting reads it, the run is refused, naming the setting."""
+    from modelmill.passes.openvino_optimum import dataset_readers
+
+    npu = {"weight_format": "int4", "group_size": 128, "dataset": "wikitext2", "ratio": 1, "awq": False,
+           "scale_estimation": False, "sym": True, "backup_precision": "int8_asym",
+           "sensitivity_metric": "weight_quantization_error"}
+    assert dataset_readers(npu) == []
+    assert dataset_readers({**npu, "awq": True, "scale_estimation": True}) == ["awq", "scale_estimation"]
+    assert dataset_readers({**npu, "ratio": 0.8, "sensitivity_metric": None}) == [
+        "ratio 0.8 (data-aware mixed precision)"]
+    assert dataset_readers({**npu, "ratio": 0.8}) == []  # the data-free metric: mixed precision without data
+    assert dataset_readers({"weight_format": "int8", "ratio": 0.5, "dataset": "wikitext2"}) == []  # int8: ratio 1
+
+
+def test_optimum_conversion_leaves_an_unread_hub_dataset_out() -> None:
+    pytest.importorskip("optimum.intel")
+    from modelmill.passes.openvino_optimum import quantization_config
+
+    said: list[str] = []
+    config = quantization_config("x", {"weight_format": "int4", "group_size": 128, "dataset": "wikitext2",
+                                       "ratio": 1, "sym": True}, said.append)
+    assert config.quantization_config.dataset is None and config.quantization_config.group_size == 128
+    assert len(said) == 1 and "'wikitext2' is not downloaded" in said[0]
+    with pytest.raises(PassError, match="awq, scale_estimation read it"):
+        quantization_config("x", {"weight_format": "int4", "dataset": "wikitext2", "awq": True,
+                                  "scale_estimation": True})
+
+
 def test_user_code_is_refused_before_any_work(tmp_path: Path) -> None:
     """Olive's bert-base-multilingual-cased OpenVINO recipe names a transform_fn in its third pass: a run stops at
     preparation, naming the pass, instead of after the conversion and the I/O update have run."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 from pydantic import Field
 
@@ -75,7 +75,7 @@ class OpenVINOOptimumConversion(Pass):
         source = str(model.path)
         library = extra.pop("library", None) or "transformers"
         task = extra.pop("task", None) or default_task(model.hf_config())
-        ov_config = quantization_config(source, params.ov_quant_config)
+        ov_config = quantization_config(source, params.ov_quant_config, ctx.warn)
         quant = ov_config.quantization_config if ov_config is not None else None
         args: dict[str, Any] = {
             **extra,
@@ -148,8 +148,10 @@ def _check_choices(extra: dict[str, Any], quant: dict[str, Any]) -> None:
                             fix=f"use one of {', '.join(allowed)}")
 
 
-def quantization_config(model_path: str, quant: dict[str, Any] | None) -> Any:
-    """optimum-intel's OVConfig for ``ov_quant_config`` (Olive's rules), or None for a plain export."""
+def quantization_config(model_path: str, quant: dict[str, Any] | None,
+                        warn: Callable[[str], None] | None = None) -> Any:
+    """optimum-intel's OVConfig for ``ov_quant_config`` (Olive's rules), or None for a plain export. A Hub
+    ``dataset`` is refused where NNCF would read it and left out (``warn`` says so) where it would not."""
     if not quant:
         return None
     from optimum.intel.openvino.configuration import (
@@ -171,9 +173,14 @@ def quantization_config(model_path: str, quant: dict[str, Any] | None) -> Any:
                         "Hub dataset, which ModelMill does not download",
                         fix="use weight_format int8/int4 here, or OpenVINOQuantization with a local data_config")
     if quant.get("dataset") is not None:
-        raise PassError(f"ov_quant_config.dataset {quant['dataset']!r} is a Hugging Face Hub dataset, which ModelMill "
-                        "does not download (AWQ, scale estimation and GPTQ need it)",
-                        fix="remove dataset (and awq/scale_estimation/gptq): data-free compression needs none")
+        readers = dataset_readers(quant)
+        if readers:
+            raise PassError(f"ov_quant_config.dataset {quant['dataset']!r} is a Hugging Face Hub dataset, which "
+                            f"ModelMill does not download, and {', '.join(readers)} read{'s' if len(readers) == 1 else ''}"
+                            " it", fix="remove dataset and those settings: data-free compression needs none")
+        if warn is not None:  # Olive would download it for nothing: the compressed weights are the same without
+            warn(f"ov_quant_config.dataset {quant['dataset']!r} is not downloaded: NNCF reads it only for AWQ, scale "
+                 "estimation, GPTQ, LoRA correction or a mixed-precision ratio below 1, and these settings use none")
     if weight_format in ("fp16", "fp32"):
         return OVConfig(dtype=weight_format)
     config = _weight_compression(quant)
@@ -184,6 +191,17 @@ def quantization_config(model_path: str, quant: dict[str, Any] | None) -> Any:
         elif weight_format == "int4":
             config = _default_int4()
     return OVConfig(quantization_config=config)
+
+
+def dataset_readers(quant: dict[str, Any]) -> list[str]:
+    """The ``ov_quant_config`` settings that make NNCF's weight compression read its dataset: AWQ, scale estimation,
+    GPTQ, LoRA correction, and a ratio below 1 with a data-aware sensitivity metric (NNCF's WeightCompression
+    ``_data_aware_compression`` / ``_data_aware_mixed_precision``); with none of them it never reads it."""
+    readers = [key for key in ("awq", "scale_estimation", "gptq", "lora_correction") if quant.get(key)]
+    ratio = 1.0 if quant.get("weight_format") == "int8" else (quant.get("ratio") or _default_int4().get("ratio"))
+    if ratio != 1.0 and quant.get("sensitivity_metric") != "weight_quantization_error":
+        readers.append(f"ratio {ratio} (data-aware mixed precision)")
+    return readers
 
 
 def _default_int4() -> dict[str, Any]:
