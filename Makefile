@@ -29,8 +29,9 @@ TEST_WORKERS ?= auto
 PYTEST_PARALLEL := -n $(TEST_WORKERS) --dist loadfile
 
 # Tests start hundreds of Python processes (run workers, language servers): with PYTHONDONTWRITEBYTECODE set (as on
-# CI's machines) each one compiled every module it imports, and pytest rewrote every test file's asserts again in
-# each xdist worker. Compile once, and let the test processes write their caches.
+# CI's machines) each one compiles what it imports, and pytest rewrites every test file's asserts in each xdist
+# worker. Compile once, and let the test processes write their caches (on the 2-vCPU VM of bench/README.md's
+# test_suite.py figures the difference was within the noise; it is cheap).
 unexport PYTHONDONTWRITEBYTECODE
 bytecode: setup
 	$(PY) -m compileall -q -j 0 server tests bench > /dev/null
