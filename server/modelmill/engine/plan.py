@@ -209,19 +209,23 @@ def resolve_input_model(config: "WorkflowConfig") -> ModelRef:
                       fix="use HfModel, PyTorchModel, ONNXModel or DiffusersModel", where="input_model.type")
 
 
-_LOAD_DTYPES = ("auto", "float32", "float16", "bfloat16", "float", "half", "fp32", "fp16", "bf16")
+LOAD_DTYPES = {"auto": "auto", "float32": "float32", "float": "float32", "fp32": "float32", "float16": "float16",
+               "half": "float16", "fp16": "float16", "bfloat16": "bfloat16", "bf16": "bfloat16"}
+"""Olive's spellings of ``load_kwargs.torch_dtype`` → the one name the passes load in (quant.checkpoint.load_dtype
+knows only these)."""
 
 
 def _load_dtype(spec: Any) -> str | None:
-    """``load_kwargs.torch_dtype`` (Olive's spellings: ``float16``, ``torch.float16``, ``auto``), checked."""
+    """``load_kwargs.torch_dtype`` (Olive's spellings: ``float16``, ``torch.float16``, ``fp16``, ``auto``), checked
+    and named one way."""
     value = getattr(getattr(spec, "load_kwargs", None), "torch_dtype", None)
     if value is None:
         return None
     name = str(value).removeprefix("torch.")
-    if name not in _LOAD_DTYPES:
+    if name not in LOAD_DTYPES:
         raise ConfigError(f"load_kwargs.torch_dtype {value!r} is not a dtype a model can be loaded in",
                           fix="use float32, float16, bfloat16 or auto", where="input_model.load_kwargs.torch_dtype")
-    return name
+    return LOAD_DTYPES[name]
 
 
 def _trusts_remote_code(spec: Any) -> bool:

@@ -129,8 +129,9 @@ class LoadedModel:
     dtype: torch.dtype = torch.float32  # what float weights and scales are stored in (load_kwargs.torch_dtype)
 
 
-_DTYPES = {"float32": torch.float32, "float": torch.float32, "fp32": torch.float32, "float16": torch.float16,
-           "half": torch.float16, "fp16": torch.float16, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+"""By the names the run gives the ``torch_dtype`` attribute (engine/plan.LOAD_DTYPES maps Olive's other spellings to
+them) and config.json's ``dtype``."""
 
 
 def load_dtype(attributes: dict[str, Any], folder: Path) -> torch.dtype:
