@@ -197,7 +197,7 @@ def refuse_user_code(plan: Any) -> None:
         if not callable(refuse):
             continue
         try:
-            refuse(step.pass_cls.name, *getattr(step.pass_cls, "script_params", ()))
+            refuse(step.pass_cls.name)
         except PassError as exc:
             raise ConfigError(f"pass {step.name}: {exc.message}", fix=exc.fix) from exc
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import Field
 
@@ -32,9 +32,13 @@ class UserScriptParams(PassParams):
     script_dir: str | None = Field(None, description="Olive's script folder. ModelMill does not run user code: "
                                    "leave it unset.")
 
-    def refuse_scripts(self, pass_name: str, *names: str) -> None:
-        """PassError when the user script or any parameter in ``names`` (a function name) is set."""
-        used = [name for name in ("user_script", "script_dir", *names) if getattr(self, name, None)]
+    function_params: ClassVar[tuple[str, ...]] = ()
+    """The pass's other parameters that name a user function (refused as the user script is)."""
+
+    def refuse_scripts(self, pass_name: str) -> None:
+        """PassError when the user script or a ``function_params`` parameter is set (the run's preparation calls
+        this for every pass, so user code is refused before any work)."""
+        used = [name for name in ("user_script", "script_dir", *self.function_params) if getattr(self, name, None)]
         if used:
             raise PassError(f"{pass_name}: {', '.join(used)} name user code, which ModelMill does not run",
                             fix="remove them: calibration data comes from data_config (a local_dataset or a "

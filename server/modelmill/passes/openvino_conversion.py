@@ -14,6 +14,7 @@ from modelmill.passes.base import Pass, PassParams
 
 
 class OpenVINOConversionParams(ovc.UserScriptParams):
+    function_params = ("example_input_func",)
     input_shapes: list[Any] | None = Field(
         None, description="Shapes of the model inputs, one list per input, e.g. [[1, 128], [1, 128]] (-1 or a "
                           "[min, max] pair for a dynamic dim). Applied when static is true; for a PyTorch model "
@@ -40,13 +41,12 @@ class OpenVINOConversion(Pass):
     Params = OpenVINOConversionParams
     accepts = frozenset({"onnx", "hf", "pytorch"})
     required_packages = ("openvino",)
-    script_params: tuple[str, ...] = ("example_input_func",)  # function-name parameters refused at preparation
     install_hint = ovc.OPENVINO_EXTRA
     produces = "openvino"
 
     def run(self, model: ModelRef, params: PassParams, ctx: PassContext) -> ModelRef:
         assert isinstance(params, OpenVINOConversionParams)
-        params.refuse_scripts(self.name, *self.script_params)
+        params.refuse_scripts(self.name)
         self.require_packages()
         import openvino as ov
 

@@ -35,13 +35,12 @@ class OpenVINOIoUpdate(Pass):
     Params = OpenVINOIoUpdateParams
     accepts = frozenset({"openvino"})
     required_packages = ("openvino",)
-    script_params: tuple[str, ...] = ()  # function-name parameters refused at preparation
     install_hint = ovc.OPENVINO_EXTRA
     produces = "openvino"
 
     def run(self, model: ModelRef, params: PassParams, ctx: PassContext) -> ModelRef:
         assert isinstance(params, OpenVINOIoUpdateParams)
-        params.refuse_scripts(self.name, *self.script_params)
+        params.refuse_scripts(self.name)
         ovc.require_openvino_model(model, self.name)
         self.require_packages()
         import openvino as ov

@@ -56,13 +56,12 @@ class OpenVINOOptimumConversion(Pass):
     accepts = frozenset({"hf"})
     produces = "openvino"
     required_packages = ("openvino", "nncf", "optimum.intel")
-    script_params: tuple[str, ...] = ()  # function-name parameters refused at preparation
     install_hint = f"{ovc.OPENVINO_EXTRA}, then {OPTIMUM_EXTRA}"
     supported_precisions = ("fp32", "fp16", "int8", "int4")
 
     def run(self, model: ModelRef, params: PassParams, ctx: PassContext) -> ModelRef:
         assert isinstance(params, OpenVINOOptimumConversionParams)
-        params.refuse_scripts(self.name, *self.script_params)
+        params.refuse_scripts(self.name)
         self.require_packages()
         if model.adapter_dir is not None:
             raise PassError(f"{self.name} exports a whole model, not a LoRA adapter",

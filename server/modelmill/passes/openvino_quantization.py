@@ -27,6 +27,7 @@ ScopeType = Literal["names", "types", "patterns"]
 
 
 class OpenVINOQuantizationParams(ovc.UserScriptParams):
+    function_params = ("transform_fn", "validation_func")
     data_config: str | dict[str, Any] | None = Field(
         None, description="Calibration data: the name of an entry in data_configs, or an inline data config (a "
                           "local_dataset of text, or a DummyDataContainer). Olive requires it; ModelMill calibrates "
@@ -70,7 +71,6 @@ class OpenVINOQuantization(Pass):
     Params = OpenVINOQuantizationParams
     accepts = frozenset({"openvino", "onnx"})
     required_packages = ("openvino", "nncf")
-    script_params: tuple[str, ...] = ("transform_fn", "validation_func")  # function-name parameters refused at preparation
     install_hint = ovc.OPENVINO_EXTRA
     supported_precisions = ("int8",)
 
@@ -82,7 +82,7 @@ class OpenVINOQuantization(Pass):
 
     def run(self, model: ModelRef, params: PassParams, ctx: PassContext) -> ModelRef:
         assert isinstance(params, OpenVINOQuantizationParams)
-        params.refuse_scripts(self.name, *self.script_params)
+        params.refuse_scripts(self.name)
         self.require_packages()
         import nncf
 
